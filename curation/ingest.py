@@ -1,0 +1,130 @@
+"""Ingest: read an input shard, validate it, normalise text, give every document a stable id.
+
+File-level problems (unreadable, not Parquet, no text column) raise `ShardError`; row-level
+problems (null, empty, binary that is not UTF-8, too long) quarantine that row with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from pathlib import PurePosixPath
+
+import pyarrow as pa
+
+from curation.normalize import content_hash, generated_doc_id, normalize_text
+from curation.shards import ShardError, check_text_column, iter_parquet_batches, open_parquet
+from curation.stage import Rejection, split_rows
+from schemas.config import InputConfig, IngestConfig
+
+STAGE = "ingest"
+
+
+class InputShard:
+    """One input file, validated up front so that a bad file fails before any output is written."""
+
+    def __init__(self, path: str, cfg: InputConfig):
+        self.path = path
+        self.cfg = cfg
+        with open_parquet(path) as pf:
+            self.schema = pf.schema_arrow
+        check_text_column(path, self.schema, cfg.text_column)
+        self.id_column = cfg.id_column if cfg.id_column in self.schema.names else None
+        # logical -> physical, for the optional columns this shard actually has
+        self.mapped = {k: v for k, v in cfg.columns.items() if v in self.schema.names}
+        used = {cfg.text_column, *self.mapped.values()} | ({self.id_column} if self.id_column else set())
+        self.unmapped = [n for n in self.schema.names if n not in used]
+        self.default_source = cfg.source or PurePosixPath(path.split("://")[-1]).parent.name or None
+
+    def batches(self) -> Iterator[pa.Table]:
+        try:
+            for batch in iter_parquet_batches(self.path, self.cfg.batch_size):
+                yield batch.rename_columns(
+                    ["text" if n == self.cfg.text_column else f"__in_{n}" for n in batch.schema.names]
+                )
+        except ShardError:
+            raise
+        except (pa.ArrowException, OSError) as err:
+            raise ShardError(self.path, f"corrupt data while reading rows ({err})") from None
+
+
+def _text_verdict(value: object, limits: IngestConfig) -> tuple[str | None, Rejection | None]:
+    if value is None:
+        return None, Rejection("null_text")
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as err:
+            # the rejected row keeps a readable rendering; input_file/input_row locate the raw bytes
+            return value.decode("utf-8", errors="replace"), Rejection("invalid_utf8", f"byte {err.start}: {err.reason}")
+    text = normalize_text(value).strip("\n")
+    if len(text.strip()) < limits.min_chars:
+        return None, Rejection("empty_text", f"{len(text.strip())} characters after normalisation")
+    if len(text) > limits.max_chars:
+        return text, Rejection("too_long", f"{len(text)} characters > ingest.max_chars={limits.max_chars}")
+    return text, None
+
+
+def _as_datetime(value: object) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _metadata(row: dict, shard: InputShard) -> str | None:
+    meta: dict = {}
+    raw = row.get(f"__in_{shard.mapped['metadata']}") if "metadata" in shard.mapped else None
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+            meta.update(parsed if isinstance(parsed, dict) else {"metadata": parsed})
+        except json.JSONDecodeError:
+            meta["metadata"] = raw
+    elif isinstance(raw, dict):
+        meta.update(raw)
+    for name in shard.unmapped:
+        meta[name] = row.get(f"__in_{name}")
+    return json.dumps(meta, default=str, sort_keys=True) if meta else None
+
+
+def ingest_batch(batch: pa.Table, shard: InputShard, first_row: int, run_id: str, limits: IngestConfig) -> tuple[pa.Table, pa.Table]:
+    rows_out, verdicts = [], []
+    for offset, row in enumerate(batch.to_pylist()):
+        input_row = first_row + offset
+        text, verdict = _text_verdict(row["text"], limits)
+        raw_id = row.get(f"__in_{shard.id_column}") if shard.id_column else None
+        doc_id = str(raw_id) if raw_id is not None else generated_doc_id(shard.path, input_row)
+
+        def field(name: str):
+            return row.get(f"__in_{shard.mapped[name]}") if name in shard.mapped else None
+
+        source = field("source")
+        rows_out.append(
+            {
+                "doc_id": doc_id,
+                "text": text if text is not None else "",
+                "content_hash": content_hash(text) if text is not None else "",
+                "run_id": run_id,
+                "source": str(source) if source is not None else shard.default_source,
+                "url": None if field("url") is None else str(field("url")),
+                "crawl_date": _as_datetime(field("crawl_date")),
+                "input_file": shard.path,
+                "input_row": input_row,
+                "metadata": _metadata(row, shard),
+                "n_chars": len(text) if text is not None else 0,
+                "n_words": len(text.split()) if text is not None else 0,
+                "n_lines": text.count("\n") + 1 if text else 0,
+                "input_language": None if field("language") is None else str(field("language")),
+            }
+        )
+        verdicts.append(verdict)
+    return split_rows(rows_out, verdicts, STAGE)

@@ -1,0 +1,55 @@
+"""PII redaction in kept documents: emails and public IPs through datatrove's PII formatter,
+phone numbers through our own pattern (datatrove has none). Nothing is rejected here; the number
+of redactions is recorded per document."""
+
+from __future__ import annotations
+
+import re
+
+from curation.stage import DocumentCheck, Rejection
+from schemas.config import PiiConfig
+
+STAGE = "pii"
+
+# international or North-American style numbers with at least 9 digits in groups
+_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){2,4}(?![\w])")
+PHONE_REPLACEMENT = "+1 555 0100"
+
+
+def _count_digits(s: str) -> int:
+    return sum(ch.isdigit() for ch in s)
+
+
+def redact_phones(text: str) -> tuple[str, int]:
+    count = 0
+
+    def replace(match: re.Match) -> str:
+        nonlocal count
+        if _count_digits(match.group(0)) < 9:
+            return match.group(0)
+        count += 1
+        return PHONE_REPLACEMENT
+
+    return _PHONE.sub(replace, text), count
+
+
+def pii_check(cfg: PiiConfig) -> DocumentCheck:
+    from datatrove.pipeline.formatters import PIIFormatter
+
+    formatter = PIIFormatter(remove_emails=cfg.emails, remove_ips=cfg.ips)
+
+    def check(row: dict) -> Rejection | None:
+        text = row["text"]
+        redacted = formatter.format(text)
+        changes = sum(1 for _ in formatter.emails_replacer.regex.finditer(text)) if cfg.emails else 0
+        if cfg.ips:
+            changes += sum(1 for m in formatter.ip_replacer.regex.finditer(text) if formatter.ip_replacer.validator(m.group(0)))
+        if cfg.phones:
+            redacted, phones = redact_phones(redacted)
+            changes += phones
+        row["text"] = redacted
+        row["pii_redactions"] = changes
+        row["n_chars"] = len(redacted)
+        return None
+
+    return check

@@ -1,0 +1,390 @@
+"""A curation run as a list of steps over shards, runnable with or without Prefect.
+
+`prepare_run` fixes what a run is (its id, config, input shards, enabled stages); `run_steps`
+lists the steps in order, each either per shard (independent tasks) or global (one decision over
+the whole run); `finalize_run` checks the accounting across every stage, writes the near-duplicate
+index of the survivors and registers the run in the warehouse. The Prefect flow in flows/ and
+`run_pipeline` below are two drivers of the same steps.
+
+Every step skips work whose output already exists (outputs are written atomically, stats last),
+so re-running an interrupted run id continues where it stopped and produces the same outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation import progress
+from curation.dedup import (
+    EXACT_STAGE,
+    NEAR_STAGE,
+    RUN_BANDS,
+    curated_index,
+    decision_check,
+    load_decisions,
+    plan_exact_dedup,
+    plan_near_dedup,
+    shard_bands,
+)
+from curation.ingest import STAGE as INGEST_STAGE
+from curation.ingest import InputShard, ingest_batch
+from curation.language import language_processor
+from curation.pii import pii_check
+from curation.quality import quality_check
+from curation.shards import ShardError, expand_input_paths, iter_parquet_batches, write_json_atomic, write_table_atomic
+from curation.stage import AccountingError, StagePaths, per_document, process_shard
+from curation.toxicity import toxicity_processor
+from schemas.config import RunConfig
+from warehouse.warehouse import Warehouse
+
+STAGES = (INGEST_STAGE, EXACT_STAGE, NEAR_STAGE, "quality", "language", "toxicity", "pii")
+
+
+class RunError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Shard:
+    id: str
+    input_path: str
+
+
+@dataclass
+class RunPlan:
+    run_id: str
+    config: RunConfig
+    run_dir: Path
+    shards: list[Shard]
+    stages: list[str]
+    input_errors: list[dict] = field(default_factory=list)
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.run_dir / f"{STAGES.index(stage):02d}_{stage}"
+
+    def paths(self, stage: str, shard: Shard) -> StagePaths:
+        return StagePaths.for_shard(self.stage_dir(stage), shard.id)
+
+    def previous(self, stage: str) -> str:
+        return self.stages[self.stages.index(stage) - 1]
+
+    def curated_files(self, stage: str) -> list[Path]:
+        return [self.paths(stage, s).curated for s in self.shards]
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.config.warehouse.path)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    stage: str
+    per_shard: bool
+    fn: Callable[[RunPlan, Shard | None], dict | None]
+
+
+# ---------------------------------------------------------------- planning
+
+
+def new_run_id() -> str:
+    return "run-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def enabled_stages(cfg: RunConfig) -> list[str]:
+    switches = {
+        EXACT_STAGE: cfg.exact_dedup.enabled,
+        NEAR_STAGE: cfg.near_dedup.enabled,
+        "quality": cfg.quality.enabled,
+        "language": cfg.language.enabled,
+        "toxicity": cfg.toxicity.enabled,
+        "pii": cfg.pii.enabled,
+    }
+    return [s for s in STAGES if switches.get(s, True)]
+
+
+def _config_fingerprint(cfg: RunConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_run(cfg: RunConfig, run_id: str | None = None, force: bool = False) -> RunPlan:
+    run_id = run_id or new_run_id()
+    if not run_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise RunError(f"run id {run_id!r}: use letters, digits, '-', '_' and '.' only")
+    run_dir = Path(cfg.output.root).resolve() / "runs" / run_id
+    manifest_path = run_dir / "run.json"
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest["config_fingerprint"] != _config_fingerprint(cfg):
+            raise RunError(
+                f"run {run_id} already exists in {run_dir} with a different config: "
+                "resume it with the same config, use --force to recompute, or pick a new --run-id"
+            )
+        shards = [Shard(**s) for s in manifest["shards"]]
+        input_errors = manifest["input_errors"]
+    else:
+        paths, missing = expand_input_paths(cfg.input.paths)
+        if not paths:
+            detail = "; ".join(f"{p}: {e}" for p, e in missing) or "no paths configured"
+            raise RunError(f"no input shards found for input.paths ({detail})")
+        shards = [Shard(id=f"shard-{i:05d}", input_path=p) for i, p in enumerate(paths)]
+        input_errors = [{"run_id": run_id, "input_file": p, "error": e} for p, e in missing]
+        write_json_atomic(
+            manifest_path,
+            {
+                "run_id": run_id,
+                "config_fingerprint": _config_fingerprint(cfg),
+                "config": cfg.model_dump(mode="json"),
+                "shards": [s.__dict__ for s in shards],
+                "input_errors": input_errors,
+                "created_at": datetime.now(timezone.utc).isoformat(),
+            },
+        )
+    plan = RunPlan(run_id=run_id, config=cfg, run_dir=run_dir, shards=shards, stages=enabled_stages(cfg), input_errors=input_errors)
+    plan.warehouse.run_started(run_id, run_dir, [s.input_path for s in shards], cfg.model_dump(mode="json"))
+    return plan
+
+
+# ---------------------------------------------------------------- steps
+
+
+def _previous_batches(plan: RunPlan, stage: str, shard: Shard):
+    return iter_parquet_batches(plan.paths(plan.previous(stage), shard).curated, plan.config.input.batch_size)
+
+
+def ingest_step(plan: RunPlan, shard: Shard) -> dict | None:
+    paths = plan.paths(INGEST_STAGE, shard)
+    if paths.done():
+        return None
+    error_marker = plan.run_dir / "input_errors" / f"{shard.id}.json"
+    try:
+        source = InputShard(shard.input_path, plan.config.input)
+        next_row = 0
+
+        def process(batch):
+            nonlocal next_row
+            first, next_row = next_row, next_row + batch.num_rows
+            return ingest_batch(batch, source, first, plan.run_id, plan.config.ingest)
+
+        return process_shard(stage=INGEST_STAGE, shard=shard.id, run_id=plan.run_id, batches=source.batches(), process=process, paths=paths)
+    except ShardError as err:
+        # the file is recorded as an input error and contributes no documents; the run goes on
+        write_json_atomic(error_marker, {"run_id": plan.run_id, "input_file": shard.input_path, "error": str(err)})
+        return process_shard(
+            stage=INGEST_STAGE, shard=shard.id, run_id=plan.run_id, batches=[], process=None, paths=paths, extra={"input_error": str(err)}
+        )
+
+
+def exact_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
+    out = plan.stage_dir(EXACT_STAGE) / "decisions.parquet"
+    if out.exists():
+        return None
+    cfg = plan.config.exact_dedup
+    prior = plan.warehouse.completed_files("documents", exclude_run=plan.run_id) if cfg.against_warehouse else []
+    return plan_exact_dedup(plan.curated_files(plan.previous(EXACT_STAGE)), prior, out)
+
+
+def near_bands_step(plan: RunPlan, shard: Shard) -> dict | None:
+    out = plan.stage_dir(NEAR_STAGE) / "bands" / f"{shard.id}.parquet"
+    if out.exists():
+        return None
+    tables = [shard_bands(b, plan.config.near_dedup) for b in _previous_batches(plan, NEAR_STAGE, shard)]
+    write_table_atomic(out, pa.concat_tables(tables) if tables else RUN_BANDS.empty_table())
+    progress.shard_done("near_dedup_signatures", shard.id, 0, 0)
+    return {"band_rows": sum(t.num_rows for t in tables)}
+
+
+def near_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
+    out = plan.stage_dir(NEAR_STAGE) / "decisions.parquet"
+    if out.exists():
+        return None
+    cfg = plan.config.near_dedup
+    prior = plan.warehouse.completed_files("minhash_index", exclude_run=plan.run_id) if cfg.against_warehouse else []
+    bands = [plan.stage_dir(NEAR_STAGE) / "bands" / f"{s.id}.parquet" for s in plan.shards]
+    return plan_near_dedup(bands, prior, out)
+
+
+def _decision_apply(stage: str):
+    def step(plan: RunPlan, shard: Shard) -> dict | None:
+        paths = plan.paths(stage, shard)
+        if paths.done():
+            return None
+        decisions = load_decisions(plan.stage_dir(stage) / "decisions.parquet", shard.input_path)
+        return process_shard(
+            stage=stage,
+            shard=shard.id,
+            run_id=plan.run_id,
+            batches=_previous_batches(plan, stage, shard),
+            process=per_document(stage, decision_check(decisions)),
+            paths=paths,
+        )
+
+    return step
+
+
+def _filter_step(stage: str, make_processor: Callable[[RunConfig], Callable]):
+    def step(plan: RunPlan, shard: Shard) -> dict | None:
+        paths = plan.paths(stage, shard)
+        if paths.done():
+            return None
+        return process_shard(
+            stage=stage,
+            shard=shard.id,
+            run_id=plan.run_id,
+            batches=_previous_batches(plan, stage, shard),
+            process=make_processor(plan.config),
+            paths=paths,
+        )
+
+    return step
+
+
+_FILTERS = {
+    "quality": lambda cfg: per_document("quality", quality_check(cfg.quality)),
+    "language": lambda cfg: language_processor(cfg.language),
+    "toxicity": lambda cfg: toxicity_processor(cfg.toxicity),
+    "pii": lambda cfg: per_document("pii", pii_check(cfg.pii)),
+}
+
+
+def run_steps(plan: RunPlan) -> list[Step]:
+    steps = [Step("ingest", INGEST_STAGE, True, ingest_step)]
+    for stage in plan.stages[1:]:
+        if stage == EXACT_STAGE:
+            steps += [Step("exact_dedup_plan", stage, False, exact_plan_step), Step("exact_dedup", stage, True, _decision_apply(stage))]
+        elif stage == NEAR_STAGE:
+            steps += [
+                Step("near_dedup_signatures", stage, True, near_bands_step),
+                Step("near_dedup_plan", stage, False, near_plan_step),
+                Step("near_dedup", stage, True, _decision_apply(stage)),
+            ]
+        else:
+            steps.append(Step(stage, stage, True, _filter_step(stage, _FILTERS[stage])))
+    return steps
+
+
+# ---------------------------------------------------------------- finishing
+
+
+def _load_stats(plan: RunPlan) -> list[dict]:
+    stats = []
+    for stage in plan.stages:
+        for shard in plan.shards:
+            path = plan.paths(stage, shard).stats
+            if not path.exists():
+                raise RunError(f"stage {stage} did not finish shard {shard.id} ({shard.input_path})")
+            stats.append(json.loads(path.read_text()))
+    return stats
+
+
+def check_accounting(plan: RunPlan, stats: list[dict]) -> None:
+    """documents in = out + rejected for every stage and shard, out of one stage = in of the next,
+    and the files hold exactly the rows the stats claim."""
+    by_key = {(s["stage"], s["shard"]): s for s in stats}
+    problems = []
+    for shard in plan.shards:
+        for i, stage in enumerate(plan.stages):
+            s = by_key[(stage, shard.id)]
+            paths = plan.paths(stage, shard)
+            if s["docs_in"] != s["docs_out"] + s["docs_rejected"]:
+                problems.append(f"{stage}/{shard.id}: in {s['docs_in']} != out {s['docs_out']} + rejected {s['docs_rejected']}")
+            if pq.ParquetFile(paths.curated).metadata.num_rows != s["docs_out"]:
+                problems.append(f"{stage}/{shard.id}: curated file rows differ from stats")
+            if pq.ParquetFile(paths.rejected).metadata.num_rows != s["docs_rejected"]:
+                problems.append(f"{stage}/{shard.id}: rejected file rows differ from stats")
+            if i and by_key[(plan.stages[i - 1], shard.id)]["docs_out"] != s["docs_in"]:
+                problems.append(f"{stage}/{shard.id}: in {s['docs_in']} != previous stage's out")
+    if problems:
+        raise AccountingError("accounting does not balance:\n  " + "\n  ".join(problems))
+
+
+def funnel(plan: RunPlan, stats: list[dict]) -> list[dict]:
+    rows = []
+    for stage in plan.stages:
+        mine = [s for s in stats if s["stage"] == stage]
+        reasons: Counter[str] = Counter()
+        for s in mine:
+            reasons.update(json.loads(s["reasons"]))
+        rows.append(
+            {
+                "stage": stage,
+                **{k: sum(s[k] for s in mine) for k in ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out", "bytes_rejected")},
+                "seconds": round(sum(s["seconds"] for s in mine), 3),
+                "reasons": dict(reasons.most_common()),
+            }
+        )
+    return rows
+
+
+def finalize_run(plan: RunPlan) -> dict:
+    stats = _load_stats(plan)
+    check_accounting(plan, stats)
+    final_stage = plan.stages[-1]
+    final_curated = plan.curated_files(final_stage)
+    files = {
+        "documents": [str(p) for p in final_curated],
+        "rejected": [str(plan.paths(stage, s).rejected) for stage in plan.stages for s in plan.shards],
+    }
+    if NEAR_STAGE in plan.stages:
+        index = plan.run_dir / "minhash_index.parquet"
+        bands = [plan.stage_dir(NEAR_STAGE) / "bands" / f"{s.id}.parquet" for s in plan.shards]
+        curated_index(bands, final_curated, plan.run_id, index)
+        files["minhash_index"] = [str(index)]
+    input_errors = list(plan.input_errors)
+    for marker in sorted((plan.run_dir / "input_errors").glob("*.json")):
+        input_errors.append(json.loads(marker.read_text()))
+    rows = funnel(plan, stats)
+    totals = {
+        "docs_in": rows[0]["docs_in"],
+        "docs_out": rows[-1]["docs_out"],
+        "docs_rejected": sum(r["docs_rejected"] for r in rows),
+        "input_errors": len(input_errors),
+    }
+    if totals["docs_in"] != totals["docs_out"] + totals["docs_rejected"]:
+        raise AccountingError(f"run {plan.run_id}: {totals['docs_in']} in != {totals['docs_out']} out + {totals['docs_rejected']} rejected")
+    plan.warehouse.run_completed(plan.run_id, files, stats, input_errors, totals)
+    summary = {
+        "run_id": plan.run_id,
+        "run_dir": str(plan.run_dir),
+        "documents_dir": str(plan.stage_dir(final_stage) / "curated"),
+        "warehouse": str(plan.warehouse.path),
+        "totals": totals,
+        "funnel": rows,
+        "input_errors": input_errors,
+    }
+    write_json_atomic(plan.run_dir / "summary.json", summary)
+    return summary
+
+
+def fail_run(plan: RunPlan, err: BaseException) -> None:
+    plan.warehouse.run_failed(plan.run_id, "".join(traceback.format_exception_only(err)).strip())
+
+
+def run_pipeline(cfg: RunConfig, run_id: str | None = None, force: bool = False) -> dict:
+    """Run every step serially in this process, without Prefect."""
+    plan = prepare_run(cfg, run_id, force)
+    try:
+        for step in run_steps(plan):
+            if step.per_shard:
+                progress.stage_started(step.name, len(plan.shards))
+                for shard in plan.shards:
+                    step.fn(plan, shard)
+            else:
+                step.fn(plan, None)
+        return finalize_run(plan)
+    except BaseException as err:
+        fail_run(plan, err)
+        raise

@@ -1,0 +1,305 @@
+"""The run configuration: YAML, validated on load, every error naming the offending key."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class InputConfig(_Strict):
+    paths: list[str] = Field(min_length=1, description="local globs or fsspec URLs of Parquet shards")
+    text_column: str = "text"
+    id_column: str = "id"
+    # logical field -> physical column name, for the optional fields
+    columns: dict[Literal["url", "source", "crawl_date", "language", "metadata"], str] = Field(
+        default_factory=lambda: {
+            "url": "url",
+            "source": "source",
+            "crawl_date": "crawl_date",
+            "language": "language",
+            "metadata": "metadata",
+        }
+    )
+    source: str | None = None  # label for documents whose shard has no source column
+    batch_size: int = Field(default=2000, ge=1)
+
+
+class OutputConfig(_Strict):
+    root: str = "out"
+
+
+class WarehouseConfig(_Strict):
+    path: str = "warehouse/curation.duckdb"
+
+
+class IngestConfig(_Strict):
+    max_chars: int = Field(default=1_000_000, ge=1)
+    min_chars: int = Field(default=1, ge=1)
+
+
+class ExactDedupConfig(_Strict):
+    enabled: bool = True
+    against_warehouse: bool = True
+
+
+class NearDedupConfig(_Strict):
+    enabled: bool = True
+    against_warehouse: bool = True
+    n_grams: int = Field(default=5, ge=1)
+    num_buckets: int = Field(default=14, ge=1)
+    hashes_per_bucket: int = Field(default=8, ge=1)
+    seed: int = 1
+
+
+def _check_params(cls_path: str, params: dict[str, Any], owned: set[str]) -> dict[str, Any]:
+    """Reject keyword arguments the wrapped datatrove filter does not take."""
+    module_name, cls_name = cls_path.rsplit(".", 1)
+    module = __import__(module_name, fromlist=[cls_name])
+    accepted = set(inspect.signature(getattr(module, cls_name).__init__).parameters) - {"self"} - owned
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; {cls_name} accepts {sorted(accepted)}")
+    return params
+
+
+_OWNED = {"exclusion_writer", "language"}
+
+
+class FilterConfig(_Strict):
+    enabled: bool = True
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GopherRepetitionConfig(FilterConfig):
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v):
+        return _check_params("datatrove.pipeline.filters.GopherRepetitionFilter", v, _OWNED)
+
+
+class GopherQualityConfig(FilterConfig):
+    # "tokens": datatrove's rule as is (punctuation tokens count as words in the 80%-alphabetic
+    # check); "words": the rule applied to words only, as the Gopher paper describes it.
+    alpha_words_rule: Literal["words", "tokens"] = "words"
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v):
+        return _check_params("datatrove.pipeline.filters.GopherQualityFilter", v, _OWNED)
+
+
+class C4Config(FilterConfig):
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v):
+        return _check_params("datatrove.pipeline.filters.C4QualityFilter", v, _OWNED)
+
+
+class FineWebConfig(FilterConfig):
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v):
+        return _check_params("datatrove.pipeline.filters.FineWebQualityFilter", v, _OWNED)
+
+
+class UrlBlocklistConfig(FilterConfig):
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v):
+        return _check_params("datatrove.pipeline.filters.URLFilter", v, {"exclusion_writer"})
+
+
+class QualityConfig(_Strict):
+    enabled: bool = True
+    gopher_repetition: GopherRepetitionConfig = Field(default_factory=GopherRepetitionConfig)
+    gopher_quality: GopherQualityConfig = Field(default_factory=GopherQualityConfig)
+    c4: C4Config = Field(default_factory=C4Config)
+    fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
+    url_blocklist: UrlBlocklistConfig = Field(default_factory=UrlBlocklistConfig)
+
+
+class LanguageConfig(_Strict):
+    enabled: bool = True
+    model_path: str | None = None  # default: the lid.176.ftz bundled by `make assets`
+    allowed: list[str] = Field(default_factory=lambda: ["en"])
+    min_score: float = Field(default=0.65, ge=0.0, le=1.0)
+
+
+class ToxicityClassifierConfig(_Strict):
+    path: str
+    label: str = "__label__toxic"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class ToxicityConfig(_Strict):
+    enabled: bool = True
+    wordlist_dir: str | None = None  # default: the LDNOOBW lists bundled by `make assets`
+    max_score: float = Field(default=0.01, ge=0.0, le=1.0)  # flagged words per word
+    min_matches: int = Field(default=2, ge=1)
+    classifier: ToxicityClassifierConfig | None = None
+
+
+class PiiConfig(_Strict):
+    enabled: bool = False
+    emails: bool = True
+    phones: bool = True
+    ips: bool = True
+
+
+class ExecutionConfig(_Strict):
+    task_runner: Literal["thread", "dask"] = "thread"
+    max_workers: int = Field(default=1, ge=1)
+    dask_address: str | None = None  # reuse a running cluster; None starts a local one
+
+
+class RunConfig(_Strict):
+    input: InputConfig
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
+    near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    language: LanguageConfig = Field(default_factory=LanguageConfig)
+    toxicity: ToxicityConfig = Field(default_factory=ToxicityConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    base_dir: str | None = Field(default=None, exclude=True)  # set from the config file's folder
+
+    @model_validator(mode="after")
+    def _resolve_relative_paths(self):
+        if self.base_dir is None:
+            return self
+        base = Path(self.base_dir)
+
+        def resolve(p: str | None) -> str | None:
+            if p is None or "://" in p or Path(p).is_absolute():
+                return p
+            return str((base / p).resolve())
+
+        self.input.paths = [resolve(p) for p in self.input.paths]
+        self.output.root = resolve(self.output.root)
+        self.warehouse.path = resolve(self.warehouse.path)
+        self.language.model_path = resolve(self.language.model_path)
+        self.toxicity.wordlist_dir = resolve(self.toxicity.wordlist_dir)
+        if self.toxicity.classifier:
+            self.toxicity.classifier.path = resolve(self.toxicity.classifier.path)
+        return self
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>", base_dir: str | Path | None = None) -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: the top level must be a mapping of keys")
+    try:
+        return RunConfig.model_validate({**data, "base_dir": str(base_dir) if base_dir else None})
+    except ValidationError as err:
+        raise ConfigError(_format_errors(source, err)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid YAML in config {path}: {err}") from None
+    return config_from_dict(data or {}, source=str(path), base_dir=path.resolve().parent)
+
+
+DEFAULT_CONFIG_YAML = """\
+# cpt-curate run configuration. Relative paths are resolved against this file's folder.
+# Every key is optional except input.paths; unknown keys are an error.
+
+input:
+  # Parquet shards: local globs or fsspec URLs (s3://..., gs://..., https://...).
+  paths:
+    - data/*.parquet
+  text_column: text          # the only required column (string, or binary holding UTF-8)
+  id_column: id              # generated (stable, from file name and row) when the column is absent
+  columns:                   # logical field -> column name in your shards; absent columns are fine
+    url: url
+    source: source
+    crawl_date: crawl_date
+    language: language
+    metadata: metadata
+  source: null               # source label when a shard has no source column (default: folder name)
+  batch_size: 2000           # rows per streamed batch: bounds memory per shard
+
+output:
+  root: out                  # runs/<run_id>/ with one folder per stage, curated/ and rejected/ shards
+
+warehouse:
+  path: warehouse/curation.duckdb   # DuckDB file; query with `curate sql` or plain `duckdb`
+
+ingest:
+  max_chars: 1000000         # longer documents are quarantined as too_long
+  min_chars: 1               # shorter (after normalisation) are quarantined as empty_text
+
+exact_dedup:
+  enabled: true
+  against_warehouse: true    # drop documents already curated by an earlier run
+
+near_dedup:                  # datatrove MinHash signatures + LSH banding
+  enabled: true
+  against_warehouse: true
+  n_grams: 5                 # shingle size in words
+  num_buckets: 14            # LSH bands; with 8 hashes each, pairs of Jaccard similarity
+  hashes_per_bucket: 8       #   0.8 are caught with p=0.92, 0.7 with p=0.56, 0.5 with p=0.05
+  seed: 1
+
+quality:                     # datatrove filters; `params` are passed to the filter as keyword args
+  enabled: true
+  gopher_repetition: {enabled: true, params: {}}
+  gopher_quality: {enabled: true, alpha_words_rule: words, params: {}}
+  c4: {enabled: true, params: {}}
+  fineweb: {enabled: true, params: {}}
+  url_blocklist: {enabled: true, params: {}}   # only documents with a url are checked
+
+language:
+  enabled: true
+  model_path: null           # fastText LID model; default: bundled lid.176.ftz
+  allowed: [en]
+  min_score: 0.65
+
+toxicity:
+  enabled: true
+  wordlist_dir: null         # LDNOOBW lists <lang>.txt; default: bundled
+  max_score: 0.01            # flagged words per word above which a document is dropped...
+  min_matches: 2             # ...provided it has at least this many flagged words
+  classifier: null           # optional fastText model: {path: x.bin, label: __label__toxic, threshold: 0.5}
+
+pii:
+  enabled: false             # redact emails, phone numbers and public IPs in kept documents
+  emails: true
+  phones: true
+  ips: true
+
+execution:
+  task_runner: thread        # thread | dask
+  max_workers: 1             # concurrent shard tasks (thread) or Dask workers (local cluster)
+  dask_address: null         # scheduler address of a running Dask cluster
+"""

@@ -1,0 +1,90 @@
+"""Arrow schemas for every table the pipeline reads or writes.
+
+These are the data contracts: stages, the warehouse and tests import them from here and never
+restate a column list of their own.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# Logical input fields. Only ``text`` is required; the physical column name of each is mappable in
+# the run config (``input.text_column``, ``input.id_column``, ``input.columns``).
+INPUT_REQUIRED_FIELDS = ("text",)
+INPUT_OPTIONAL_FIELDS = ("id", "url", "source", "crawl_date", "language", "metadata")
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+# Columns every curated document carries. Annotation columns exist from ingest on and stay null
+# until the stage that computes them has run, so every stage reads and writes one schema.
+CURATED_DOCUMENT = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("content_hash", pa.string(), nullable=False),  # hash of the dedup-normalized text
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("crawl_date", TIMESTAMP),
+        pa.field("input_file", pa.string(), nullable=False),
+        pa.field("input_row", pa.int64(), nullable=False),
+        pa.field("metadata", pa.string()),  # JSON object: input metadata plus unmapped input columns
+        pa.field("n_chars", pa.int64()),
+        pa.field("n_words", pa.int64()),
+        pa.field("n_lines", pa.int64()),
+        pa.field("input_language", pa.string()),  # language the input claimed, if any
+        pa.field("language", pa.string()),
+        pa.field("language_score", pa.float64()),
+        pa.field("toxicity_score", pa.float64()),
+        pa.field("toxicity_classifier_score", pa.float64()),
+        pa.field("pii_redactions", pa.int32()),
+        pa.field("duplicate_cluster", pa.string()),  # doc_id of the cluster representative
+    ]
+)
+
+# A rejected document keeps every curated column (as it stood when it was dropped) plus why.
+REJECTED_DOCUMENT = CURATED_DOCUMENT.append(pa.field("stage", pa.string(), nullable=False)).append(
+    pa.field("reason", pa.string(), nullable=False)
+).append(pa.field("detail", pa.string())).append(pa.field("duplicate_of", pa.string()))
+
+# One row per (run, stage, shard); the warehouse view sums them per stage.
+STAGE_STATS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("docs_in", pa.int64(), nullable=False),
+        pa.field("docs_out", pa.int64(), nullable=False),
+        pa.field("docs_rejected", pa.int64(), nullable=False),
+        pa.field("bytes_in", pa.int64(), nullable=False),
+        pa.field("bytes_out", pa.int64(), nullable=False),
+        pa.field("bytes_rejected", pa.int64(), nullable=False),
+        pa.field("seconds", pa.float64(), nullable=False),
+        pa.field("reasons", pa.string()),  # JSON {reason: count}
+        pa.field("extra", pa.string()),  # JSON: stage-specific numbers (thresholds used, ...)
+    ]
+)
+
+# LSH band keys of curated documents: the near-duplicate index later runs are compared against.
+MINHASH_BANDS = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("band", pa.int16(), nullable=False),
+        pa.field("band_key", pa.uint64(), nullable=False),
+    ]
+)
+
+# A file-level input problem (unreadable, corrupt, missing column): no row can be quarantined, so the
+# file itself is recorded and the run goes on with the other shards.
+INPUT_ERROR = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("input_file", pa.string(), nullable=False),
+        pa.field("error", pa.string(), nullable=False),
+    ]
+)
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()

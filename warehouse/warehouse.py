@@ -1,0 +1,166 @@
+"""The DuckDB warehouse: a catalogue of runs and views over their Parquet outputs.
+
+Data stays in Parquet under the output root; the database holds small tables (runs, stage stats,
+input errors, the list of each run's files) and views over the files by absolute path, so plain
+`duckdb <file>` sees the same thing `curate sql` does. Only completed runs' files are in the
+views: a run in progress or a failed one never leaks half its output into `documents`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from schemas.documents import CURATED_DOCUMENT, INPUT_ERROR, MINHASH_BANDS, REJECTED_DOCUMENT, STAGE_STATS
+
+# view name -> (kind of run file it reads, schema of those files)
+FILE_VIEWS = {
+    "documents": ("documents", CURATED_DOCUMENT),
+    "rejected": ("rejected", REJECTED_DOCUMENT),
+    "minhash_index": ("minhash_index", MINHASH_BANDS),
+}
+
+_DDL = [
+    """CREATE TABLE IF NOT EXISTS _runs (
+        run_id VARCHAR PRIMARY KEY, status VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
+        output_dir VARCHAR, input_paths VARCHAR, config VARCHAR,
+        docs_in BIGINT, docs_out BIGINT, docs_rejected BIGINT, input_errors BIGINT)""",
+    "CREATE TABLE IF NOT EXISTS _run_files (run_id VARCHAR, kind VARCHAR, path VARCHAR)",
+    "CREATE OR REPLACE VIEW runs AS SELECT * FROM _runs",
+]
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class Warehouse:
+    def __init__(self, path: str | Path):
+        self.path = Path(path).resolve()
+
+    @contextmanager
+    def connect(self, read_only: bool = False):
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"warehouse {self.path} does not exist yet: run `curate run` first")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path), read_only=read_only)
+        try:
+            if not read_only:
+                self._ensure_schema(con)
+            yield con
+        finally:
+            con.close()
+
+    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        for ddl in _DDL:
+            con.execute(ddl)
+        for name, schema in (("_stage_stats", STAGE_STATS), ("_input_errors", INPUT_ERROR)):
+            if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]).fetchall():
+                empty = schema.empty_table()  # noqa: F841 - read by DuckDB's replacement scan
+                con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
+        con.execute("CREATE OR REPLACE VIEW stage_stats AS SELECT * FROM _stage_stats")
+        con.execute("CREATE OR REPLACE VIEW input_errors AS SELECT * FROM _input_errors")
+        for view, (_, schema) in FILE_VIEWS.items():
+            if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [view]).fetchall():
+                self._create_file_view(con, view, schema, [])
+
+    @staticmethod
+    def _create_file_view(con, view: str, schema: pa.Schema, files: list[str]) -> None:
+        empty_name = f"_empty_{view}"
+        if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [empty_name]).fetchall():
+            empty = schema.empty_table()  # noqa: F841 - read by DuckDB's replacement scan
+            con.execute(f"CREATE TABLE {empty_name} AS SELECT * FROM empty")
+        if files:
+            listed = ", ".join(_sql_str(f) for f in files)
+            source = f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+        else:
+            source = f"SELECT * FROM {empty_name}"
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS {source}")
+
+    def _refresh_file_views(self, con) -> None:
+        for view, (kind, schema) in FILE_VIEWS.items():
+            files = [
+                r[0]
+                for r in con.execute(
+                    """SELECT f.path FROM _run_files f JOIN _runs r USING (run_id)
+                       WHERE f.kind = ? AND r.status = 'completed' ORDER BY r.started_at, f.path""",
+                    [kind],
+                ).fetchall()
+            ]
+            self._create_file_view(con, view, schema, files)
+
+    # ------------------------------------------------------------------ writes
+
+    def run_started(self, run_id: str, output_dir: Path, input_paths: list[str], config: dict) -> None:
+        with self.connect() as con:
+            con.execute("DELETE FROM _runs WHERE run_id = ?", [run_id])
+            con.execute(
+                "INSERT INTO _runs (run_id, status, started_at, output_dir, input_paths, config) VALUES (?, 'running', ?, ?, ?, ?)",
+                [run_id, datetime.now(timezone.utc), str(output_dir), json.dumps(input_paths), json.dumps(config, default=str)],
+            )
+            self._refresh_file_views(con)
+
+    def run_failed(self, run_id: str, error: str) -> None:
+        with self.connect() as con:
+            con.execute(
+                "UPDATE _runs SET status = 'failed', finished_at = ?, config = json_insert(config, '$.error', ?) WHERE run_id = ?",
+                [datetime.now(timezone.utc), error, run_id],
+            )
+
+    def run_completed(
+        self,
+        run_id: str,
+        files: dict[str, list[str]],
+        stats: Iterable[dict],
+        input_errors: Iterable[dict],
+        totals: dict[str, int],
+    ) -> None:
+        stats_table = pa.Table.from_pylist(list(stats), schema=STAGE_STATS)  # noqa: F841
+        errors_table = pa.Table.from_pylist(list(input_errors), schema=INPUT_ERROR)  # noqa: F841
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM _run_files WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM _stage_stats WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM _input_errors WHERE run_id = ?", [run_id])
+            for kind, paths in files.items():
+                con.executemany(
+                    "INSERT INTO _run_files VALUES (?, ?, ?)", [[run_id, kind, str(Path(p).resolve())] for p in paths]
+                )
+            con.execute("INSERT INTO _stage_stats SELECT * FROM stats_table")
+            con.execute("INSERT INTO _input_errors SELECT * FROM errors_table")
+            con.execute(
+                """UPDATE _runs SET status = 'completed', finished_at = ?, docs_in = ?, docs_out = ?,
+                   docs_rejected = ?, input_errors = ? WHERE run_id = ?""",
+                [datetime.now(timezone.utc), totals["docs_in"], totals["docs_out"], totals["docs_rejected"], totals["input_errors"], run_id],
+            )
+            self._refresh_file_views(con)
+            con.execute("COMMIT")
+
+    # ------------------------------------------------------------------ reads
+
+    def completed_files(self, kind: str, exclude_run: str | None = None) -> list[str]:
+        """Files of completed runs, e.g. what a new run deduplicates against."""
+        if not self.path.exists():
+            return []
+        with self.connect(read_only=True) as con:
+            if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = '_run_files'").fetchall():
+                return []
+            rows = con.execute(
+                """SELECT f.path FROM _run_files f JOIN _runs r USING (run_id)
+                   WHERE f.kind = ? AND r.status = 'completed' AND r.run_id IS DISTINCT FROM ? ORDER BY f.path""",
+                [kind, exclude_run],
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        with self.connect(read_only=True) as con:
+            cursor = con.execute(sql)
+            columns = [d[0] for d in cursor.description] if cursor.description else []
+            return columns, cursor.fetchall()
