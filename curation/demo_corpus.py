@@ -128,17 +128,16 @@ _CRAWL_DAYS = 14
 _MAX_NEAR_DUP_EDIT = 0.02  # share of words an edit may touch
 _MIN_NEAR_DUP_JACCARD = 0.9  # 5-gram shingles; MinHash 14x8 catches this almost surely
 _NEAR_DUP_MIN_WORDS = 250
+_FORUM_OFFENSIVE_RATE = 0.06  # share of forum threads given one offensive sentence of the source corpus
 
 _END_PUNCT = (".", "!", "?", '"', "'", "\u201d")
 # Text the C4 filter rejects outright; good documents must not contain any of it.
-_C4_REJECT = re.compile(
-    r"[{}]|javascript|lorem ipsum|terms of use|privacy policy|cookie policy|uses cookies|use of cookies|use cookies",
-    re.IGNORECASE,
+_C4_REJECT_SUBSTRINGS = (
+    "{", "}", "javascript", "lorem ipsum", "terms of use", "privacy policy", "cookie policy", "uses cookies",
+    "use of cookies", "use cookies",
 )
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 _PHONE = re.compile(r"\+\d[\d ()-]{7,}\d|\(\d{3}\) ?\d{3}-\d{4}")
-_URLISH = re.compile(r"https?://|www\.", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?][\"'\u201d)]*(?:\s|$)")
 _WORD = re.compile(r"\w+")
 _WHITESPACE = re.compile(r"\s+")
@@ -193,10 +192,34 @@ def _load_badwords(root: Path) -> list[str]:
     return [w.strip() for w in lines if w.strip() and not w.lstrip().startswith("#")]
 
 
-def _badword_regex(words: list[str]) -> re.Pattern:
-    # Same shape as C4's bad-words regex: the word between non-word characters.
-    alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?:\W|^)({alternation})(?:\W|$)", re.IGNORECASE)
+class _BadWords:
+    """Finds LDNOOBW entries as whole words, like C4's bad-words filter (case-insensitive)."""
+
+    def __init__(self, words: list[str]):
+        phrases = {" ".join(_WORD.findall(w.lower())) for w in words}
+        phrases.discard("")
+        self.single = {p for p in phrases if " " not in p}
+        self.multi = sorted(p for p in phrases if " " in p)
+
+    def search(self, text: str) -> bool:
+        tokens = _WORD.findall(text.lower())
+        if not self.single.isdisjoint(tokens):
+            return True
+        joined = f" {' '.join(tokens)} "
+        return any(f" {p} " in joined for p in self.multi)
+
+
+def _rejected(text: str) -> bool:
+    """Text a good document must not contain: C4 rejects it, or it looks like PII or a URL."""
+    lowered = text.lower()
+    if "cookie" in lowered and any(s in lowered for s in _C4_REJECT_SUBSTRINGS):
+        return True
+    if (
+        "{" in text or "}" in text or "@" in text or "javascript" in lowered or "lorem ipsum" in lowered
+        or "terms of use" in lowered or "privacy policy" in lowered or "http" in lowered or "www." in lowered
+    ):
+        return True
+    return bool(_IPV4.search(text) or _PHONE.search(text))
 
 
 @dataclass
@@ -205,7 +228,7 @@ class _Extract:
     paragraphs: list[str]
 
 
-def _load_wiki(root: Path, lang: str, reject: re.Pattern | None) -> dict[str, list[_Extract]]:
+def _load_wiki(root: Path, lang: str, reject: _BadWords | None) -> dict[str, list[_Extract]]:
     """Wikipedia lead sections grouped by topic, cleaned, in a stable order."""
     path = asset_path(f"wiki/summaries_{lang}.json", root)
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -221,9 +244,7 @@ def _load_wiki(root: Path, lang: str, reject: re.Pattern | None) -> dict[str, li
         seen.add(extract)
         if any(not p.endswith(_END_PUNCT) or _count_words(p) < 5 for p in paragraphs):
             continue
-        if _C4_REJECT.search(extract) or _EMAIL.search(extract) or _IPV4.search(extract):
-            continue
-        if _PHONE.search(extract) or _URLISH.search(extract):
+        if _rejected(extract):
             continue
         if reject is not None and reject.search(extract):
             continue
@@ -242,9 +263,7 @@ def _load_sentences(root: Path, files: int) -> list[str]:
             s = _WHITESPACE.sub(" ", s).strip()
             if s in seen or not s.endswith(_END_PUNCT) or not 3 <= _count_words(s) <= 60:
                 continue
-            if _C4_REJECT.search(s) or _EMAIL.search(s) or _IPV4.search(s) or _PHONE.search(s):
-                continue
-            if _URLISH.search(s) or "@" in s:
+            if _rejected(s):
                 continue
             seen.add(s)
             sentences.append(s)
@@ -298,12 +317,22 @@ _SHORT_TEXTS = (
     ("Internal server error", 500),
     ("Redirecting to the new site", 301),
     ("Thanks for your order!", 200),
-    ("Session expired. Please log in again.", 200),
+    ("Session expired, please log in again.", 200),
     ("No results", 200),
     ("Welcome", 200),
     ("Hello world", 200),
     ("Sold out", 200),
     ("404", 404),
+    ("Forbidden", 403),
+    ("Service temporarily unavailable", 503),
+    ("Your cart is empty.", 200),
+    ("Enable cookies to continue", 200),
+    ("Please wait while we check your browser", 503),
+    ("Moved permanently", 301),
+    ("Click to continue", 200),
+    ("Subscribe", 200),
+    ("Bad gateway", 502),
+    ("Item added", 200),
 )
 _MENU_WORDS = (
     "Home", "About Us", "Contact", "News", "Sports", "Weather", "Shop", "Cart", "Sign in", "Register",
@@ -328,16 +357,24 @@ class _Builder:
     def __init__(self, root: Path, seed: int):
         self.rng = random.Random(seed)
         self.badwords = _load_badwords(root)
-        reject = _badword_regex(self.badwords)
+        self.badword_matcher = reject = _BadWords(self.badwords)
         self.wiki = {
             "en": self._shuffled(_load_wiki(root, "en-us", reject)),
             "es": self._shuffled(_load_wiki(root, "es-es", None)),
             "fr": self._shuffled(_load_wiki(root, "fr-fr", None)),
         }
-        self.sentences = _load_sentences(root, files=20)
-        self.rng.shuffle(self.sentences)
+        sentences = _load_sentences(root, files=20)
+        self.rng.shuffle(sentences)
+        # Forum threads are mostly clean; a few get one of the offensive sentences the corpus has.
+        self.sentences = [s for s in sentences if not reject.search(s)]
+        self.offensive_sentences = [s for s in sentences if reject.search(s)]
         self._sentence_i = 0
+        self._offensive_i = 0
         self.short_sentences = [s for s in self.sentences if _count_words(s) <= 5]
+        # Junk is drawn without replacement so that junk documents are not duplicates of each other.
+        self._short_pool: list[tuple[str, int]] = []
+        self._line_pool = list(_JUNK_LINES)
+        self.rng.shuffle(self._line_pool)
         self._ids: set[str] = set()
         self._urls: set[str] = set()
         self.docs: dict[str, list[_Doc]] = {"crawl1": [], "crawl2": []}
@@ -371,6 +408,11 @@ class _Builder:
     def next_sentence(self) -> str:
         s = self.sentences[self._sentence_i % len(self.sentences)]
         self._sentence_i += 1
+        return s
+
+    def next_offensive_sentence(self) -> str:
+        s = self.offensive_sentences[self._offensive_i % len(self.offensive_sentences)]
+        self._offensive_i += 1
         return s
 
     def doc(self, crawl: dict, text: str, url: str, *, kind=None, genre="wiki", status=200) -> _Doc:
@@ -415,6 +457,8 @@ class _Builder:
     def forum_thread(self, crawl: dict) -> _Doc:
         n = self.rng.randint(8, 15)
         sentences = [self.next_sentence() for _ in range(n)]
+        if self.offensive_sentences and self.rng.random() < _FORUM_OFFENSIVE_RATE:
+            sentences[self.rng.randrange(n)] = self.next_offensive_sentence()
         posts, i = [], 0
         while i < n:
             k = self.rng.randint(1, 4)
@@ -493,10 +537,13 @@ class _Builder:
         site = rng.choice(_JUNK_SITES)
         status = 200
         if kind == "junk_repeated_line":
-            line = rng.choice(_JUNK_LINES) if rng.random() < 0.5 else self.next_sentence()
+            line = self._line_pool.pop() if self._line_pool and rng.random() < 0.5 else self.next_sentence()
             text = "\n".join([line] * rng.randint(20, 60))
         elif kind == "junk_short":
-            text, status = rng.choice(_SHORT_TEXTS)
+            if not self._short_pool:
+                self._short_pool = list(_SHORT_TEXTS)
+                rng.shuffle(self._short_pool)
+            text, status = self._short_pool.pop()
         elif kind == "junk_nav_menu":
             lines = []
             for _ in range(rng.randint(8, 20)):
@@ -558,7 +605,8 @@ class _Builder:
             if ws == 0 or case == 2:
                 out = re.sub(r"\. ", lambda m: ".  " if rng.random() < 0.5 else ". ", out)
             if ws == 1:
-                out = out.replace("\n\n", rng.choice(("\n\n\n", " \n\n", "\n \n", "\r\n\r\n")))
+                # No whitespace-only lines: they would look like repeated lines to repetition filters.
+                out = out.replace("\n\n", rng.choice(("\n\n\n", " \n\n", "\n\n\t", "  \n\n")))
             if ws == 2:
                 out = rng.choice(("\n", "  ", "\t")) + out + rng.choice(("\n", " \n", "\n\n"))
             same = _dedup_form(out) == _dedup_form(text) and _WHITESPACE.sub(" ", out.lower()).strip() == _WHITESPACE.sub(" ", text.lower()).strip()
@@ -771,10 +819,16 @@ def build_demo_corpus(out_dir: Path, assets: Path | None = None, seed: int = 0) 
         if d.original is not None:
             record["original"] = where(d.original)
         records.append(record)
+    forum = [d for d in all_docs if d.genre == "forum" and d.kind is None]
     ground_truth = {
         "seed": seed,
         "documents": len(all_docs),
         "planted": planted,
+        # Not planted, but in the source text: forum threads with LDNOOBW words of their own.
+        "unplanted": {
+            "forum_threads": len(forum),
+            "forum_threads_with_ldnoobw_words": sum(builder.badword_matcher.search(d.text) for d in forum),
+        },
         "planted_docs": records,
     }
     _write_atomic_text(json.dumps(ground_truth, indent=1) + "\n", out_dir / "planted.json")

@@ -11,8 +11,9 @@ from schemas.config import PiiConfig
 
 STAGE = "pii"
 
-# international or North-American style numbers with at least 9 digits in groups
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){2,4}(?![\w])")
+# international or North-American style numbers with at least 9 digits in groups; dots are not
+# accepted as separators so that dotted IPv4 addresses and version numbers never match
+_PHONE = re.compile(r"(?<![\w+.])(?:\+\d{1,3}[ -]?)?(?:\(\d{2,4}\)[ -]?)?\d{2,4}(?:[ -]\d{2,4}){1,4}(?![\w.]\d)(?!\w)")
 PHONE_REPLACEMENT = "+1 555 0100"
 
 
@@ -39,14 +40,12 @@ def pii_check(cfg: PiiConfig) -> DocumentCheck:
     formatter = PIIFormatter(remove_emails=cfg.emails, remove_ips=cfg.ips)
 
     def check(row: dict) -> Rejection | None:
-        text = row["text"]
-        redacted = formatter.format(text)
-        changes = sum(1 for _ in formatter.emails_replacer.regex.finditer(text)) if cfg.emails else 0
+        text, changes = redact_phones(row["text"]) if cfg.phones else (row["text"], 0)
+        if cfg.emails:
+            changes += sum(1 for _ in formatter.emails_replacer.regex.finditer(text))
         if cfg.ips:
             changes += sum(1 for m in formatter.ip_replacer.regex.finditer(text) if formatter.ip_replacer.validator(m.group(0)))
-        if cfg.phones:
-            redacted, phones = redact_phones(redacted)
-            changes += phones
+        redacted = formatter.format(text)
         row["text"] = redacted
         row["pii_redactions"] = changes
         row["n_chars"] = len(redacted)

@@ -48,7 +48,9 @@ from curation.toxicity import toxicity_processor
 from schemas.config import RunConfig
 from warehouse.warehouse import Warehouse
 
-STAGES = (INGEST_STAGE, EXACT_STAGE, NEAR_STAGE, "quality", "language", "toxicity", "pii")
+# Language ID runs before the heuristic filters: they assume English (stop words, sentence rules)
+# and are ~100x slower per document, so cheap-first also saves most of the compute.
+STAGES = (INGEST_STAGE, EXACT_STAGE, NEAR_STAGE, "language", "quality", "toxicity", "pii")
 
 
 class RunError(RuntimeError):

@@ -1,0 +1,123 @@
+"""What the benchmark runs in child processes, one measurement per fresh interpreter.
+
+`python -m benchmarks.child MODE SPEC.json RESULT.json`, MODE being
+
+* ``pipeline``: our runner's `run_pipeline` on `spec["config"]` (a dict for `config_from_dict`);
+  the result holds the run summary, the time of every progress event and the process's memory;
+* ``datatrove``: datatrove's own LocalPipelineExecutor over `spec["corpus"]` with the four
+  heuristic filters at their default parameters, writing the kept documents to `spec["out"]`.
+
+Each child warms up the spaCy word tokenizer (datatrove loads it lazily on the first split) before
+the timed part, so neither side is charged for that one-off load. A fresh interpreter per
+measurement keeps one measurement's caches and memory out of the next.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+KB = 1024
+
+
+def _proc_status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _warm_up_tokenizer() -> None:
+    from datatrove.utils.text import split_into_words
+
+    split_into_words("Warm up the word tokenizer before timing anything.", "eng")
+
+
+class _EventRecorder:
+    """A progress reporter (curation.progress) that timestamps every stage start and shard end."""
+
+    def __init__(self):
+        self.events: list[tuple[float, str, str]] = []
+
+    def stage_started(self, stage: str, total_shards: int) -> None:
+        self.events.append((time.perf_counter(), "stage_started", stage))
+
+    def shard_done(self, stage: str, shard: str, docs_in: int, docs_out: int) -> None:
+        self.events.append((time.perf_counter(), "shard_done", stage))
+
+
+def run_ours(spec: dict) -> dict:
+    from curation import progress
+    from curation.runner import run_pipeline
+    from schemas.config import config_from_dict
+
+    cfg = config_from_dict(spec["config"], source="benchmark")
+    _warm_up_tokenizer()
+    rss_before = _proc_status_kb("VmRSS")
+    recorder = _EventRecorder()
+    progress.set_reporter(recorder)
+    started = time.perf_counter()
+    try:
+        summary = run_pipeline(cfg, run_id=spec.get("run_id", "bench"))
+    finally:
+        progress.set_reporter(None)
+    ended = time.perf_counter()
+    return {
+        "summary": summary,
+        "seconds": ended - started,
+        "events": [(t - started, kind, stage) for t, kind, stage in recorder.events],
+        "rss_before_run_kb": rss_before,
+        "vmhwm_kb": _proc_status_kb("VmHWM"),
+    }
+
+
+def run_datatrove(spec: dict) -> dict:
+    import pyarrow as pa
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    # what datatrove's default writer adapter produces for these shards (text, id, metadata)
+    schema = pa.schema(
+        [
+            pa.field("text", pa.string()),
+            pa.field("id", pa.string()),
+            pa.field("metadata", pa.struct([pa.field("url", pa.string()), pa.field("file_path", pa.string())])),
+        ]
+    )
+    executor = LocalPipelineExecutor(
+        pipeline=[
+            ParquetReader(spec["corpus"], glob_pattern="*.parquet"),
+            GopherRepetitionFilter(),
+            GopherQualityFilter(),
+            C4QualityFilter(),
+            FineWebQualityFilter(),
+            ParquetWriter(spec["out"], schema=schema),
+        ],
+        tasks=1,
+        workers=1,
+        logging_dir=spec["logging_dir"],
+    )
+    _warm_up_tokenizer()
+    started = time.perf_counter()
+    executor.run()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "vmhwm_kb": _proc_status_kb("VmHWM")}
+
+
+def main(argv: list[str]) -> int:
+    mode, spec_path, result_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    result = {"pipeline": run_ours, "datatrove": run_datatrove}[mode](spec)
+    Path(result_path).write_text(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

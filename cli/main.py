@@ -1,0 +1,289 @@
+"""`curate`: the command line. It starts flows and reads the warehouse; nothing imports it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from schemas.config import DEFAULT_CONFIG_YAML, ConfigError, RunConfig, config_from_dict, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Curate Parquet corpora for continual pre-training.")
+console = Console(stderr=True)
+out = Console()
+
+DEFAULT_WAREHOUSE = "warehouse/curation.duckdb"
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _load(config: Path) -> RunConfig:
+    try:
+        return load_config(config)
+    except ConfigError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+
+
+class RichReporter:
+    """Progress bars per step, counting shards and documents."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+        self.docs: dict[str, int] = {}
+
+    def stage_started(self, stage: str, total_shards: int) -> None:
+        if stage not in self.tasks:
+            self.docs[stage] = 0
+            self.tasks[stage] = self.progress.add_task(stage, total=total_shards, docs="")
+
+    def shard_done(self, stage: str, shard: str, docs_in: int, docs_out: int) -> None:
+        if stage in self.tasks:
+            self.docs[stage] += docs_in
+            docs = f"{self.docs[stage]:,} docs" if self.docs[stage] else ""
+            self.progress.update(self.tasks[stage], advance=1, docs=docs)
+
+
+def _execute(cfg: RunConfig, run_id: str | None, force: bool, local: bool) -> dict:
+    from curation import progress as progress_hook
+
+    bars = Progress(
+        TextColumn("[bold]{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("shards {task.fields[docs]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    progress_hook.set_reporter(RichReporter(bars))
+    try:
+        with bars:
+            if local:
+                from curation.runner import run_pipeline
+
+                return run_pipeline(cfg, run_id=run_id, force=force)
+            from flows.curate import run_curate_flow
+
+            return run_curate_flow(cfg, run_id=run_id, force=force)
+    finally:
+        progress_hook.set_reporter(None)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def print_summary(summary: dict) -> None:
+    table = Table(title=f"Funnel of run {summary['run_id']}", show_lines=False)
+    for col in ("stage", "docs in", "kept", "dropped", "bytes kept", "bytes dropped", "seconds", "reasons"):
+        table.add_column(col, justify="left" if col in ("stage", "reasons") else "right")
+    for row in summary["funnel"]:
+        reasons = ", ".join(f"{k}: {v}" for k, v in row["reasons"].items())
+        table.add_row(
+            row["stage"], f"{row['docs_in']:,}", f"{row['docs_out']:,}", f"{row['docs_rejected']:,}",
+            _size(row["bytes_out"]), _size(row["bytes_rejected"]), f"{row['seconds']:.1f}", reasons or "-",
+        )
+    out.print(table)
+    totals = summary["totals"]
+    out.print(
+        f"[bold]{totals['docs_in']:,}[/bold] documents in, [green]{totals['docs_out']:,} curated[/green], "
+        f"[yellow]{totals['docs_rejected']:,} rejected[/yellow] (kept in the rejected table with stage and reason)"
+    )
+    for err in summary["input_errors"]:
+        out.print(f"[red]input error[/red] {err['input_file']}: {err['error']}")
+    out.print(f"curated shards: {summary['documents_dir']}")
+    out.print(f"run folder:     {summary['run_dir']}")
+    out.print(f"warehouse:      {summary['warehouse']}  (curate sql --warehouse {summary['warehouse']} \"SELECT ...\")")
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="where to write the config")] = Path("curate.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented default config."""
+    if path.exists() and not force:
+        console.print(f"[red]{path} exists; use --force to overwrite[/red]")
+        raise typer.Exit(1)
+    path.write_text(DEFAULT_CONFIG_YAML, encoding="utf-8")
+    out.print(f"wrote {path}; edit input.paths, then: curate run {path}")
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="run config YAML")],
+    run_id: Annotated[str | None, typer.Option("--run-id", help="name of the run; an existing one is resumed")] = None,
+    force: Annotated[bool, typer.Option("--force", help="discard the run's outputs and recompute")] = False,
+    local: Annotated[bool, typer.Option("--local", help="run without Prefect, serially")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show Prefect's logs")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON on stdout")] = False,
+) -> None:
+    """Run the curation pipeline (resumes RUN_ID if it exists)."""
+    _quiet_prefect(verbose)
+    cfg = _load(config)
+    try:
+        summary = _execute(cfg, run_id, force, local)
+    except Exception as err:  # noqa: BLE001 - the CLI reports, the run itself recorded the failure
+        console.print(f"[red]run failed: {type(err).__name__}: {err}[/red]")
+        raise typer.Exit(1) from None
+    if json_out:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_summary(summary)
+
+
+def _warehouse_path(config: Path | None, warehouse: Path | None) -> Path:
+    if warehouse:
+        return warehouse
+    if config:
+        return Path(_load(config).warehouse.path)
+    return Path(DEFAULT_WAREHOUSE)
+
+
+def _plain(value):
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def _print_rows(columns: list[str], rows: list[tuple], fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.json:
+        print(json.dumps([{c: _plain(v) for c, v in zip(columns, r)} for r in rows], indent=2, default=str))
+    elif fmt is OutputFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows([[_plain(v) for v in r] for r in rows])
+        sys.stdout.write(buffer.getvalue())
+    else:
+        table = Table()
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*["" if v is None else str(_plain(v))[:200] for v in r])
+        out.print(table)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the views documents, rejected, runs, stage_stats, input_errors")],
+    config: Annotated[Path | None, typer.Option("--config", help="take the warehouse path from this config")] = None,
+    warehouse: Annotated[Path | None, typer.Option("--warehouse", help="warehouse DuckDB file")] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json")] = OutputFormat.table,
+) -> None:
+    """Query the warehouse (opened read-only)."""
+    import duckdb
+
+    from warehouse.warehouse import Warehouse
+
+    try:
+        columns, rows = Warehouse(_warehouse_path(config, warehouse)).query(query)
+    except (FileNotFoundError, duckdb.Error) as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(1) from None
+    _print_rows(columns, rows, fmt)
+
+
+@app.command()
+def status(
+    config: Annotated[Path | None, typer.Option("--config", help="take the warehouse path from this config")] = None,
+    warehouse: Annotated[Path | None, typer.Option("--warehouse", help="warehouse DuckDB file")] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="table, csv or json")] = OutputFormat.table,
+) -> None:
+    """List runs: status, documents in/out/rejected, input errors."""
+    from warehouse.warehouse import Warehouse
+
+    try:
+        columns, rows = Warehouse(_warehouse_path(config, warehouse)).query(
+            """SELECT run_id, status, started_at, finished_at, docs_in, docs_out, docs_rejected, input_errors, output_dir
+               FROM runs ORDER BY started_at"""
+        )
+    except FileNotFoundError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(1) from None
+    _print_rows(columns, rows, fmt)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option("--workdir", help="where the demo corpus, outputs and warehouse go")] = Path("out/demo"),
+    local: Annotated[bool, typer.Option("--local", help="run without Prefect, serially")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show Prefect's logs")] = False,
+) -> None:
+    """Build the bundled demo corpus and curate two crawls of it end to end."""
+    _quiet_prefect(verbose)
+    from curation.demo_corpus import build_demo_corpus
+
+    import shutil
+
+    workdir = workdir.resolve()
+    # a fresh warehouse each time: an earlier demo's runs would otherwise deduplicate this one away
+    shutil.rmtree(workdir / "output", ignore_errors=True)
+    (workdir / "warehouse.duckdb").unlink(missing_ok=True)
+    corpus = build_demo_corpus(workdir / "corpus")
+    out.print(f"demo corpus in {workdir / 'corpus'}; planted: {corpus.planted}")
+    warehouse_path = workdir / "warehouse.duckdb"
+    for crawl, shards in (("crawl1", corpus.crawl1), ("crawl2", corpus.crawl2)):
+        cfg = config_from_dict(
+            {
+                "input": {"paths": [str(p) for p in shards]},
+                "output": {"root": str(workdir / "output")},
+                "warehouse": {"path": str(warehouse_path)},
+                "pii": {"enabled": True},
+            },
+            source=f"demo {crawl}",
+        )
+        out.rule(f"[bold]{crawl}")
+        try:
+            summary = _execute(cfg, f"demo-{crawl}", force=True, local=local)
+        except Exception as err:  # noqa: BLE001
+            console.print(f"[red]demo run {crawl} failed: {type(err).__name__}: {err}[/red]")
+            raise typer.Exit(1) from None
+        print_summary(summary)
+    out.rule("[bold]warehouse")
+    query = "SELECT stage, reason, count(*) AS docs FROM rejected GROUP BY ALL ORDER BY stage, docs DESC"
+    out.print(f"curate sql --warehouse {warehouse_path} \"{query}\"")
+    from warehouse.warehouse import Warehouse
+
+    columns, rows = Warehouse(warehouse_path).query(query)
+    _print_rows(columns, rows, OutputFormat.table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,72 @@
+"""The curation pipeline as a Prefect flow: one task per shard per stage, global steps in between.
+
+The flow is a thin driver over `curation.runner`: the same steps `run_pipeline` runs serially.
+Resume is the runner's (outputs written atomically and skipped when present), so tasks use no
+Prefect result cache; Prefect adds retries, observability, schedules and the task runner (threads
+on one machine, Dask when one machine is not enough).
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from curation import progress
+from curation.runner import RunPlan, Shard, Step, fail_run, finalize_run, prepare_run, run_steps
+from schemas.config import RunConfig, load_config
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, task_run_name="{step.name}-{shard.id}")
+def shard_task(step: Step, plan: RunPlan, shard: Shard) -> dict | None:
+    return step.fn(plan, shard)
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, task_run_name="{step.name}")
+def global_task(step: Step, plan: RunPlan) -> dict | None:
+    return step.fn(plan, None)
+
+
+def task_runner_for(cfg: RunConfig):
+    if cfg.execution.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cfg.execution.dask_address:
+            return DaskTaskRunner(address=cfg.execution.dask_address)
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": cfg.execution.max_workers, "threads_per_worker": 1, "dashboard_address": ":0"}
+        )
+    return ThreadPoolTaskRunner(max_workers=cfg.execution.max_workers)
+
+
+@flow(name="curate", log_prints=True)
+def curate_flow(config: RunConfig, run_id: str | None = None, force: bool = False) -> dict:
+    logger = get_run_logger()
+    plan = prepare_run(config, run_id, force)
+    logger.info("run %s: %d shards, stages %s", plan.run_id, len(plan.shards), " -> ".join(plan.stages))
+    try:
+        for step in run_steps(plan):
+            if step.per_shard:
+                progress.stage_started(step.name, len(plan.shards))
+                futures = shard_task.map(unmapped(step), unmapped(plan), plan.shards)
+                futures.result()  # raises the first failure; later steps need every shard
+            else:
+                global_task(step, plan)
+        summary = finalize_run(plan)
+    except BaseException as err:
+        fail_run(plan, err)
+        raise
+    logger.info("run %s done: %s", plan.run_id, summary["totals"])
+    return summary
+
+
+def run_curate_flow(config: RunConfig, run_id: str | None = None, force: bool = False) -> dict:
+    """Run the flow with the task runner the config asks for."""
+    runner_flow = curate_flow.with_options(task_runner=task_runner_for(config))
+    return runner_flow(config=config, run_id=run_id, force=force)
+
+
+@flow(name="curate-from-file")
+def curate_from_file(config_path: str, run_id: str | None = None, force: bool = False) -> dict:
+    """Entry point for deployments: the schedule names a config file, each run gets a fresh id."""
+    return run_curate_flow(load_config(config_path), run_id=run_id, force=force)

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+# Each test session gets its own Prefect home: the temporary server's SQLite file can lock.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import pytest  # noqa: E402
+
+from curation.assets import assets_dir, fetch_assets  # noqa: E402
+from schemas.config import config_from_dict  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    return fetch_assets(assets_dir())
+
+
+@pytest.fixture(scope="session")
+def wiki_docs(assets) -> list[str]:
+    """Real multi-paragraph English documents that pass the heuristic filters: Wikipedia leads of
+    one topic, five at a time."""
+    data = json.loads((assets / "wiki" / "summaries_en-us.json").read_text())
+    by_topic: dict[str, list[str]] = {}
+    for entry in data.values():
+        by_topic.setdefault(entry.get("topic") or "misc", []).append(entry["extract"])
+    docs = []
+    for extracts in by_topic.values():
+        for i in range(0, len(extracts) - 4, 5):
+            docs.append("\n\n".join(extracts[i : i + 5]))
+    return docs
+
+
+@pytest.fixture(scope="session")
+def spanish_docs(assets) -> list[str]:
+    data = json.loads((assets / "wiki" / "summaries_es-es.json").read_text())
+    extracts = [e["extract"] for e in data.values()]
+    return ["\n\n".join(extracts[i : i + 5]) for i in range(0, 100, 5)]
+
+
+def write_shard(path: Path, columns: dict[str, list], schema: pa.Schema | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns, schema=schema), path)
+    return path
+
+
+def make_config(tmp_path: Path, paths: list[str], **sections):
+    data = {
+        "input": {"paths": paths},
+        "output": {"root": str(tmp_path / "out")},
+        "warehouse": {"path": str(tmp_path / "warehouse.duckdb")},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return config_from_dict(data)
+
+
+def rejected_rows(summary: dict) -> list[dict]:
+    from warehouse.warehouse import Warehouse
+
+    cols, rows = Warehouse(summary["warehouse"]).query(
+        f"SELECT * FROM rejected WHERE run_id = '{summary['run_id']}' ORDER BY input_file, input_row"
+    )
+    return [dict(zip(cols, r)) for r in rows]
+
+
+def curated_rows(summary: dict) -> list[dict]:
+    from warehouse.warehouse import Warehouse
+
+    cols, rows = Warehouse(summary["warehouse"]).query(
+        f"SELECT * FROM documents WHERE run_id = '{summary['run_id']}' ORDER BY input_file, input_row"
+    )
+    return [dict(zip(cols, r)) for r in rows]

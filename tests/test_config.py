@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from schemas.config import DEFAULT_CONFIG_YAML, ConfigError, RunConfig, config_from_dict, load_config
+
+
+def test_default_config_text_loads_and_matches_the_model_defaults(tmp_path):
+    path = tmp_path / "curate.yaml"
+    path.write_text(DEFAULT_CONFIG_YAML)
+    cfg = load_config(path)
+    assert cfg.input.paths == [str(tmp_path / "data/*.parquet")]
+    defaults = RunConfig(input={"paths": ["x"]})
+    for section in ("ingest", "exact_dedup", "near_dedup", "quality", "language", "toxicity", "pii", "execution"):
+        assert getattr(cfg, section) == getattr(defaults, section), section
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("input:\n  paths: [a.parquet]\nnear_dedup:\n  n_gram: 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "near_dedup.n_gram: unknown key" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_bad_value_is_named():
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"input": {"paths": ["a"]}, "language": {"min_score": 2}})
+    assert "language.min_score" in str(err.value)
+
+
+def test_missing_input_paths_is_named():
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"output": {"root": "x"}})
+    assert "input: Field required" in str(err.value)
+
+
+def test_unknown_datatrove_filter_parameter_is_named():
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"input": {"paths": ["a"]}, "quality": {"c4": {"params": {"min_sentences": 3}}}})
+    message = str(err.value)
+    assert "quality.c4.params" in message and "min_sentences" in message and "min_num_sentences" in message
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    path = tmp_path / "sub" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text("input:\n  paths: [data/*.parquet, 's3://bucket/x/*.parquet']\nwarehouse:\n  path: wh.duckdb\n")
+    cfg = load_config(path)
+    assert cfg.input.paths == [str(path.parent / "data/*.parquet"), "s3://bucket/x/*.parquet"]
+    assert Path(cfg.warehouse.path) == path.parent / "wh.duckdb"
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: [unclosed")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")
