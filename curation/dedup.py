@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.shards import write_table_atomic
-from curation.stage import Rejection
+from curation.stage import SPACY_LOCK, Rejection
 from schemas.config import NearDedupConfig
 from schemas.documents import MINHASH_BANDS
 
@@ -144,7 +144,8 @@ def _signer(n_grams: int, num_buckets: int, hashes_per_bucket: int, seed: int):
 def band_keys(text: str, cfg: NearDedupConfig) -> list[int]:
     """One 64-bit key per LSH band; empty when the text has fewer words than a shingle."""
     signer = _signer(cfg.n_grams, cfg.num_buckets, cfg.hashes_per_bucket, cfg.seed)
-    shingles = signer.get_shingles(text)
+    with SPACY_LOCK:
+        shingles = signer.get_shingles(text)
     if shingles.size == 0:
         return []
     signature = np.asarray(signer.get_signature(shingles), dtype=np.uint64)

@@ -457,6 +457,9 @@ class _Builder:
     def forum_thread(self, crawl: dict) -> _Doc:
         n = self.rng.randint(8, 15)
         sentences = [self.next_sentence() for _ in range(n)]
+        while len(sentences) < 15 and _count_words(" ".join(sentences)) < 60:  # a real document, not a stub
+            sentences.append(self.next_sentence())
+        n = len(sentences)
         if self.offensive_sentences and self.rng.random() < _FORUM_OFFENSIVE_RATE:
             sentences[self.rng.randrange(n)] = self.next_offensive_sentence()
         posts, i = [], 0
@@ -479,8 +482,7 @@ class _Builder:
         return self.doc(crawl, text, url, kind=f"non_english_{lang}", genre=f"wiki-{lang}")
 
     def _email(self, first: str, last: str) -> str:
-        style = self.rng.randrange(3)
-        local = f"{first}.{last}" if style == 0 else (f"{first[0]}{last}" if style == 1 else f"{first}{self.rng.randrange(10, 99)}")
+        local = self.rng.choice((f"{first}.{last}", f"{first[0]}{last}", f"{first}{self.rng.randrange(10, 99)}"))
         return f"{local}@{self.rng.choice(_EMAIL_DOMAINS)}"
 
     def _phone(self) -> str:
@@ -555,10 +557,10 @@ class _Builder:
             sep = rng.choice(("\t", " | ", ", ", "  "))
             rows = [sep.join(rng.sample(_TABLE_HEADERS, cols))]
             for _ in range(rng.randint(15, 40)):
-                rows.append(sep.join(
-                    str(rng.randrange(1990, 2025)) if c == 0 else f"{rng.uniform(0, 10 ** rng.randint(1, 4)):.{rng.randint(0, 2)}f}"
-                    for c in range(cols)
-                ))
+                cells = [str(rng.randrange(1990, 2025))]
+                for _ in range(cols - 1):
+                    cells.append(f"{rng.uniform(0, 10 ** rng.randint(1, 4)):.{rng.randint(0, 2)}f}")
+                rows.append(sep.join(cells))
             text = "\n".join(rows)
         elif kind == "junk_lorem":
             paragraphs = []
@@ -609,8 +611,9 @@ class _Builder:
                 out = out.replace("\n\n", rng.choice(("\n\n\n", " \n\n", "\n\n\t", "  \n\n")))
             if ws == 2:
                 out = rng.choice(("\n", "  ", "\t")) + out + rng.choice(("\n", " \n", "\n\n"))
-            same = _dedup_form(out) == _dedup_form(text) and _WHITESPACE.sub(" ", out.lower()).strip() == _WHITESPACE.sub(" ", text.lower()).strip()
-            if out != text and same:
+            same_casefold = _dedup_form(out) == _dedup_form(text)
+            same_lower = _WHITESPACE.sub(" ", out.lower()).strip() == _WHITESPACE.sub(" ", text.lower()).strip()
+            if out != text and same_casefold and same_lower:
                 return out
         raise RuntimeError("demo corpus: could not make a case/whitespace variant")
 

@@ -80,8 +80,8 @@ def _as_datetime(value: object) -> datetime | None:
     return None
 
 
-def _metadata(row: dict, shard: InputShard) -> str | None:
-    meta: dict = {}
+def _metadata(row: dict, shard: InputShard, extra: dict) -> str | None:
+    meta: dict = dict(extra)
     raw = row.get(f"__in_{shard.mapped['metadata']}") if "metadata" in shard.mapped else None
     if isinstance(raw, str):
         try:
@@ -108,6 +108,9 @@ def ingest_batch(batch: pa.Table, shard: InputShard, first_row: int, run_id: str
             return row.get(f"__in_{shard.mapped[name]}") if name in shard.mapped else None
 
         source = field("source")
+        crawl_date = _as_datetime(field("crawl_date"))
+        # a value we cannot read as a date is kept, not dropped
+        unparsed = {"crawl_date_unparsed": str(field("crawl_date"))} if crawl_date is None and field("crawl_date") is not None else {}
         rows_out.append(
             {
                 "doc_id": doc_id,
@@ -116,10 +119,10 @@ def ingest_batch(batch: pa.Table, shard: InputShard, first_row: int, run_id: str
                 "run_id": run_id,
                 "source": str(source) if source is not None else shard.default_source,
                 "url": None if field("url") is None else str(field("url")),
-                "crawl_date": _as_datetime(field("crawl_date")),
+                "crawl_date": crawl_date,
                 "input_file": shard.path,
                 "input_row": input_row,
-                "metadata": _metadata(row, shard),
+                "metadata": _metadata(row, shard, unparsed),
                 "n_chars": len(text) if text is not None else 0,
                 "n_words": len(text.split()) if text is not None else 0,
                 "n_lines": text.count("\n") + 1 if text else 0,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datatrove.data import Document
 from datatrove.utils.text import PUNCTUATION_SET, split_into_words
 
-from curation.stage import DocumentCheck, Rejection
+from curation.stage import SPACY_LOCK, DocumentCheck, Rejection
 from schemas.config import QualityConfig
 
 STAGE = "quality"
@@ -80,7 +80,8 @@ def quality_check(cfg: QualityConfig) -> DocumentCheck:
         for name, apply in filters:
             if name == "url_blocklist" and not row["url"]:
                 continue
-            result = apply(doc)
+            with SPACY_LOCK:
+                result = apply(doc)
             keep, reason = result if isinstance(result, tuple) else (result, None)
             if not keep:
                 return Rejection(f"{name}:{reason or 'rejected'}", None)

@@ -8,6 +8,7 @@ writes the stats file last, which is also the marker that the shard is done.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -19,6 +20,12 @@ import pyarrow as pa
 from curation import progress
 from curation.shards import ShardWriter, text_bytes, write_json_atomic
 from schemas.documents import CURATED_DOCUMENT, REJECTED_DOCUMENT
+
+
+# spaCy's tokenizer (behind datatrove's word splitting) is shared per process and not thread-safe:
+# concurrent calls corrupt its string store. Threads only overlap I/O here anyway (the GIL); use
+# Dask workers, which are processes, to spread text processing over cores.
+SPACY_LOCK = threading.Lock()
 
 
 class AccountingError(RuntimeError):

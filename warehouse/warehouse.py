@@ -30,7 +30,7 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS _runs (
         run_id VARCHAR PRIMARY KEY, status VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
         output_dir VARCHAR, input_paths VARCHAR, config VARCHAR,
-        docs_in BIGINT, docs_out BIGINT, docs_rejected BIGINT, input_errors BIGINT)""",
+        docs_in BIGINT, docs_out BIGINT, docs_rejected BIGINT, input_errors BIGINT, error VARCHAR)""",
     "CREATE TABLE IF NOT EXISTS _run_files (run_id VARCHAR, kind VARCHAR, path VARCHAR)",
     "CREATE OR REPLACE VIEW runs AS SELECT * FROM _runs",
 ]
@@ -110,7 +110,7 @@ class Warehouse:
     def run_failed(self, run_id: str, error: str) -> None:
         with self.connect() as con:
             con.execute(
-                "UPDATE _runs SET status = 'failed', finished_at = ?, config = json_insert(config, '$.error', ?) WHERE run_id = ?",
+                "UPDATE _runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
                 [datetime.now(timezone.utc), error, run_id],
             )
 

@@ -1,0 +1,132 @@
+"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory]`
+
+Generates the benchmark corpus, runs each measurement in a child process, prints a table and
+writes benchmarks/results/latest.json. See benchmarks/README.md for what every number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks import measure
+from benchmarks.corpus import generate_corpus
+from benchmarks.report import render
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SECTIONS = ("stages", "chain", "memory")
+DEFAULT_DOCS, QUICK_DOCS, SHARDS = 2000, 200, 8
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
+    p.add_argument("--docs", type=int, default=None, help=f"documents in the 1x corpus (default {DEFAULT_DOCS})")
+    p.add_argument("--quick", action="store_true", help=f"smoke run on {QUICK_DOCS} documents")
+    p.add_argument("--shard-docs", type=int, default=None, help=f"documents per shard (default: docs / {SHARDS})")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
+    p.add_argument("--work-dir", type=Path, default=None, help="where corpora and run outputs go (default: a temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (corpora, run outputs, child logs)")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
+    args = p.parse_args(argv)
+    if args.docs is None:
+        args.docs = QUICK_DOCS if args.quick else DEFAULT_DOCS
+    if args.docs < 1:
+        p.error("--docs must be at least 1")
+    args.shard_docs = args.shard_docs or max(1, args.docs // SHARDS)
+    args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s) {sorted(unknown)}; choose from {list(SECTIONS)}")
+    return args
+
+
+def _log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _environment() -> dict:
+    from importlib.metadata import version
+
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except Exception:  # noqa: BLE001
+            return None
+
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "datatrove": v("datatrove"),
+        "pyarrow": v("pyarrow"),
+        "duckdb": v("duckdb"),
+        "spacy": v("spacy"),
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="cpt-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results: dict = {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "args": {"docs": args.docs, "shard_docs": args.shard_docs, "seed": args.seed, "quick": args.quick, "sections": args.sections},
+        "environment": _environment(),
+    }
+    try:
+        _log(f"generating the 1x corpus ({args.docs} docs) in {work}")
+        corpus = generate_corpus(work / "corpus-1x", args.docs, args.shard_docs, args.seed)
+        results["corpus"] = corpus.as_dict()
+
+        one = None
+        if "stages" in args.sections or "memory" in args.sections:
+            _log("whole pipeline on the 1x corpus (child process)")
+            one = measure.run_full_pipeline(corpus.root, work, "pipeline-1x")
+            results["stages"] = measure.stage_table(one)
+
+        if "chain" in args.sections:
+            _log("heuristic chain: datatrove, then ours (alpha rule tokens, words)")
+            results["chain"] = measure.chain_comparison(corpus.root, corpus.files, work)
+
+        if "memory" in args.sections:
+            _log(f"generating the 4x corpus ({4 * args.docs} docs)")
+            corpus4 = generate_corpus(work / "corpus-4x", 4 * args.docs, args.shard_docs, args.seed)
+            results["corpus_4x"] = corpus4.as_dict()
+            _log("whole pipeline on the 4x corpus (child process)")
+            four = measure.run_full_pipeline(corpus4.root, work, "pipeline-4x")
+            results["stages_4x"] = measure.stage_table(four)
+            results["memory"] = measure.memory_comparison(
+                measure.memory_entry(one, corpus.docs, len(corpus.files)),
+                measure.memory_entry(four, corpus4.docs, len(corpus4.files)),
+            )
+    finally:
+        if args.keep or args.work_dir:
+            _log(f"work dir kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    results["benchmark_seconds"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    results = run(args)
+    print(render(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nresults written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The printed table."""
+
+from __future__ import annotations
+
+CHAIN_TARGET_NOW, CHAIN_TARGET_LONG, DECISIONS_TARGET = 1.0, 10.0, 99.5
+
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list], align: str | None = None) -> list[str]:
+    cells = [header] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    align = align or "<" + ">" * (len(header) - 1)
+    out = []
+    for n, r in enumerate(cells):
+        out.append("  ".join(f"{c:{a}{w}}" for c, a, w in zip(r, align, widths)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def _verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("ok" if ok else "BELOW TARGET")
+
+
+def render(results: dict) -> str:
+    lines: list[str] = []
+    c = results["corpus"]
+    env = results["environment"]
+    lines.append(
+        f"corpus 1x: {c['docs']:,} docs in {c['shards']} shards of {c['shard_docs']} "
+        f"({c['text_bytes'] / 1e6:.1f} MB of text, mean {c['mean_doc_bytes']:,} B/doc), seed {c['seed']}"
+    )
+    lines.append("kinds: " + ", ".join(f"{k} {v}" for k, v in c["kinds"].items()))
+    lines.append(
+        f"machine: {env['cpus']} CPUs, load {env['loadavg_at_start']}; python {env['python']}, datatrove {env['datatrove']}"
+    )
+
+    if "stages" in results:
+        s = results["stages"]
+        lines += ["", "1. docs/s per stage: run_pipeline on the 1x corpus, all stages (pii on)"]
+        rows = [[r["stage"], r["docs_in"], r["docs_out"], r["stage_s"], r["docs_per_s"], r["wall_s"], r["docs_per_s_wall"]] for r in s["stages"]]
+        rows.append(["(prepare + finalize)", None, None, None, None, round(s["prepare_s"] + s["finalize_s"], 3), None])
+        rows.append(["whole pipeline", s["docs_in"], s["docs_out"], None, None, s["total_s"], s["docs_per_s_total"]])
+        lines += _table(["stage", "docs_in", "docs_out", "stage_s", "docs/s", "wall_s", "docs/s wall"], rows)
+        lines.append("   stage_s: the runner's per-stage `seconds` (funnel); wall_s adds planning/signature steps")
+        if "stages_4x" in results:
+            s4 = results["stages_4x"]
+            lines.append(
+                f"   4x corpus: whole pipeline {s4['docs_per_s_total']} docs/s "
+                f"(1x: {s['docs_per_s_total']}); per stage wall docs/s: "
+                + ", ".join(f"{r['stage']} {_fmt(r['docs_per_s_wall'])}" for r in s4["stages"])
+            )
+
+    if "chain" in results:
+        ch = results["chain"]
+        dt = ch["datatrove"]
+        lines += ["", "2. heuristic chain vs datatrove (same shards; GopherRepetition, GopherQuality, C4, FineWeb; default params)"]
+        rows = [["datatrove LocalPipelineExecutor", dt["docs"], dt["seconds"], dt["docs_per_s"], 1.0, dt["kept"], 100.0]]
+        labels = {"tokens": "ours, alpha_words_rule=tokens", "words": "ours, alpha_words_rule=words (default)"}
+        for rule, o in ch["ours"].items():
+            rows.append([labels[rule], o["docs"], o["seconds"], o["docs_per_s"], o["ratio_vs_datatrove"], o["kept"], o["identical_pct"]])
+        lines += _table(["implementation", "docs", "seconds", "docs/s", "ratio", "kept", "identical %"], rows)
+        t = ch["ours"].get("tokens")
+        if t:
+            lines.append(
+                f"   apples-to-apples (tokens): ratio {_fmt(t['ratio_vs_datatrove'], 2)} "
+                f"[target >= {CHAIN_TARGET_NOW} now: {_verdict(t['ratio_vs_datatrove'] and t['ratio_vs_datatrove'] >= CHAIN_TARGET_NOW)}; "
+                f">= {CHAIN_TARGET_LONG} long-term], identical decisions {_fmt(t['identical_pct'], 2)}% "
+                f"[target >= {DECISIONS_TARGET}%: {_verdict(t['identical_pct'] is not None and t['identical_pct'] >= DECISIONS_TARGET)}]"
+            )
+            lines.append(
+                f"   disagreements (tokens): kept only by ours {t['kept_by_ours_only']}, only by datatrove "
+                f"{t['kept_by_datatrove_only']}; texts changed by ingest {t.get('ingest_changed_texts')}"
+            )
+        w = ch["ours"].get("words")
+        if w:
+            lines.append(
+                f"   words rule keeps {w['kept_by_ours_only']} documents datatrove drops "
+                f"(the alpha-words rule counted on words only, by design)"
+            )
+
+    if "memory" in results:
+        m = results["memory"]
+        lines += ["", "3. peak memory: whole pipeline in a child process (peak RSS from wait4; VmHWM as a cross-check)"]
+        rows = [
+            [k, m[k]["docs"], m[k]["shards"], m[k]["rss_before_run_mb"], m[k]["peak_rss_mb"], m[k]["vmhwm_mb"], m[k]["pipeline_s"]]
+            for k in ("1x", "4x")
+        ]
+        lines += _table(["corpus", "docs", "shards", "RSS before run MB", "peak RSS MB", "VmHWM MB", "seconds"], rows)
+        lines.append(
+            f"   RSS_4x / RSS_1x = {_fmt(m['rss_ratio_4x_1x'], 2)} (flat memory: near 1); "
+            f"growth over the pre-run RSS 4x/1x = {_fmt(m['run_growth_ratio_4x_1x'], 2)}; time 4x/1x = {_fmt(m['time_ratio_4x_1x'], 2)}"
+        )
+
+    lines.append(f"\nbenchmark took {results['benchmark_seconds']} s")
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""The Prefect flow under prefect_test_harness: same steps, same outputs as the serial runner."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import curated_rows, make_config, rejected_rows, write_shard
+from prefect.testing.utilities import prefect_test_harness
+
+from curation.runner import run_pipeline
+from flows.curate import curate_flow, run_curate_flow
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def test_flow_matches_the_serial_runner(tmp_path, wiki_docs, harness):
+    for i in range(2):
+        write_shard(tmp_path / f"in/{i}.parquet", {"text": wiki_docs[i * 6 : i * 6 + 6] + [wiki_docs[1]]})
+    inputs = [str(tmp_path / "in/*.parquet")]
+    serial = run_pipeline(make_config(tmp_path / "serial", inputs), run_id="x")
+    flowed = run_curate_flow(make_config(tmp_path / "flow", inputs, execution={"max_workers": 2}), run_id="x")
+    assert flowed["totals"] == serial["totals"]
+    assert [r["text"] for r in curated_rows(flowed)] == [r["text"] for r in curated_rows(serial)]
+    assert [r["reason"] for r in rejected_rows(flowed)] == [r["reason"] for r in rejected_rows(serial)]
+
+
+def test_flow_records_a_failed_run(tmp_path, wiki_docs, harness):
+    write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[:2]})
+    cfg = make_config(tmp_path, [str(tmp_path / "in/*.parquet")], language={"model_path": str(tmp_path / "missing.ftz")})
+    with pytest.raises(Exception, match="missing.ftz"):
+        curate_flow(config=cfg, run_id="broken")
+    from warehouse.warehouse import Warehouse
+
+    _, rows = Warehouse(cfg.warehouse.path).query("SELECT status, error FROM runs")
+    assert rows[0][0] == "failed" and "missing.ftz" in rows[0][1]
+
+
+@pytest.mark.slow
+def test_flow_on_a_local_dask_cluster(tmp_path, wiki_docs, harness):
+    write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[:5]})
+    write_shard(tmp_path / "in/1.parquet", {"text": wiki_docs[5:9] + [wiki_docs[0]]})
+    inputs = [str(tmp_path / "in/*.parquet")]
+    cfg = make_config(tmp_path, inputs, execution={"task_runner": "dask", "max_workers": 2})
+    summary = run_curate_flow(cfg, run_id="dask")
+    assert summary["totals"]["docs_in"] == 10
+    assert [r["reason"] for r in rejected_rows(summary)].count("exact_duplicate") == 1
