@@ -32,6 +32,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help=f"smoke run on {QUICK_DOCS} documents")
     p.add_argument("--shard-docs", type=int, default=None, help=f"documents per shard (default: docs / {SHARDS})")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument(
+        "--memory-base-docs",
+        type=int,
+        default=None,
+        help="documents of the memory section's 1x corpus; its 4x corpus has 4x the shards of the same size "
+        "(default: a quarter of --docs, so the 4x run is the stage run; --memory-base-docs DOCS runs DOCS vs 4*DOCS)",
+    )
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
     p.add_argument("--work-dir", type=Path, default=None, help="where corpora and run outputs go (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (corpora, run outputs, child logs)")
@@ -42,6 +49,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.docs < 1:
         p.error("--docs must be at least 1")
     args.shard_docs = args.shard_docs or max(1, args.docs // SHARDS)
+    if args.memory_base_docs is None:
+        # a quarter of the corpus (whole shards), so that the 4x run is the corpus's own run
+        args.memory_base_docs = max(args.shard_docs, args.docs // 4 // args.shard_docs * args.shard_docs)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
@@ -80,35 +90,36 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     results: dict = {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "args": {"docs": args.docs, "shard_docs": args.shard_docs, "seed": args.seed, "quick": args.quick, "sections": args.sections},
+        "args": {"docs": args.docs, "shard_docs": args.shard_docs, "seed": args.seed, "quick": args.quick, "sections": args.sections, "memory_base_docs": args.memory_base_docs},
         "environment": _environment(),
     }
     try:
-        _log(f"generating the 1x corpus ({args.docs} docs) in {work}")
-        corpus = generate_corpus(work / "corpus-1x", args.docs, args.shard_docs, args.seed)
+        _log(f"generating the corpus ({args.docs} docs) in {work}")
+        corpus = generate_corpus(work / f"corpus-{args.docs}", args.docs, args.shard_docs, args.seed)
         results["corpus"] = corpus.as_dict()
 
-        one = None
-        if "stages" in args.sections or "memory" in args.sections:
-            _log("whole pipeline on the 1x corpus (child process)")
-            one = measure.run_full_pipeline(corpus.root, work, "pipeline-1x")
-            results["stages"] = measure.stage_table(one)
+        runs: dict[int, tuple] = {}  # docs -> (corpus info, child result) of whole-pipeline runs
+
+        def whole_pipeline(docs: int):
+            if docs not in runs:
+                info = corpus if docs == corpus.docs else generate_corpus(work / f"corpus-{docs}", docs, args.shard_docs, args.seed)
+                _log(f"whole pipeline on {docs} docs in {len(info.files)} shards (child process)")
+                runs[docs] = (info, measure.run_full_pipeline(info.root, work, f"pipeline-{docs}"))
+            return runs[docs]
+
+        if "stages" in args.sections:
+            results["stages"] = measure.stage_table(whole_pipeline(corpus.docs)[1])
 
         if "chain" in args.sections:
-            _log("heuristic chain: datatrove, then ours (alpha rule tokens, words)")
+            _log("heuristic chain: datatrove, then ours (alpha rule tokens, then words)")
             results["chain"] = measure.chain_comparison(corpus.root, corpus.files, work)
 
         if "memory" in args.sections:
-            _log(f"generating the 4x corpus ({4 * args.docs} docs)")
-            corpus4 = generate_corpus(work / "corpus-4x", 4 * args.docs, args.shard_docs, args.seed)
-            results["corpus_4x"] = corpus4.as_dict()
-            _log("whole pipeline on the 4x corpus (child process)")
-            four = measure.run_full_pipeline(corpus4.root, work, "pipeline-4x")
-            results["stages_4x"] = measure.stage_table(four)
-            results["memory"] = measure.memory_comparison(
-                measure.memory_entry(one, corpus.docs, len(corpus.files)),
-                measure.memory_entry(four, corpus4.docs, len(corpus4.files)),
-            )
+            entries = {}
+            for label, docs in (("1x", args.memory_base_docs), ("4x", 4 * args.memory_base_docs)):
+                info, child = whole_pipeline(docs)
+                entries[label] = measure.memory_entry(child, info.docs, len(info.files))
+            results["memory"] = measure.memory_comparison(entries["1x"], entries["4x"])
     finally:
         if args.keep or args.work_dir:
             _log(f"work dir kept: {work}")

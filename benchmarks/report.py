@@ -36,7 +36,7 @@ def render(results: dict) -> str:
     c = results["corpus"]
     env = results["environment"]
     lines.append(
-        f"corpus 1x: {c['docs']:,} docs in {c['shards']} shards of {c['shard_docs']} "
+        f"corpus: {c['docs']:,} docs in {c['shards']} shards of {c['shard_docs']} "
         f"({c['text_bytes'] / 1e6:.1f} MB of text, mean {c['mean_doc_bytes']:,} B/doc), seed {c['seed']}"
     )
     lines.append("kinds: " + ", ".join(f"{k} {v}" for k, v in c["kinds"].items()))
@@ -46,19 +46,12 @@ def render(results: dict) -> str:
 
     if "stages" in results:
         s = results["stages"]
-        lines += ["", "1. docs/s per stage: run_pipeline on the 1x corpus, all stages (pii on)"]
+        lines += ["", "1. docs/s per stage: run_pipeline on the corpus, all stages (pii on)"]
         rows = [[r["stage"], r["docs_in"], r["docs_out"], r["stage_s"], r["docs_per_s"], r["wall_s"], r["docs_per_s_wall"]] for r in s["stages"]]
         rows.append(["(prepare + finalize)", None, None, None, None, round(s["prepare_s"] + s["finalize_s"], 3), None])
         rows.append(["whole pipeline", s["docs_in"], s["docs_out"], None, None, s["total_s"], s["docs_per_s_total"]])
         lines += _table(["stage", "docs_in", "docs_out", "stage_s", "docs/s", "wall_s", "docs/s wall"], rows)
         lines.append("   stage_s: the runner's per-stage `seconds` (funnel); wall_s adds planning/signature steps")
-        if "stages_4x" in results:
-            s4 = results["stages_4x"]
-            lines.append(
-                f"   4x corpus: whole pipeline {s4['docs_per_s_total']} docs/s "
-                f"(1x: {s['docs_per_s_total']}); per stage wall docs/s: "
-                + ", ".join(f"{r['stage']} {_fmt(r['docs_per_s_wall'])}" for r in s4["stages"])
-            )
 
     if "chain" in results:
         ch = results["chain"]

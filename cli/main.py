@@ -21,8 +21,8 @@ from rich.table import Table
 from schemas.config import DEFAULT_CONFIG_YAML, ConfigError, RunConfig, config_from_dict, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Curate Parquet corpora for continual pre-training.")
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 DEFAULT_WAREHOUSE = "warehouse/curation.duckdb"
 
@@ -102,26 +102,36 @@ def _size(n: int) -> str:
 
 
 def print_summary(summary: dict) -> None:
-    table = Table(title=f"Funnel of run {summary['run_id']}", show_lines=False)
-    for col in ("stage", "docs in", "kept", "dropped", "bytes kept", "bytes dropped", "seconds", "reasons"):
-        table.add_column(col, justify="left" if col in ("stage", "reasons") else "right")
+    table = Table(title=f"Funnel of run {summary['run_id']}")
+    for col in ("stage", "docs in", "kept", "dropped", "bytes kept", "bytes dropped", "seconds"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
     for row in summary["funnel"]:
-        reasons = ", ".join(f"{k}: {v}" for k, v in row["reasons"].items())
         table.add_row(
             row["stage"], f"{row['docs_in']:,}", f"{row['docs_out']:,}", f"{row['docs_rejected']:,}",
-            _size(row["bytes_out"]), _size(row["bytes_rejected"]), f"{row['seconds']:.1f}", reasons or "-",
+            _size(row["bytes_out"]), _size(row["bytes_rejected"]), f"{row['seconds']:.1f}",
         )
     out.print(table)
+    reasons = Table(title="Why documents were dropped")
+    for col in ("stage", "reason", "docs"):
+        reasons.add_column(col, justify="right" if col == "docs" else "left")
+    for row in summary["funnel"]:
+        for reason, count in row["reasons"].items():
+            reasons.add_row(row["stage"], reason, f"{count:,}")
+    if reasons.row_count:
+        out.print(reasons)
     totals = summary["totals"]
     out.print(
         f"[bold]{totals['docs_in']:,}[/bold] documents in, [green]{totals['docs_out']:,} curated[/green], "
         f"[yellow]{totals['docs_rejected']:,} rejected[/yellow] (kept in the rejected table with stage and reason)"
     )
+    if "pii_redactions" in summary:
+        pii = summary["pii_redactions"]
+        out.print(f"PII: {pii['redactions']:,} redactions in {pii['documents']:,} curated documents")
     for err in summary["input_errors"]:
         out.print(f"[red]input error[/red] {err['input_file']}: {err['error']}")
     out.print(f"curated shards: {summary['documents_dir']}")
     out.print(f"run folder:     {summary['run_dir']}")
-    out.print(f"warehouse:      {summary['warehouse']}  (curate sql --warehouse {summary['warehouse']} \"SELECT ...\")")
+    out.print(f"warehouse:      {summary['warehouse']}")
 
 
 @app.command()

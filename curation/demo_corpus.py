@@ -75,6 +75,7 @@ PLANTED_KINDS = (
     "pii",  # good document plus fake emails, phone numbers, public IPv4 addresses
     "blocklisted_url",  # good document whose domain is on datatrove's URL blocklist
     "duplicate_id",  # good document reusing the id of another crawl1 document
+    "broken_text",  # null, empty, whitespace-only or control-character-only text
 )
 
 # Real entries of the domain list bundled with datatrove's URLFilter
@@ -103,6 +104,7 @@ _CRAWL1 = {
     "pii": 30,
     "blocklisted_url": 4,
     "duplicate_id": 2,
+    "broken_text": 4,
 }
 _CRAWL2 = {
     "name": "crawl2",
@@ -662,6 +664,8 @@ class _Builder:
             self.pii(c)
         for _ in range(c["blocklisted_url"]):
             self.blocklisted(c)
+        for i in range(c["broken_text"]):
+            self.broken(c, i)
 
         copyable = good + forum
         for _ in range(c["exact_dup"]):
@@ -708,6 +712,12 @@ class _Builder:
         for _ in range(c["recrawl_near_dup"]):
             o = self._pick_original(wiki1, _NEAR_DUP_MIN_WORDS)
             self._copy(c, o, self.near_dup_text(o.text), o.url, "recrawl_near_dup")
+
+    def broken(self, crawl: dict, i: int) -> _Doc:
+        texts = (None, "", "  \n\t  \n", "\x00\x01\x02")
+        d = self.doc(crawl, texts[i % len(texts)] or "", self.unique_url("https://broken.example.net/page"), kind="broken_text", genre="broken")
+        d.text = texts[i % len(texts)]
+        return d
 
     def _mirror_url(self, original: _Doc) -> str:
         path = original.url.split("/", 3)[3]

@@ -367,6 +367,9 @@ def finalize_run(plan: RunPlan) -> dict:
         "funnel": rows,
         "input_errors": input_errors,
     }
+    if "pii" in plan.stages:
+        redactions = pa.concat_tables([pq.read_table(p, columns=["pii_redactions"]) for p in final_curated]).column(0).to_pylist()
+        summary["pii_redactions"] = {"documents": sum(1 for r in redactions if r), "redactions": sum(r or 0 for r in redactions)}
     write_json_atomic(plan.run_dir / "summary.json", summary)
     return summary
 
