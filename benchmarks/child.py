@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-KB = 1024
-
 
 def _proc_status_kb(field: str) -> int | None:
     try:

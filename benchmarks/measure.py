@@ -160,6 +160,31 @@ def run_ours_chain(corpus_dir: Path, work: Path, alpha_words_rule: str) -> dict:
     }
 
 
+def _datatrove_reasons(logging_dir: Path) -> dict[str, int]:
+    """reason -> documents dropped, from the executor's stats.json (`dropped_<reason>` counters)."""
+    import json
+
+    path = logging_dir / "stats.json"
+    if not path.exists():
+        return {}
+    reasons: dict[str, int] = {}
+    for step in json.loads(path.read_text()):
+        for key, value in step.get("stats", {}).items():
+            if key.startswith("dropped_"):
+                count = value["total"] if isinstance(value, dict) else value
+                reasons[key.removeprefix("dropped_")] = reasons.get(key.removeprefix("dropped_"), 0) + int(count)
+    return reasons
+
+
+def _reason_differences(ours: dict[str, int], theirs: dict[str, int]) -> dict[str, list[int]]:
+    """reason -> [ours, datatrove] where the counts differ (our reasons are 'filter:reason')."""
+    flat: dict[str, int] = {}
+    for key, n in ours.items():
+        reason = key.split(":", 1)[-1]
+        flat[reason] = flat.get(reason, 0) + n
+    return {r: [flat.get(r, 0), theirs.get(r, 0)] for r in sorted(set(flat) | set(theirs)) if flat.get(r, 0) != theirs.get(r, 0)}
+
+
 def run_datatrove_chain(corpus_dir: Path, work: Path, docs: int) -> dict:
     out = work / "chain-datatrove" / "output"
     logging_dir = work / "chain-datatrove" / "logs"  # fresh: completion markers would skip the run
@@ -173,6 +198,7 @@ def run_datatrove_chain(corpus_dir: Path, work: Path, docs: int) -> dict:
         "docs_per_s": _rate(docs, seconds),
         "kept": len(kept),
         "kept_ids": kept,
+        "reasons": _datatrove_reasons(logging_dir),
         "child_wall_s": round(child.wall_seconds, 1),
     }
 
@@ -201,6 +227,7 @@ def chain_comparison(corpus_dir: Path, corpus_files: list[Path], work: Path) -> 
             **{k: v for k, v in ours.items() if k not in ("kept_ids", "rejections", "run_dir")},
             "ratio_vs_datatrove": _ratio(ours["docs_per_s"], theirs["docs_per_s"]),
             **compare_decisions(all_ids, ours, theirs),
+            "reason_count_differences": _reason_differences(ours["reasons"], theirs["reasons"]),
         }
         if rule == "tokens":
             variants[rule]["ingest_changed_texts"] = _ingest_changed(ours["run_dir"], corpus_files)

@@ -57,10 +57,10 @@ def render(results: dict) -> str:
         ch = results["chain"]
         dt = ch["datatrove"]
         lines += ["", "2. heuristic chain vs datatrove (same shards; GopherRepetition, GopherQuality, C4, FineWeb; default params)"]
-        rows = [["datatrove LocalPipelineExecutor", dt["docs"], dt["seconds"], dt["docs_per_s"], 1.0, dt["kept"], 100.0]]
+        rows = [["datatrove LocalPipelineExecutor", dt["docs"], dt["seconds"], dt["docs_per_s"], "1.00", dt["kept"], "(reference)"]]
         labels = {"tokens": "ours, alpha_words_rule=tokens", "words": "ours, alpha_words_rule=words (default)"}
         for rule, o in ch["ours"].items():
-            rows.append([labels[rule], o["docs"], o["seconds"], o["docs_per_s"], o["ratio_vs_datatrove"], o["kept"], o["identical_pct"]])
+            rows.append([labels[rule], o["docs"], o["seconds"], o["docs_per_s"], _fmt(o["ratio_vs_datatrove"], 2), o["kept"], _fmt(o["identical_pct"], 2)])
         lines += _table(["implementation", "docs", "seconds", "docs/s", "ratio", "kept", "identical %"], rows)
         t = ch["ours"].get("tokens")
         if t:
@@ -79,6 +79,12 @@ def render(results: dict) -> str:
             lines.append(
                 f"   words rule keeps {w['kept_by_ours_only']} documents datatrove drops "
                 f"(the alpha-words rule counted on words only, by design)"
+            )
+        for rule, o in ch["ours"].items():
+            diffs = o.get("reason_count_differences") or {}
+            lines.append(
+                f"   drop reasons vs datatrove ({rule}): "
+                + ("identical counts" if not diffs else ", ".join(f"{r} {a} vs {b}" for r, (a, b) in diffs.items()))
             )
 
     if "memory" in results:

@@ -39,7 +39,7 @@ def expand_input_paths(patterns: list[str]) -> tuple[list[str], list[tuple[str, 
                 matches = fs.glob(pattern)
                 if not matches:
                     errors.append((pattern, "no file matches this pattern"))
-                found.update(_with_protocol(pattern, m) for m in matches)
+                found.update(m if "://" not in pattern else fs.unstrip_protocol(m) for m in matches)
             elif fs.exists(pattern):
                 found.add(pattern)
             else:
@@ -47,12 +47,6 @@ def expand_input_paths(patterns: list[str]) -> tuple[list[str], list[tuple[str, 
         except Exception as err:  # noqa: BLE001 - any backend failure is reported per path
             errors.append((pattern, f"cannot list: {err}"))
     return sorted(found), errors
-
-
-def _with_protocol(pattern: str, match: str) -> str:
-    if "://" in pattern and "://" not in match:
-        return f"{pattern.split('://', 1)[0]}://{match}"
-    return match
 
 
 @contextmanager

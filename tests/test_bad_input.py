@@ -162,3 +162,16 @@ def test_dates_are_parsed_and_unreadable_dates_kept_in_metadata(tmp_path, wiki_d
     rows = curated_rows(_run(tmp_path))
     assert rows[0]["crawl_date"].year == 2024 and rows[1]["crawl_date"] is None
     assert json.loads(rows[1]["metadata"]) == {"crawl_date_unparsed": "not a date"}
+
+
+def test_fsspec_urls_are_read(tmp_path, wiki_docs):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    with fs.open("/crawl/part-0.parquet", "wb") as handle:
+        pq.write_table(pa.table({"text": wiki_docs[:3]}), handle)
+    cfg = make_config(tmp_path, ["memory://crawl/*.parquet", "memory://crawl/missing.parquet"], **CHEAP)
+    summary = run_pipeline(cfg, run_id="urls")
+    assert summary["totals"]["docs_out"] == 3
+    assert [r["input_file"] for r in curated_rows(summary)] == ["memory:///crawl/part-0.parquet"] * 3
+    assert summary["input_errors"][0]["input_file"] == "memory://crawl/missing.parquet"
