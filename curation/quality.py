@@ -9,6 +9,7 @@ it keeps (drops lines without terminal punctuation): that is why deduplication r
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 from datatrove.data import Document
 from datatrove.utils.text import PUNCTUATION_SET, split_into_words
@@ -18,7 +19,8 @@ from schemas.config import QualityConfig
 
 STAGE = "quality"
 
-NamedFilter = tuple[str, Callable[[Document], bool | tuple[bool, str]]]
+# (name, filter function, whether it splits words with spaCy and so must hold SPACY_LOCK)
+NamedFilter = tuple[str, Callable[[Document], bool | tuple[bool, str]], bool]
 
 
 def _alpha_words_rule(max_non_alpha_words_ratio: float) -> Callable[[Document], bool | tuple[bool, str]]:
@@ -53,34 +55,43 @@ def build_filters(cfg: QualityConfig) -> list[NamedFilter]:
         url_filter = URLFilter(**cfg.url_blocklist.params)
         # the default extractor tries to download the public suffix list
         url_filter.tldextractor = tldextract.TLDExtract(suffix_list_urls=())
-        filters.append(("url_blocklist", url_filter.filter))
+        url_filter.download_data()  # unpacks the bundled lists (~3 s, hundreds of MB): once per process
+        filters.append(("url_blocklist", url_filter.filter, False))
     if cfg.gopher_repetition.enabled:
-        filters.append(("gopher_repetition", GopherRepetitionFilter(**cfg.gopher_repetition.params).filter))
+        filters.append(("gopher_repetition", GopherRepetitionFilter(**cfg.gopher_repetition.params).filter, True))
     if cfg.gopher_quality.enabled:
         params = dict(cfg.gopher_quality.params)
         if cfg.gopher_quality.alpha_words_rule == "words":
             ratio = params.pop("max_non_alpha_words_ratio", 0.8)
-            filters.append(("gopher_quality", GopherQualityFilter(max_non_alpha_words_ratio=None, **params).filter))
+            filters.append(("gopher_quality", GopherQualityFilter(max_non_alpha_words_ratio=None, **params).filter, True))
             if ratio:
-                filters.append(("gopher_quality", _alpha_words_rule(ratio)))
+                filters.append(("gopher_quality", _alpha_words_rule(ratio), True))
         else:
-            filters.append(("gopher_quality", GopherQualityFilter(**params).filter))
+            filters.append(("gopher_quality", GopherQualityFilter(**params).filter, True))
     if cfg.c4.enabled:
-        filters.append(("c4", C4QualityFilter(**cfg.c4.params).filter))
+        filters.append(("c4", C4QualityFilter(**cfg.c4.params).filter, True))
     if cfg.fineweb.enabled:
-        filters.append(("fineweb", FineWebQualityFilter(**cfg.fineweb.params).filter))
+        filters.append(("fineweb", FineWebQualityFilter(**cfg.fineweb.params).filter, True))
     return filters
 
 
+@lru_cache(maxsize=4)
+def _filters_for(cfg_json: str) -> tuple[NamedFilter, ...]:
+    return tuple(build_filters(QualityConfig.model_validate_json(cfg_json)))
+
+
 def quality_check(cfg: QualityConfig) -> DocumentCheck:
-    filters = build_filters(cfg)
+    filters = _filters_for(cfg.model_dump_json())
 
     def check(row: dict) -> Rejection | None:
         doc = Document(text=row["text"], id=row["doc_id"], metadata={"url": row["url"]} if row["url"] else {})
-        for name, apply in filters:
+        for name, apply, uses_spacy in filters:
             if name == "url_blocklist" and not row["url"]:
                 continue
-            with SPACY_LOCK:
+            if uses_spacy:
+                with SPACY_LOCK:
+                    result = apply(doc)
+            else:
                 result = apply(doc)
             keep, reason = result if isinstance(result, tuple) else (result, None)
             if not keep:

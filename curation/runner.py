@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -190,23 +191,47 @@ def ingest_step(plan: RunPlan, shard: Shard) -> dict | None:
         )
 
 
+def _timed(marker: Path, work: Callable[[], dict]) -> dict:
+    """Run a step's work and record its duration next to its output (read back by `_overhead`)."""
+    started = time.perf_counter()
+    result = work()
+    result["seconds"] = round(time.perf_counter() - started, 4)
+    write_json_atomic(marker, result)
+    return result
+
+
+def _overhead(plan: RunPlan, stage: str, shard: Shard) -> float:
+    """This shard's share of the stage's signature and planning time."""
+    seconds = json.loads((plan.stage_dir(stage) / "decisions.json").read_text())["seconds"] / len(plan.shards)
+    bands = plan.stage_dir(stage) / "bands" / f"{shard.id}.json"
+    if bands.exists():
+        seconds += json.loads(bands.read_text())["seconds"]
+    return seconds
+
+
 def exact_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
     out = plan.stage_dir(EXACT_STAGE) / "decisions.parquet"
     if out.exists():
         return None
     cfg = plan.config.exact_dedup
     prior = plan.warehouse.completed_files("documents", exclude_run=plan.run_id) if cfg.against_warehouse else []
-    return plan_exact_dedup(plan.curated_files(plan.previous(EXACT_STAGE)), prior, out)
+    curated = plan.curated_files(plan.previous(EXACT_STAGE))
+    return _timed(out.with_suffix(".json"), lambda: plan_exact_dedup(curated, prior, out))
 
 
 def near_bands_step(plan: RunPlan, shard: Shard) -> dict | None:
     out = plan.stage_dir(NEAR_STAGE) / "bands" / f"{shard.id}.parquet"
     if out.exists():
         return None
-    tables = [shard_bands(b, plan.config.near_dedup) for b in _previous_batches(plan, NEAR_STAGE, shard)]
-    write_table_atomic(out, pa.concat_tables(tables) if tables else RUN_BANDS.empty_table())
+
+    def work() -> dict:
+        tables = [shard_bands(b, plan.config.near_dedup) for b in _previous_batches(plan, NEAR_STAGE, shard)]
+        write_table_atomic(out, pa.concat_tables(tables) if tables else RUN_BANDS.empty_table())
+        return {"band_rows": sum(t.num_rows for t in tables)}
+
+    result = _timed(out.with_suffix(".json"), work)
     progress.shard_done("near_dedup_signatures", shard.id, 0, 0)
-    return {"band_rows": sum(t.num_rows for t in tables)}
+    return result
 
 
 def near_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
@@ -216,7 +241,7 @@ def near_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
     cfg = plan.config.near_dedup
     prior = plan.warehouse.completed_files("minhash_index", exclude_run=plan.run_id) if cfg.against_warehouse else []
     bands = [plan.stage_dir(NEAR_STAGE) / "bands" / f"{s.id}.parquet" for s in plan.shards]
-    return plan_near_dedup(bands, prior, out)
+    return _timed(out.with_suffix(".json"), lambda: plan_near_dedup(bands, prior, out))
 
 
 def _decision_apply(stage: str):
@@ -232,6 +257,7 @@ def _decision_apply(stage: str):
             batches=_previous_batches(plan, stage, shard),
             process=per_document(stage, decision_check(decisions)),
             paths=paths,
+            extra_seconds=_overhead(plan, stage, shard),
         )
 
     return step
