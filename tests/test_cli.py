@@ -89,3 +89,24 @@ def test_demo_end_to_end_through_prefect(tmp_path):
     assert con.execute("SELECT sum(pii_redactions) > 0 FROM documents").fetchall() == [(True,)]
     runs = con.execute("SELECT docs_in, docs_out, docs_rejected FROM runs").fetchall()
     assert all(i == o + r for i, o, r in runs)
+
+
+def test_warehouse_waits_for_another_process_holding_the_lock(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from warehouse.warehouse import Warehouse
+
+    path = tmp_path / "w.duckdb"
+    with Warehouse(path).connect():
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(2)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    columns, rows = Warehouse(path).query("SELECT count(*) FROM runs")
+    holder.wait()
+    assert rows == [(0,)] and time.monotonic() - started > 0.5

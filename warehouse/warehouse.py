@@ -9,6 +9,7 @@ views: a run in progress or a failed one never leaks half its output into `docum
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -50,13 +51,27 @@ class Warehouse:
             raise FileNotFoundError(f"warehouse {self.path} does not exist yet: run `curate run` first")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path), read_only=read_only)
+        con = self._open(read_only)
         try:
             if not read_only:
                 self._ensure_schema(con)
             yield con
         finally:
             con.close()
+
+    def _open(self, read_only: bool, wait_seconds: float = 60.0) -> duckdb.DuckDBPyConnection:
+        """DuckDB allows one writing process per file: another run registering, or a long `curate
+        sql`, holds it for a moment. Wait for it rather than fail a finished run at the last step."""
+        deadline = time.monotonic() + wait_seconds
+        delay = 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as err:
+                if "lock" not in str(err).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         for ddl in _DDL:
