@@ -646,12 +646,8 @@ class _Builder:
 
     # -- whole crawls
 
-    def build_crawl1(self) -> None:
-        c = _CRAWL1
-        fixed = sum(v for k, v in c.items() if k in PLANTED_KINDS or k == "forum")
-        n_good = c["total"] - fixed
-        good = [self.good_wiki(c) for _ in range(n_good)]
-        forum = [self.forum_thread(c) for _ in range(c["forum"])]
+    def plant_problem_documents(self, c: dict) -> None:
+        """Junk, offensive, foreign, PII-bearing and block-listed documents, as many as `c` says."""
         for kind in ("junk_repeated_line", "junk_short", "junk_nav_menu", "junk_numeric_table", "junk_lorem"):
             for _ in range(c[kind]):
                 self.junk(c, kind)
@@ -664,6 +660,14 @@ class _Builder:
             self.pii(c)
         for _ in range(c["blocklisted_url"]):
             self.blocklisted(c)
+
+    def build_crawl1(self) -> None:
+        c = _CRAWL1
+        fixed = sum(v for k, v in c.items() if k in PLANTED_KINDS or k == "forum")
+        n_good = c["total"] - fixed
+        good = [self.good_wiki(c) for _ in range(n_good)]
+        forum = [self.forum_thread(c) for _ in range(c["forum"])]
+        self.plant_problem_documents(c)
         for i in range(c["broken_text"]):
             self.broken(c, i)
 
@@ -692,18 +696,7 @@ class _Builder:
             self.good_wiki(c)
         for _ in range(c["forum"]):
             self.forum_thread(c)
-        for kind in ("junk_repeated_line", "junk_short", "junk_nav_menu", "junk_numeric_table", "junk_lorem"):
-            for _ in range(c[kind]):
-                self.junk(c, kind)
-        for _ in range(c["offensive"]):
-            self.offensive(c)
-        for lang in ("es", "fr"):
-            for _ in range(c[f"non_english_{lang}"]):
-                self.foreign(c, lang)
-        for _ in range(c["pii"]):
-            self.pii(c)
-        for _ in range(c["blocklisted_url"]):
-            self.blocklisted(c)
+        self.plant_problem_documents(c)
         # A re-crawl: the same pages again under the same url, some of them edited since.
         for _ in range(c["recrawl_exact_dup"]):
             o = self._pick_original(crawl1)

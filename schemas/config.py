@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -74,51 +74,42 @@ def _check_params(cls_path: str, params: dict[str, Any], owned: set[str]) -> dic
     return params
 
 
-_OWNED = {"exclusion_writer", "language"}
-
-
 class FilterConfig(_Strict):
     enabled: bool = True
     params: dict[str, Any] = Field(default_factory=dict)
 
+    # the datatrove filter that `params` are passed to, and the arguments the pipeline sets itself
+    _datatrove_class: ClassVar[str] = ""
+    _owned: ClassVar[set[str]] = {"exclusion_writer", "language"}
 
-class GopherRepetitionConfig(FilterConfig):
     @field_validator("params")
     @classmethod
     def _params(cls, v):
-        return _check_params("datatrove.pipeline.filters.GopherRepetitionFilter", v, _OWNED)
+        return _check_params(cls._datatrove_class, v, cls._owned)
+
+
+class GopherRepetitionConfig(FilterConfig):
+    _datatrove_class: ClassVar[str] = "datatrove.pipeline.filters.GopherRepetitionFilter"
 
 
 class GopherQualityConfig(FilterConfig):
+    _datatrove_class: ClassVar[str] = "datatrove.pipeline.filters.GopherQualityFilter"
     # "tokens": datatrove's rule as is (punctuation tokens count as words in the 80%-alphabetic
     # check); "words": the rule applied to words only, as the Gopher paper describes it.
     alpha_words_rule: Literal["words", "tokens"] = "words"
 
-    @field_validator("params")
-    @classmethod
-    def _params(cls, v):
-        return _check_params("datatrove.pipeline.filters.GopherQualityFilter", v, _OWNED)
-
 
 class C4Config(FilterConfig):
-    @field_validator("params")
-    @classmethod
-    def _params(cls, v):
-        return _check_params("datatrove.pipeline.filters.C4QualityFilter", v, _OWNED)
+    _datatrove_class: ClassVar[str] = "datatrove.pipeline.filters.C4QualityFilter"
 
 
 class FineWebConfig(FilterConfig):
-    @field_validator("params")
-    @classmethod
-    def _params(cls, v):
-        return _check_params("datatrove.pipeline.filters.FineWebQualityFilter", v, _OWNED)
+    _datatrove_class: ClassVar[str] = "datatrove.pipeline.filters.FineWebQualityFilter"
 
 
 class UrlBlocklistConfig(FilterConfig):
-    @field_validator("params")
-    @classmethod
-    def _params(cls, v):
-        return _check_params("datatrove.pipeline.filters.URLFilter", v, {"exclusion_writer"})
+    _datatrove_class: ClassVar[str] = "datatrove.pipeline.filters.URLFilter"
+    _owned: ClassVar[set[str]] = {"exclusion_writer"}
 
 
 class QualityConfig(_Strict):
