@@ -185,7 +185,7 @@ def ingest_step(plan: RunPlan, shard: Shard) -> dict | None:
         return process_shard(stage=INGEST_STAGE, shard=shard.id, run_id=plan.run_id, batches=source.batches(), process=process, paths=paths)
     except ShardError as err:
         # the file is recorded as an input error and contributes no documents; the run goes on
-        write_json_atomic(error_marker, {"run_id": plan.run_id, "input_file": shard.input_path, "error": str(err)})
+        write_json_atomic(error_marker, {"run_id": plan.run_id, "input_file": shard.input_path, "error": err.reason})
         return process_shard(
             stage=INGEST_STAGE, shard=shard.id, run_id=plan.run_id, batches=[], process=None, paths=paths, extra={"input_error": str(err)}
         )

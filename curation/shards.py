@@ -22,6 +22,7 @@ class ShardError(Exception):
     def __init__(self, path: str, message: str):
         super().__init__(f"{path}: {message}")
         self.path = path
+        self.reason = message
 
 
 def _has_glob(path: str) -> bool:
