@@ -291,6 +291,21 @@ def demo(
     _print_rows(columns, rows, OutputFormat.table)
 
 
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Argument(help="run config YAML")],
+    name: Annotated[str, typer.Option("--name", help="deployment name")] = "curate",
+    cron: Annotated[str | None, typer.Option("--cron", help='cron schedule, e.g. "0 3 * * *"')] = None,
+    interval: Annotated[int | None, typer.Option("--interval", help="or: run every N seconds")] = None,
+) -> None:
+    """Serve the pipeline as a scheduled Prefect deployment (needs a Prefect server)."""
+    _quiet_prefect(verbose=True)
+    _load(config)
+    from flows.schedule import serve_curation
+
+    serve_curation(config, name=name, cron=cron, interval_seconds=interval)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
