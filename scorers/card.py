@@ -1,0 +1,156 @@
+"""The scorer card: what a trained scorer was made from and how well it held out, as JSON (for
+machines) and Markdown (for people).
+
+A card is a plain dict that callers fill; ``card_from_training`` assembles the usual one from the
+pieces a PreSelect training produces, and ``write_card`` checks the required keys, adds the pair
+counts derived from the models, and writes both files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.scoring import LABEL_NEGATIVE, LABEL_POSITIVE, FastTextParams
+from scorers.fasttext_scorer import TrainResult
+from scorers.labels import compared_pairs
+
+__all__ = ["REQUIRED_KEYS", "card_from_training", "pair_summary", "render_markdown", "sha256_file", "write_card"]
+
+CARD_JSON = "scorer_card.json"
+CARD_MD = "scorer_card.md"
+REQUIRED_KEYS = ("models", "labels", "fasttext_params", "holdout", "sha256", "top_features")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pair_summary(models: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How many model pairs a strength is computed over, and what that means for its values."""
+    benchmark = {m["name"]: float(m["benchmark_score"]) for m in models}
+    pairs, ties = compared_pairs(benchmark)
+    n = len(benchmark)
+    notes = []
+    if n == 2:
+        notes.append("2 models give a single pair, so each document's strength is 0 or 1.")
+    elif len(pairs) == 1:
+        notes.append("Only one pair has distinct benchmark scores, so each document's strength is 0 or 1.")
+    if ties:
+        notes.append(f"{len(ties)} pair(s) with tied benchmark scores are left out of the count.")
+    return {
+        "n_models": n,
+        "n_pairs": n * (n - 1) // 2,
+        "n_compared_pairs": len(pairs),
+        "n_tied_pairs": len(ties),
+        "pairs_note": " ".join(notes),
+    }
+
+
+def card_from_training(
+    *,
+    models: Sequence[Mapping[str, Any]],
+    labels: pa.Table,
+    result: TrainResult,
+    top_features: Mapping[str, Sequence[tuple[str, float]]],
+    incomplete_documents: int = 0,
+) -> dict[str, Any]:
+    """The card of a PreSelect scorer. ``models``: [{"name", "path", "benchmark_score"}];
+    ``labels``: the LABELS table it was trained from; ``result``: what ``fasttext_scorer.train``
+    returned. Callers may add keys before writing."""
+    counts = pc.value_counts(labels["label"]).to_pylist() if len(labels) else []
+    by_label = {c["values"]: c["counts"] for c in counts}
+    return {
+        "scorer": "preselect-fasttext",
+        "models": [{"name": m["name"], "path": m.get("path"), "benchmark_score": m["benchmark_score"]} for m in models],
+        "labels": {
+            "documents": len(labels),
+            "positive": by_label.get(LABEL_POSITIVE, 0),
+            "negative": by_label.get(LABEL_NEGATIVE, 0),
+            "unlabelled": by_label.get(None, 0),
+            "incomplete_documents": incomplete_documents,  # lacked a loss of some model
+        },
+        "fasttext_params": FastTextParams.model_validate(result.params).model_dump(),
+        "seed": result.seed,
+        "training": {"train": dict(result.n_train), "holdout": dict(result.n_holdout)},
+        "holdout": {"accuracy": result.accuracy, "roc_auc": result.roc_auc},
+        "sha256": {
+            "model": sha256_file(result.model_path),
+            "training_data": sha256_file(result.train_path),
+            "holdout_data": sha256_file(result.holdout_path) if result.holdout_path else None,
+        },
+        "model_path": str(result.model_path),
+        "top_features": {label: [[w, round(float(x), 6)] for w, x in feats] for label, feats in top_features.items()},
+    }
+
+
+def write_card(out_dir: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``scorer_card.json`` and ``scorer_card.md`` into ``out_dir``; return both paths."""
+    missing = [k for k in REQUIRED_KEYS if k not in card]
+    if missing:
+        raise KeyError(f"scorer card lacks {missing}; required: {list(REQUIRED_KEYS)}")
+    card = {**card, **{k: v for k, v in pair_summary(card["models"]).items() if k not in card}}
+    out_dir = Path(out_dir)
+    json_path, md_path = out_dir / CARD_JSON, out_dir / CARD_MD
+    _write_atomic(json_path, json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n")
+    _write_atomic(md_path, render_markdown(card))
+    return json_path, md_path
+
+
+def render_markdown(card: Mapping[str, Any]) -> str:
+    lines = [f"# Scorer card: {card.get('scorer', 'scorer')}", "", "## Models", ""]
+    lines += ["| model | path | benchmark score |", "|---|---|---|"]
+    lines += [f"| {m['name']} | {m.get('path') or ''} | {m['benchmark_score']} |" for m in card["models"]]
+    lines += [
+        "",
+        f"{card['n_models']} models, {_count(card['n_pairs'], 'pair')}, {card['n_compared_pairs']} "
+        f"compared (pairs with tied benchmark scores are not counted). {card['pairs_note']}".rstrip(),
+        "",
+        "## Labels",
+        "",
+    ]
+    lines += [f"- {k}: {v}" for k, v in card["labels"].items()]
+    lines += ["", "## fastText parameters", ""]
+    lines += [f"- {k}: {v}" for k, v in card["fasttext_params"].items()]
+    lines += ["", "## Held-out evaluation", ""]
+    lines += [f"- {k}: {_fmt(v)}" for k, v in card["holdout"].items()]
+    lines += ["", "## SHA-256", ""]
+    lines += [f"- {k}: `{v}`" for k, v in card["sha256"].items()]
+    lines += ["", "## Top features", ""]
+    for label, feats in card["top_features"].items():
+        lines += [f"### {label}", "", "| word | weight |", "|---|---|"]
+        lines += [f"| {_md_cell(w)} | {_fmt(x)} |" for w, x in feats]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("`", "\\`")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # written under a temporary name and renamed, so a reader never sees half a card
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,66 @@
+"""The loss cache: Parquet files keyed by (model, document hash).
+
+A document's loss depends only on the model's weights and the exact text, so reruns, new
+documents and extra models cost only the new work. Each model has a folder of part files; a new
+part is written atomically with just the rows that were missing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.shards import write_table_atomic
+from schemas.scoring import LOSSES
+from scorers.losses import DocumentLoss
+
+
+@dataclass(frozen=True)
+class CacheDocument:
+    doc_id: str
+    doc_hash: str
+    text: str
+
+
+def _model_folder(cache_dir: Path, model: str) -> Path:
+    return Path(cache_dir) / model.replace("/", "_")
+
+
+def cached_hashes(cache_dir: Path, model: str) -> dict[str, dict]:
+    folder = _model_folder(cache_dir, model)
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return {}
+    table = pa.concat_tables([pq.read_table(p, schema=LOSSES) for p in parts])
+    return {row["doc_hash"]: row for row in table.to_pylist()}
+
+
+def losses_with_cache(
+    cache_dir: Path,
+    model: str,
+    documents: Sequence[CacheDocument],
+    compute: Callable[[list[str]], list[DocumentLoss]],
+) -> tuple[pa.Table, int]:
+    """Losses of `documents` under `model`, computing only what the cache lacks.
+    Returns the table (one row per document, in order) and how many were computed now."""
+    known = cached_hashes(cache_dir, model)
+    missing = {d.doc_hash: d for d in documents if d.doc_hash not in known}
+    if missing:
+        todo = list(missing.values())
+        fresh = [
+            {
+                "model": model, "doc_hash": d.doc_hash, "doc_id": d.doc_id, "n_chars": loss.n_chars,
+                "n_tokens": loss.n_tokens, "total_nats": loss.total_nats, "bits_per_char": loss.bits_per_char,
+            }
+            for d, loss in zip(todo, compute([d.text for d in todo]), strict=True)
+        ]
+        part = _model_folder(cache_dir, model) / f"part-{uuid.uuid4().hex[:12]}.parquet"
+        write_table_atomic(part, pa.Table.from_pylist(fresh, schema=LOSSES))
+        known.update({row["doc_hash"]: row for row in fresh})
+    rows = [{**known[d.doc_hash], "doc_id": d.doc_id} for d in documents]
+    return pa.Table.from_pylist(rows, schema=LOSSES), len(missing)
