@@ -45,13 +45,16 @@ from curation.pii import pii_check
 from curation.quality import quality_check
 from curation.shards import ShardError, expand_input_paths, iter_parquet_batches, write_json_atomic, write_table_atomic
 from curation.stage import AccountingError, StagePaths, per_document, process_shard
+from curation.scoring import RAW_SCORES, plan_scoring, scoring_check, shard_score_rows, shard_scores
+from curation.scoring import STAGE as SCORE_STAGE
 from curation.toxicity import toxicity_processor
 from schemas.config import RunConfig
 from warehouse.warehouse import Warehouse
 
 # Language ID runs before the heuristic filters: they assume English (stop words, sentence rules)
 # and are ~100x slower per document, so cheap-first also saves most of the compute.
-STAGES = (INGEST_STAGE, EXACT_STAGE, NEAR_STAGE, "language", "quality", "toxicity", "pii")
+# Model-based scoring comes after every cheaper filter, and selects among what they kept.
+STAGES = (INGEST_STAGE, EXACT_STAGE, NEAR_STAGE, "language", "quality", "toxicity", SCORE_STAGE, "pii")
 
 
 class RunError(RuntimeError):
@@ -113,6 +116,7 @@ def enabled_stages(cfg: RunConfig) -> list[str]:
         "language": cfg.language.enabled,
         "toxicity": cfg.toxicity.enabled,
         "pii": cfg.pii.enabled,
+        SCORE_STAGE: cfg.scoring.enabled,
     }
     return [s for s in STAGES if switches.get(s, True)]
 
@@ -203,9 +207,9 @@ def _timed(marker: Path, work: Callable[[], dict]) -> dict:
 def _overhead(plan: RunPlan, stage: str, shard: Shard) -> float:
     """This shard's share of the stage's signature and planning time."""
     seconds = json.loads((plan.stage_dir(stage) / "decisions.json").read_text())["seconds"] / len(plan.shards)
-    bands = plan.stage_dir(stage) / "bands" / f"{shard.id}.json"
-    if bands.exists():
-        seconds += json.loads(bands.read_text())["seconds"]
+    mapped = plan.stage_dir(stage) / "map" / f"{shard.id}.json"
+    if mapped.exists():
+        seconds += json.loads(mapped.read_text())["seconds"]
     return seconds
 
 
@@ -220,7 +224,7 @@ def exact_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
 
 
 def near_bands_step(plan: RunPlan, shard: Shard) -> dict | None:
-    out = plan.stage_dir(NEAR_STAGE) / "bands" / f"{shard.id}.parquet"
+    out = plan.stage_dir(NEAR_STAGE) / "map" / f"{shard.id}.parquet"
     if out.exists():
         return None
 
@@ -240,7 +244,7 @@ def near_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
         return None
     cfg = plan.config.near_dedup
     prior = plan.warehouse.completed_files("minhash_index", exclude_run=plan.run_id) if cfg.against_warehouse else []
-    bands = [plan.stage_dir(NEAR_STAGE) / "bands" / f"{s.id}.parquet" for s in plan.shards]
+    bands = [plan.stage_dir(NEAR_STAGE) / "map" / f"{s.id}.parquet" for s in plan.shards]
     return _timed(out.with_suffix(".json"), lambda: plan_near_dedup(bands, prior, out))
 
 
@@ -280,6 +284,49 @@ def _filter_step(stage: str, make_processor: Callable[[RunConfig], Callable]):
     return step
 
 
+def score_map_step(plan: RunPlan, shard: Shard) -> dict | None:
+    out = plan.stage_dir(SCORE_STAGE) / "map" / f"{shard.id}.parquet"
+    if out.exists():
+        return None
+
+    def work() -> dict:
+        tables = [shard_scores(b, plan.config.scoring) for b in _previous_batches(plan, SCORE_STAGE, shard)]
+        write_table_atomic(out, pa.concat_tables(tables) if tables else RAW_SCORES.empty_table())
+        return {"scores": sum(t.num_rows for t in tables)}
+
+    result = _timed(out.with_suffix(".json"), work)
+    progress.shard_done("score_map", shard.id, 0, 0)
+    return result
+
+
+def score_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
+    out = plan.stage_dir(SCORE_STAGE) / "decisions.json"
+    if out.exists():
+        return None
+    raw = [plan.stage_dir(SCORE_STAGE) / "map" / f"{s.id}.parquet" for s in plan.shards]
+    return _timed(out, lambda: plan_scoring(raw, plan.config.scoring))
+
+
+def score_apply_step(plan: RunPlan, shard: Shard) -> dict | None:
+    paths = plan.paths(SCORE_STAGE, shard)
+    if paths.done():
+        return None
+    raw = plan.stage_dir(SCORE_STAGE) / "map" / f"{shard.id}.parquet"
+    scoring_plan = json.loads((plan.stage_dir(SCORE_STAGE) / "decisions.json").read_text())
+    write_table_atomic(plan.stage_dir(SCORE_STAGE) / "scores" / f"{shard.id}.parquet", shard_score_rows(raw, scoring_plan, plan.run_id))
+    preselect = scoring_plan["scorers"].get("preselect", {})
+    return process_shard(
+        stage=SCORE_STAGE,
+        shard=shard.id,
+        run_id=plan.run_id,
+        batches=_previous_batches(plan, SCORE_STAGE, shard),
+        process=per_document(SCORE_STAGE, scoring_check(raw, scoring_plan)),
+        paths=paths,
+        extra={k: preselect[k] for k in ("threshold", "rule") if k in preselect},
+        extra_seconds=_overhead(plan, SCORE_STAGE, shard),
+    )
+
+
 _FILTERS = {
     "quality": lambda cfg: per_document("quality", quality_check(cfg.quality)),
     "language": lambda cfg: language_processor(cfg.language),
@@ -293,6 +340,12 @@ def run_steps(plan: RunPlan) -> list[Step]:
     for stage in plan.stages[1:]:
         if stage == EXACT_STAGE:
             steps += [Step("exact_dedup_plan", stage, False, exact_plan_step), Step("exact_dedup", stage, True, _decision_apply(stage))]
+        elif stage == SCORE_STAGE:
+            steps += [
+                Step("score_map", stage, True, score_map_step),
+                Step("score_plan", stage, False, score_plan_step),
+                Step("score", stage, True, score_apply_step),
+            ]
         elif stage == NEAR_STAGE:
             steps += [
                 Step("near_dedup_signatures", stage, True, near_bands_step),
@@ -368,9 +421,11 @@ def finalize_run(plan: RunPlan) -> dict:
     }
     if NEAR_STAGE in plan.stages:
         index = plan.run_dir / "minhash_index.parquet"
-        bands = [plan.stage_dir(NEAR_STAGE) / "bands" / f"{s.id}.parquet" for s in plan.shards]
+        bands = [plan.stage_dir(NEAR_STAGE) / "map" / f"{s.id}.parquet" for s in plan.shards]
         curated_index(bands, final_curated, plan.run_id, index)
         files["minhash_index"] = [str(index)]
+    if SCORE_STAGE in plan.stages:
+        files["scores"] = [str(plan.stage_dir(SCORE_STAGE) / "scores" / f"{s.id}.parquet") for s in plan.shards]
     input_errors = list(plan.input_errors)
     for marker in sorted((plan.run_dir / "input_errors").glob("*.json")):
         input_errors.append(json.loads(marker.read_text()))

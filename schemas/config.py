@@ -9,6 +9,8 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from schemas.scoring import BringYourOwnClassifier, PreSelectApply, PreSelectTrainingConfig
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the key."""
@@ -149,6 +151,23 @@ class PiiConfig(_Strict):
     ips: bool = True
 
 
+class ScoringConfig(_Strict):
+    """Model-based scoring in a run: a PreSelect scorer (keeps the top share or a threshold) and
+    bring-your-own fastText classifiers, whose Nemotron-CC style buckets (max over classifiers) go
+    to the `quality_bucket` column for the rewrite stage to route on."""
+
+    enabled: bool = False
+    preselect: PreSelectApply | None = None
+    classifiers: list[BringYourOwnClassifier] = Field(default_factory=list)
+    buckets: int = Field(default=20, ge=2, le=100)
+
+    @model_validator(mode="after")
+    def _something_to_score(self):
+        if self.enabled and self.preselect is None and not self.classifiers:
+            raise ValueError("scoring is enabled but names neither a preselect scorer nor classifiers")
+        return self
+
+
 class ExecutionConfig(_Strict):
     task_runner: Literal["thread", "dask"] = "thread"
     max_workers: int = Field(default=1, ge=1)
@@ -166,6 +185,7 @@ class RunConfig(_Strict):
     language: LanguageConfig = Field(default_factory=LanguageConfig)
     toxicity: ToxicityConfig = Field(default_factory=ToxicityConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     base_dir: str | None = Field(default=None, exclude=True)  # set from the config file's folder
 
@@ -187,7 +207,42 @@ class RunConfig(_Strict):
         self.toxicity.wordlist_dir = resolve(self.toxicity.wordlist_dir)
         if self.toxicity.classifier:
             self.toxicity.classifier.path = resolve(self.toxicity.classifier.path)
+        if self.scoring.preselect:
+            self.scoring.preselect.scorer_dir = resolve(self.scoring.preselect.scorer_dir)
+        for classifier in self.scoring.classifiers:
+            classifier.path = resolve(classifier.path)
         return self
+
+
+def _resolver(base: Path):
+    def resolve(p: str | None) -> str | None:
+        if p is None or "://" in p or Path(p).is_absolute():
+            return p
+        return str((base / p).resolve())
+
+    return resolve
+
+
+def load_training_config(path: str | Path) -> PreSelectTrainingConfig:
+    """The PreSelect training config (YAML), with paths resolved against its folder."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        cfg = PreSelectTrainingConfig.model_validate(data)
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid YAML in config {path}: {err}") from None
+    except ValidationError as err:
+        raise ConfigError(_format_errors(str(path), err)) from None
+    resolve = _resolver(path.resolve().parent)
+    cfg.documents.paths = [resolve(p) for p in cfg.documents.paths]
+    for model in cfg.models:
+        if "/" in model.path or model.path.startswith("."):  # a bare name is a prepared model
+            model.path = resolve(model.path)
+    cfg.benchmark.path = resolve(cfg.benchmark.path)
+    cfg.cache_dir, cfg.output_dir, cfg.warehouse = resolve(cfg.cache_dir), resolve(cfg.output_dir), resolve(cfg.warehouse)
+    return cfg
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
@@ -288,6 +343,12 @@ pii:
   emails: true
   phones: true
   ips: true
+
+scoring:                     # model-based scoring (see `curate preselect train`)
+  enabled: false
+  preselect: null            # {scorer_dir: DIR, rule: {top_share: 0.1} or {threshold: 0.5}}
+  classifiers: []            # [{path: x.bin, label: __label__hq, name: dclm}]: buckets for routing
+  buckets: 20
 
 execution:
   task_runner: thread        # thread | dask

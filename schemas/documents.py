@@ -38,6 +38,8 @@ CURATED_DOCUMENT = pa.schema(
         pa.field("toxicity_score", pa.float64()),
         pa.field("toxicity_classifier_score", pa.float64()),
         pa.field("pii_redactions", pa.int32()),
+        pa.field("preselect_score", pa.float64()),
+        pa.field("quality_bucket", pa.int8()),  # max over classifiers of their score buckets (0 = lowest)
         pa.field("duplicate_cluster", pa.string()),  # doc_id of the cluster representative
     ]
 )

@@ -8,6 +8,8 @@ imports nothing of ours.
 from __future__ import annotations
 
 import pyarrow as pa
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # One row per (model, document): the loss cache. A document's loss depends only on the model and the
@@ -111,3 +113,63 @@ class BringYourOwnClassifier(_Strict):
             return self.name
         stem = self.path.replace("\\", "/").rsplit("/", 1)[-1]
         return stem.rsplit(".", 1)[0] if "." in stem else stem
+
+
+# ----------------------------------------------------------------------------- PreSelect training
+
+
+class PreSelectModel(_Strict):
+    name: str
+    # a Hugging Face model folder, or the name of a model `make models` prepares
+    # ("smollm2-135m-instruct", "gemma3-270m")
+    path: str
+    benchmark_score: float | None = None  # measured on `benchmark` when not given
+
+
+class TrainingDocuments(_Strict):
+    """Where training documents come from: Parquet globs, or a SQL query over the warehouse that
+    returns (doc_id, text) columns."""
+
+    paths: list[str] = Field(default_factory=list)
+    text_column: str = "text"
+    id_column: str = "doc_id"
+    warehouse_query: str | None = None
+    limit: int = Field(default=2000, ge=1)  # documents sampled for labelling
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if bool(self.paths) == bool(self.warehouse_query):
+            raise ValueError("give either paths or warehouse_query")
+        return self
+
+
+class BenchmarkSettings(_Strict):
+    path: str | None = None  # MMLU-style jsonl; default: the bundled MMLU test set
+    questions: int = Field(default=200, ge=1)
+    seed: int = 0
+
+
+class PreSelectTrainingConfig(_Strict):
+    scorer_id: str = "preselect"
+    documents: TrainingDocuments
+    models: list[PreSelectModel] = Field(min_length=2)
+    engine: Literal["vllm", "transformers"] = "vllm"
+    max_len: int = Field(default=2048, ge=16)  # model context used for scoring
+    overlap: int = Field(default=256, ge=0)  # context tokens carried into each further window
+    benchmark: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
+    cache_dir: str = "out/preselect/loss-cache"
+    output_dir: str = "out/preselect/scorers"
+    warehouse: str | None = None  # register the scorer (and read warehouse_query) here
+    min_positives: int = Field(default=100, ge=1)
+    holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    fasttext: FastTextParams = Field(default_factory=FastTextParams)
+    seed: int = 0
+
+
+# ----------------------------------------------------------------------------- scoring in a run
+
+
+class PreSelectApply(_Strict):
+    scorer_dir: str  # a folder `curate preselect train` wrote (model.bin + scorer_card.json)
+    rule: SelectionRule = Field(default_factory=SelectionRule)

@@ -118,7 +118,7 @@ def test_toxicity_classifier_from_a_fasttext_model_trained_here(tmp_path, wiki_d
     lines = [f"__label__ok {d.replace(chr(10), ' ')}" for d in wiki_docs[40:80]]
     lines += [f"__label__toxic you are a worthless idiot and a stupid moron number {i} get lost loser" for i in range(40)]
     train.write_text("\n".join(lines) + "\n")
-    model = fasttext.train_supervised(str(train), epoch=10, lr=0.5, wordNgrams=2, minCount=1, verbose=0)
+    model = fasttext.train_supervised(str(train), epoch=10, lr=0.5, wordNgrams=2, minCount=1, bucket=20000, verbose=0)
     model.save_model(str(tmp_path / "tox.bin"))
 
     insult = wiki_docs[81] + "\n\n" + " ".join(["You are a worthless idiot and a stupid moron, get lost loser."] * 30)

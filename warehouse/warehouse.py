@@ -19,12 +19,14 @@ import duckdb
 import pyarrow as pa
 
 from schemas.documents import CURATED_DOCUMENT, INPUT_ERROR, MINHASH_BANDS, REJECTED_DOCUMENT, STAGE_STATS
+from schemas.scoring import SCORES
 
 # view name -> (kind of run file it reads, schema of those files)
 FILE_VIEWS = {
     "documents": ("documents", CURATED_DOCUMENT),
     "rejected": ("rejected", REJECTED_DOCUMENT),
     "minhash_index": ("minhash_index", MINHASH_BANDS),
+    "scores": ("scores", SCORES),
 }
 
 _DDL = [
@@ -34,6 +36,10 @@ _DDL = [
         docs_in BIGINT, docs_out BIGINT, docs_rejected BIGINT, input_errors BIGINT, error VARCHAR)""",
     "CREATE TABLE IF NOT EXISTS _run_files (run_id VARCHAR, kind VARCHAR, path VARCHAR)",
     "CREATE OR REPLACE VIEW runs AS SELECT * FROM _runs",
+    """CREATE TABLE IF NOT EXISTS _scorers (
+        scorer_id VARCHAR PRIMARY KEY, path VARCHAR, trained_at TIMESTAMPTZ, holdout_accuracy DOUBLE,
+        holdout_roc_auc DOUBLE, positives BIGINT, negatives BIGINT, card VARCHAR)""",
+    "CREATE OR REPLACE VIEW scorers AS SELECT * FROM _scorers",
 ]
 
 
@@ -157,6 +163,18 @@ class Warehouse:
             )
             self._refresh_file_views(con)
             con.execute("COMMIT")
+
+    def register_scorer(self, scorer_id: str, path: Path, card: dict) -> None:
+        with self.connect() as con:
+            con.execute("DELETE FROM _scorers WHERE scorer_id = ?", [scorer_id])
+            con.execute(
+                "INSERT INTO _scorers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    scorer_id, str(Path(path).resolve()), datetime.now(timezone.utc),
+                    card["holdout"]["accuracy"], card["holdout"]["roc_auc"],
+                    card["labels"]["positive"], card["labels"]["negative"], json.dumps(card),
+                ],
+            )
 
     # ------------------------------------------------------------------ reads
 

