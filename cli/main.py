@@ -306,6 +306,117 @@ def serve(
     serve_curation(config, name=name, cron=cron, interval_seconds=interval)
 
 
+preselect_app = typer.Typer(no_args_is_help=True, help="PreSelect scorer: losses, benchmark scores, training, applying.")
+app.add_typer(preselect_app, name="preselect")
+
+
+def _load_training(config: Path):
+    from schemas.config import load_training_config
+
+    try:
+        return load_training_config(config)
+    except ConfigError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _fail(err: Exception) -> typer.Exit:
+    console.print(f"[red]{type(err).__name__}: {err}[/red]")
+    return typer.Exit(1)
+
+
+@preselect_app.command("losses")
+def preselect_losses(config: Annotated[Path, typer.Argument(help="PreSelect training config YAML")]) -> None:
+    """Compute (or reuse from the cache) every model's loss on the training documents."""
+    from scorers.preselect import model_losses, training_documents
+
+    cfg = _load_training(config)
+    try:
+        documents = training_documents(cfg)
+        table = Table(title=f"Losses of {len(documents):,} documents (cache: {cfg.cache_dir})")
+        for col in ("model", "computed now", "from cache", "mean bits/char"):
+            table.add_column(col)
+        for model in cfg.models:
+            losses = model_losses(cfg, model, documents)
+            bpc = losses.table.column("bits_per_char").to_pylist()
+            table.add_row(losses.model, f"{losses.computed:,}", f"{len(bpc) - losses.computed:,}", f"{sum(bpc) / max(len(bpc), 1):.4f}")
+    except Exception as err:  # noqa: BLE001
+        raise _fail(err) from None
+    out.print(table)
+
+
+@preselect_app.command("benchmark")
+def preselect_benchmark(config: Annotated[Path, typer.Argument(help="PreSelect training config YAML")]) -> None:
+    """Measure each model's benchmark accuracy (models with a typed-in score keep it)."""
+    from scorers.preselect import benchmark_score
+
+    cfg = _load_training(config)
+    table = Table(title="Benchmark scores")
+    for col in ("model", "score", "source"):
+        table.add_column(col)
+    try:
+        for model in cfg.models:
+            source = "given" if model.benchmark_score is not None else f"measured, {cfg.benchmark.questions} questions"
+            table.add_row(model.name, f"{benchmark_score(cfg, model):.4f}", source)
+    except Exception as err:  # noqa: BLE001
+        raise _fail(err) from None
+    out.print(table)
+
+
+@preselect_app.command("train")
+def preselect_train(
+    config: Annotated[Path, typer.Argument(help="PreSelect training config YAML")],
+    local: Annotated[bool, typer.Option("--local", help="run without Prefect")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show Prefect's logs")] = False,
+) -> None:
+    """Losses, benchmark scores, labels, fastText training and the scorer card, in one go."""
+    _quiet_prefect(verbose)
+    cfg = _load_training(config)
+    try:
+        if local:
+            from flows.preselect import register
+            from scorers.preselect import run_training
+
+            scorer_dir = run_training(cfg)
+            register(cfg, scorer_dir)
+        else:
+            from flows.preselect import preselect_flow
+
+            scorer_dir = Path(preselect_flow(str(config.resolve())))
+    except Exception as err:  # noqa: BLE001
+        raise _fail(err) from None
+    out.print((scorer_dir / "scorer_card.md").read_text())
+    out.print(f"scorer folder: {scorer_dir}")
+    out.print(f"use it in a run config: scoring: {{enabled: true, preselect: {{scorer_dir: {scorer_dir}}}}}")
+
+
+@preselect_app.command("apply")
+def preselect_apply(
+    scorer_dir: Annotated[Path, typer.Argument(help="a trained scorer folder")],
+    run_id: Annotated[str, typer.Option("--run-id", help="a completed run whose documents to score")],
+    config: Annotated[Path | None, typer.Option("--config", help="take the warehouse path from this config")] = None,
+    warehouse: Annotated[Path | None, typer.Option("--warehouse", help="warehouse DuckDB file")] = None,
+    top_share: Annotated[float | None, typer.Option("--top-share", help="keep this share of characters (default 0.1)")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="or keep scores at or above this")] = None,
+) -> None:
+    """Score a completed run's curated documents: scores go to the warehouse `scores` view and the
+    selection the rule would make is reported (the run's documents are not changed; to select
+    while curating, enable `scoring` in the run config)."""
+    from schemas.scoring import SelectionRule
+    from scorers.apply import apply_to_run
+
+    try:
+        rule = SelectionRule(top_share=top_share, threshold=threshold)
+        result = apply_to_run(scorer_dir, Path(_warehouse_path(config, warehouse)), run_id, rule)
+    except Exception as err:  # noqa: BLE001
+        raise _fail(err) from None
+    out.print(
+        f"scored {result.documents:,} documents of run {run_id} with {scorer_dir.name}: threshold {result.threshold:.4f} "
+        f"keeps {result.kept_docs:,} documents, {result.kept_chars:,} of {result.total_chars:,} characters"
+    )
+    out.print(f"scores: {result.scores_path} (warehouse view `scores`, scorer_id '{result.scorer_id}')")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -162,6 +162,9 @@ class PreSelectTrainingConfig(_Strict):
     output_dir: str = "out/preselect/scorers"
     warehouse: str | None = None  # register the scorer (and read warehouse_query) here
     min_positives: int = Field(default=100, ge=1)
+    # "none": the published method, raw bits per character; "rank": each model's losses replaced by
+    # their percentile rank over the documents first (see scorers.labels.rank_normalize)
+    loss_normalization: Literal["none", "rank"] = "none"
     holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     fasttext: FastTextParams = Field(default_factory=FastTextParams)
     seed: int = 0

@@ -126,6 +126,10 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     lines += [f"- {k}: {v}" for k, v in card["fasttext_params"].items()]
     lines += ["", "## Held-out evaluation", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in card["holdout"].items()]
+    method = {k: card[k] for k in ("scorer_id", "engine", "loss_normalization", "benchmark") if k in card}
+    if method:
+        lines += ["", "## Method", ""]
+        lines += [f"- {k}: {v}" for k, v in method.items()]
     lines += ["", "## SHA-256", ""]
     lines += [f"- {k}: `{v}`" for k, v in card["sha256"].items()]
     lines += ["", "## Top features", ""]

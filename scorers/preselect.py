@@ -22,7 +22,7 @@ from schemas.scoring import LABEL_NEGATIVE, LABEL_POSITIVE, PreSelectModel, PreS
 from scorers import fasttext_scorer
 from scorers.benchmark import load_mmlu_jsonl, multiple_choice_accuracy, sample_questions
 from scorers.card import card_from_training, write_card
-from scorers.labels import assign_labels, predictive_strength
+from scorers.labels import TooFewLabelsError, assign_labels, predictive_strength, rank_normalize
 from scorers.loss_cache import CacheDocument, losses_with_cache
 from scorers.losses import document_losses, make_scorer, weights_fingerprint
 
@@ -73,29 +73,44 @@ class ModelLosses:
     computed: int
 
 
-def model_losses(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]) -> ModelLosses:
-    key = model_key(model)
-    engine = {}
+class LazyEngine:
+    """One engine per model, started only if the cache or a typed-in score does not make it
+    unnecessary, and shared by the loss and benchmark steps."""
+
+    def __init__(self, cfg: PreSelectTrainingConfig, model: PreSelectModel):
+        self.cfg, self.model, self._scorer = cfg, model, None
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            self._scorer = make_scorer(self.cfg.engine, resolve_model_path(self.model), max_len=self.cfg.max_len)
+        return self._scorer
+
+
+def model_losses(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument], engine: LazyEngine | None = None) -> ModelLosses:
+    engine = engine or LazyEngine(cfg, model)
 
     def compute(texts: list[str]):
-        if "scorer" not in engine:  # start the engine only when the cache lacks something
-            engine["scorer"] = make_scorer(cfg.engine, resolve_model_path(model), max_len=cfg.max_len)
-        scorer = engine["scorer"]
-        return document_losses(scorer, texts, scorer.bos_id, overlap=cfg.overlap)
+        return document_losses(engine.scorer, texts, engine.scorer.bos_id, overlap=cfg.overlap)
 
-    table, computed = losses_with_cache(Path(cfg.cache_dir), key, documents, compute)
-    return ModelLosses(key, table, computed)
+    table, computed = losses_with_cache(Path(cfg.cache_dir), model_key(model), documents, compute)
+    return ModelLosses(model_key(model), table, computed)
 
 
-def benchmark_score(cfg: PreSelectTrainingConfig, model: PreSelectModel) -> float:
+def benchmark_score(cfg: PreSelectTrainingConfig, model: PreSelectModel, engine: LazyEngine | None = None) -> float:
     if model.benchmark_score is not None:
         return model.benchmark_score
     from curation.assets import asset_path
 
+    engine = engine or LazyEngine(cfg, model)
     path = cfg.benchmark.path or str(asset_path("mmlu.jsonl"))
     questions = sample_questions(load_mmlu_jsonl(path).questions, cfg.benchmark.questions, cfg.benchmark.seed)
-    scorer = make_scorer(cfg.engine, resolve_model_path(model), max_len=cfg.max_len)
-    return multiple_choice_accuracy(scorer, questions, scorer.bos_id)
+    return multiple_choice_accuracy(engine.scorer, questions, engine.scorer.bos_id)
+
+
+def measure_model(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]) -> tuple[ModelLosses, float]:
+    engine = LazyEngine(cfg, model)
+    return model_losses(cfg, model, documents, engine), benchmark_score(cfg, model, engine)
 
 
 def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores: dict[str, float], documents: list[CacheDocument]) -> Path:
@@ -103,8 +118,15 @@ def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores
     out = Path(cfg.output_dir) / cfg.scorer_id
     keys = {m.name: ml.model for m, ml in zip(cfg.models, losses)}
     benchmark = {keys[name]: score for name, score in scores.items()}
-    strength = predictive_strength(pa.concat_tables([ml.table for ml in losses]), benchmark)
-    labels = assign_labels(strength.strengths, min_positives=cfg.min_positives)
+    table = pa.concat_tables([ml.table for ml in losses])
+    if cfg.loss_normalization == "rank":
+        table = rank_normalize(table)
+    strength = predictive_strength(table, benchmark)
+    try:
+        labels = assign_labels(strength.strengths, min_positives=cfg.min_positives)
+    except TooFewLabelsError as err:
+        hint = " (with few, very unequal models try loss_normalization: rank)" if cfg.loss_normalization == "none" else ""
+        raise TooFewLabelsError(f"{err}{hint}") from None
     write_table_atomic(out / "labels.parquet", labels)
     text_of = {d.doc_id: d.text for d in documents}
     by_label = {LABEL_POSITIVE: [], LABEL_NEGATIVE: []}
@@ -132,6 +154,7 @@ def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores
         "seed": cfg.benchmark.seed,
     }
     card["tied_pairs"] = [list(p) for p in strength.tied_pairs]
+    card["loss_normalization"] = cfg.loss_normalization
     write_card(out, card)
     write_json_atomic(out / "training_config.json", cfg.model_dump(mode="json"))
     return out
@@ -140,9 +163,9 @@ def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores
 def run_training(cfg: PreSelectTrainingConfig) -> Path:
     """Every step in one process, serially (the flow runs the same steps as tasks)."""
     documents = training_documents(cfg)
-    losses = [model_losses(cfg, m, documents) for m in cfg.models]
-    scores = {m.name: benchmark_score(cfg, m) for m in cfg.models}
-    return train_scorer(cfg, losses, scores, documents)
+    measured = [measure_model(cfg, m, documents) for m in cfg.models]
+    scores = {m.name: score for m, (_, score) in zip(cfg.models, measured)}
+    return train_scorer(cfg, [losses for losses, _ in measured], scores, documents)
 
 
 def load_card(scorer_dir: str | Path) -> dict:

@@ -341,3 +341,25 @@ def test_pair_summary_with_ties():
     summary = pair_summary([{"name": m, "benchmark_score": s} for m, s in BENCH4.items()])
     assert (summary["n_models"], summary["n_pairs"], summary["n_compared_pairs"], summary["n_tied_pairs"]) == (4, 6, 5, 1)
     assert "tied" in summary["pairs_note"] and "single pair" not in summary["pairs_note"]
+
+
+def test_rank_normalize_removes_each_models_offset():
+    import pyarrow as pa
+
+    from schemas.scoring import LOSSES
+    from scorers.labels import predictive_strength, rank_normalize
+
+    rows = []
+    # model "big" is lower on every document; relative to itself it does best on d3, worst on d1
+    for doc, small, big in [("d1", 1.0, 0.9), ("d2", 2.0, 0.5), ("d3", 3.0, 0.2), ("d4", 4.0, 0.7)]:
+        for model, bpc in (("small", small), ("big", big)):
+            rows.append({"model": model, "doc_hash": doc, "doc_id": doc, "n_chars": 10, "n_tokens": 3, "total_nats": 1.0, "bits_per_char": bpc})
+    table = pa.Table.from_pylist(rows, schema=LOSSES)
+    raw = predictive_strength(table, {"big": 0.6, "small": 0.3}).strengths
+    assert raw.column("strength").to_pylist() == [1.0, 1.0, 1.0, 1.0]  # degenerate: nothing to contrast
+    ranked = rank_normalize(table)
+    by = {(r["model"], r["doc_id"]): r["bits_per_char"] for r in ranked.to_pylist()}
+    assert [by[("small", d)] for d in ("d1", "d2", "d3", "d4")] == [0.0, 1 / 3, 2 / 3, 1.0]
+    assert [by[("big", d)] for d in ("d1", "d2", "d3", "d4")] == [1.0, 1 / 3, 0.0, 2 / 3]
+    strengths = dict(zip(*[predictive_strength(ranked, {"big": 0.6, "small": 0.3}).strengths.column(c).to_pylist() for c in ("doc_id", "strength")]))
+    assert strengths == {"d1": 0.0, "d2": 0.0, "d3": 1.0, "d4": 1.0}

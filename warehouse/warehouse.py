@@ -164,6 +164,15 @@ class Warehouse:
             self._refresh_file_views(con)
             con.execute("COMMIT")
 
+    def add_run_files(self, run_id: str, kind: str, paths: list[Path]) -> None:
+        """Attach more files to a completed run (e.g. scores computed later); idempotent."""
+        with self.connect() as con:
+            for path in paths:
+                resolved = str(Path(path).resolve())
+                con.execute("DELETE FROM _run_files WHERE run_id = ? AND kind = ? AND path = ?", [run_id, kind, resolved])
+                con.execute("INSERT INTO _run_files VALUES (?, ?, ?)", [run_id, kind, resolved])
+            self._refresh_file_views(con)
+
     def register_scorer(self, scorer_id: str, path: Path, card: dict) -> None:
         with self.connect() as con:
             con.execute("DELETE FROM _scorers WHERE scorer_id = ?", [scorer_id])

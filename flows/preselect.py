@@ -1,0 +1,49 @@
+"""PreSelect training as a Prefect flow: one task per model (losses, then benchmark score, sharing
+one engine), then labelling and training, then registration in the warehouse.
+
+Models run one after another: each holds a language-model engine, and on a small machine two
+at once only compete for the same cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.config import load_training_config
+from schemas.scoring import PreSelectModel, PreSelectTrainingConfig
+from scorers.loss_cache import CacheDocument
+from scorers.preselect import ModelLosses, load_card, measure_model, train_scorer, training_documents
+from warehouse.warehouse import Warehouse
+
+
+@task(cache_policy=NO_CACHE, task_run_name="measure-{model.name}")
+def measure_task(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]) -> tuple[ModelLosses, float]:
+    return measure_model(cfg, model, documents)
+
+
+@task(cache_policy=NO_CACHE)
+def train_task(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores: dict[str, float], documents: list[CacheDocument]) -> str:
+    return str(train_scorer(cfg, losses, scores, documents))
+
+
+def register(cfg: PreSelectTrainingConfig, scorer_dir: Path) -> None:
+    if cfg.warehouse:
+        Warehouse(cfg.warehouse).register_scorer(cfg.scorer_id, scorer_dir, load_card(scorer_dir))
+
+
+@flow(name="preselect-train")
+def preselect_flow(config_path: str) -> str:
+    logger = get_run_logger()
+    cfg = load_training_config(config_path)
+    documents = training_documents(cfg)
+    logger.info("%d training documents, %d models", len(documents), len(cfg.models))
+    measured = [measure_task(cfg, model, documents) for model in cfg.models]
+    for model, (losses, score) in zip(cfg.models, measured):
+        logger.info("%s: %d losses computed now, benchmark score %.3f", model.name, losses.computed, score)
+    scores = {m.name: score for m, (_, score) in zip(cfg.models, measured)}
+    scorer_dir = Path(train_task(cfg, [losses for losses, _ in measured], scores, documents))
+    register(cfg, scorer_dir)
+    return str(scorer_dir)
