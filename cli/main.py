@@ -246,48 +246,90 @@ def status(
     _print_rows(columns, rows, fmt)
 
 
+def _demo_run_config(workdir: Path, shards: list[Path], crawl: str, scorer_dir: Path | None) -> RunConfig:
+    data = {
+        "input": {"paths": [str(p) for p in shards]},
+        "output": {"root": str(workdir / "output")},
+        "warehouse": {"path": str(workdir / "warehouse.duckdb")},
+        "pii": {"enabled": True},
+    }
+    if scorer_dir is not None:
+        # keep the best 80% of characters: enough to show the selection without emptying the demo
+        data["scoring"] = {"enabled": True, "preselect": {"scorer_dir": str(scorer_dir), "rule": {"top_share": 0.8}}}
+    return config_from_dict(data, source=f"demo {crawl}")
+
+
+def _demo_training_config(workdir: Path):
+    from schemas.scoring import PreSelectTrainingConfig
+
+    return PreSelectTrainingConfig.model_validate(
+        {
+            "scorer_id": "demo-preselect",
+            "documents": {"warehouse_query": "SELECT doc_id, text FROM documents WHERE run_id = 'demo-crawl1'", "limit": 60},
+            "models": [{"name": "smollm2-135m-instruct", "path": "smollm2-135m-instruct"}, {"name": "gemma3-270m", "path": "gemma3-270m"}],
+            "engine": "vllm",
+            "max_len": 1024,
+            "benchmark": {"questions": 100},
+            "cache_dir": str(workdir / "preselect" / "loss-cache"),
+            "output_dir": str(workdir / "preselect" / "scorers"),
+            "warehouse": str(workdir / "warehouse.duckdb"),
+            "min_positives": 10,
+            # two models of very different size: one has the lower loss on nearly every document
+            "loss_normalization": "rank",
+            # a few hundred labelled documents need more passes than the paper's 3 epochs on millions
+            "fasttext": {"epoch": 20, "lr": 0.5, "bucket": 200000},
+        }
+    )
+
+
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option("--workdir", help="where the demo corpus, outputs and warehouse go")] = Path("out/demo"),
     local: Annotated[bool, typer.Option("--local", help="run without Prefect, serially")] = False,
+    preselect: Annotated[bool, typer.Option("--preselect/--no-preselect", help="train and apply a PreSelect scorer (needs `make models`)")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", help="show Prefect's logs")] = False,
 ) -> None:
-    """Build the bundled demo corpus and curate two crawls of it end to end."""
+    """Build the bundled demo corpus and curate two crawls of it end to end; between them, train a
+    PreSelect scorer on the first crawl with the bundled models and select the second with it."""
     _quiet_prefect(verbose)
-    from curation.demo_corpus import build_demo_corpus
-
     import shutil
+
+    import yaml
+
+    from curation.demo_corpus import build_demo_corpus
+    from warehouse.warehouse import Warehouse
 
     workdir = workdir.resolve()
     # a fresh warehouse each time: an earlier demo's runs would otherwise deduplicate this one away
-    shutil.rmtree(workdir / "output", ignore_errors=True)
+    for stale in ("output", "preselect"):
+        shutil.rmtree(workdir / stale, ignore_errors=True)
     (workdir / "warehouse.duckdb").unlink(missing_ok=True)
     corpus = build_demo_corpus(workdir / "corpus")
     out.print(f"demo corpus in {workdir / 'corpus'}; planted: {corpus.planted}")
-    warehouse_path = workdir / "warehouse.duckdb"
+    scorer_dir = None
     for crawl, shards in (("crawl1", corpus.crawl1), ("crawl2", corpus.crawl2)):
-        cfg = config_from_dict(
-            {
-                "input": {"paths": [str(p) for p in shards]},
-                "output": {"root": str(workdir / "output")},
-                "warehouse": {"path": str(warehouse_path)},
-                "pii": {"enabled": True},
-            },
-            source=f"demo {crawl}",
-        )
         out.rule(f"[bold]{crawl}")
         try:
-            summary = _execute(cfg, f"demo-{crawl}", force=True, local=local)
+            summary = _execute(_demo_run_config(workdir, shards, crawl, scorer_dir), f"demo-{crawl}", force=True, local=local)
         except Exception as err:  # noqa: BLE001
             console.print(f"[red]demo run {crawl} failed: {type(err).__name__}: {err}[/red]")
             raise typer.Exit(1) from None
         print_summary(summary)
+        if crawl == "crawl1" and preselect:
+            out.rule("[bold]PreSelect scorer trained on crawl1 (SmolLM2-135M and Gemma-3-270M, MMLU measured)")
+            training = _demo_training_config(workdir)
+            config_path = workdir / "preselect.yaml"
+            config_path.write_text(yaml.safe_dump(training.model_dump(mode="json"), sort_keys=False))
+            try:
+                scorer_dir = _train_scorer(config_path, training, local)
+            except Exception as err:  # noqa: BLE001
+                console.print(f"[red]PreSelect training failed: {type(err).__name__}: {err}[/red]")
+                raise typer.Exit(1) from None
+            out.print((scorer_dir / "scorer_card.md").read_text())
     out.rule("[bold]warehouse")
     query = "SELECT stage, reason, count(*) AS docs FROM rejected GROUP BY ALL ORDER BY stage, docs DESC"
-    out.print(f"curate sql --warehouse {warehouse_path} \"{query}\"")
-    from warehouse.warehouse import Warehouse
-
-    columns, rows = Warehouse(warehouse_path).query(query)
+    out.print(f"curate sql --warehouse {workdir / 'warehouse.duckdb'} \"{query}\"")
+    columns, rows = Warehouse(workdir / "warehouse.duckdb").query(query)
     _print_rows(columns, rows, OutputFormat.table)
 
 
@@ -323,6 +365,19 @@ def _load_training(config: Path):
 def _fail(err: Exception) -> typer.Exit:
     console.print(f"[red]{type(err).__name__}: {err}[/red]")
     return typer.Exit(1)
+
+
+def _train_scorer(config_path: Path, cfg, local: bool) -> Path:
+    if local:
+        from flows.preselect import register
+        from scorers.preselect import run_training
+
+        scorer_dir = run_training(cfg)
+        register(cfg, scorer_dir)
+        return scorer_dir
+    from flows.preselect import preselect_flow
+
+    return Path(preselect_flow(str(config_path.resolve())))
 
 
 @preselect_app.command("losses")
@@ -373,16 +428,7 @@ def preselect_train(
     _quiet_prefect(verbose)
     cfg = _load_training(config)
     try:
-        if local:
-            from flows.preselect import register
-            from scorers.preselect import run_training
-
-            scorer_dir = run_training(cfg)
-            register(cfg, scorer_dir)
-        else:
-            from flows.preselect import preselect_flow
-
-            scorer_dir = Path(preselect_flow(str(config.resolve())))
+        scorer_dir = _train_scorer(config, cfg, local)
     except Exception as err:  # noqa: BLE001
         raise _fail(err) from None
     out.print((scorer_dir / "scorer_card.md").read_text())

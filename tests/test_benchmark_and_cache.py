@@ -63,6 +63,25 @@ def test_accuracy_is_the_share_of_questions_whose_best_letter_is_right():
     assert prompt_for(qs[0]) == "q0\nA. a\nB. b\nC. c\nD. d\nAnswer:"
 
 
+class WordScorer:
+    """Whole words as tokens, so each letter is one token: the next-token choice path."""
+
+    engine, max_len = "words", 512
+    vocab: dict[str, int] = {}
+
+    def encode(self, text):
+        return [self.vocab.setdefault(w, len(self.vocab) + 1) for w in text.split()]
+
+    def choose(self, contexts, candidates):
+        # prefers the candidate whose letter appears most often in the context
+        return [max(range(len(candidates)), key=lambda k: list(c).count(candidates[k])) for c in contexts]
+
+
+def test_single_token_letters_use_one_choice_per_question():
+    qs = [Question("pick B B", ("x", "y", "z", "w"), 1, "t"), Question("C C C", ("x", "y", "z", "w"), 0, "t")]
+    assert multiple_choice_accuracy(WordScorer(), qs, bos_id=None) == 0.5
+
+
 def test_cache_computes_only_what_is_missing(tmp_path):
     calls = []
 

@@ -81,12 +81,19 @@ def test_demo_end_to_end_through_prefect(tmp_path):
     con = duckdb.connect(str(tmp_path / "demo/warehouse.duckdb"), read_only=True)
     removed = dict(con.execute("SELECT stage, count(*) FROM rejected GROUP BY ALL").fetchall())
     # every removing stage removed something, and both crawls completed
-    assert set(removed) == {"ingest", "exact_dedup", "near_dedup", "language", "quality", "toxicity"}
+    assert set(removed) == {"ingest", "exact_dedup", "near_dedup", "language", "quality", "toxicity", "score"}
     assert all(n > 0 for n in removed.values())
     reasons = {r[0] for r in con.execute("SELECT reason FROM rejected").fetchall()}
     assert {"exact_duplicate_of_curated", "near_duplicate_of_curated", "duplicate_id", "url_blocklist:domain"} <= reasons
     assert con.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchall() == [(2,)]
     assert con.execute("SELECT sum(pii_redactions) > 0 FROM documents").fetchall() == [(True,)]
+    # the PreSelect scorer trained on crawl1 selected crawl2: scores for every scored document
+    assert con.execute("SELECT scorer_id FROM scorers").fetchall() == [("demo-preselect",)]
+    scored = con.execute("SELECT count(*) FROM scores WHERE run_id = 'demo-crawl2'").fetchall()[0][0]
+    kept = con.execute("SELECT count(*) FROM documents WHERE run_id = 'demo-crawl2'").fetchall()[0][0]
+    dropped = con.execute("SELECT count(*) FROM rejected WHERE run_id = 'demo-crawl2' AND stage = 'score'").fetchall()[0][0]
+    assert scored == kept + dropped and dropped > 0
+    assert "Scorer card" in result.output
     runs = con.execute("SELECT docs_in, docs_out, docs_rejected FROM runs").fetchall()
     assert all(i == o + r for i, o, r in runs)
 
