@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory]`
+"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses]`
 
 Generates the benchmark corpus, runs each measurement in a child process, prints a table and
 writes benchmarks/results/latest.json. See benchmarks/README.md for what every number means.
@@ -17,12 +17,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks import measure
+from benchmarks import measure, scoring
 from benchmarks.corpus import generate_corpus
 from benchmarks.report import render
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SECTIONS = ("stages", "chain", "memory")
+SECTIONS = ("stages", "chain", "memory", "scoring", "losses")
 DEFAULT_DOCS, QUICK_DOCS, SHARDS = 2000, 200, 8
 
 
@@ -120,6 +120,14 @@ def run(args: argparse.Namespace) -> dict:
                 info, child = whole_pipeline(docs)
                 entries[label] = measure.memory_entry(child, info.docs, len(info.files))
             results["memory"] = measure.memory_comparison(entries["1x"], entries["4x"])
+
+        if "scoring" in args.sections:
+            _log("scoring stage vs a bare fastText predict loop")
+            results["scoring"] = scoring.apply_vs_bare(corpus.root, corpus.files, work)
+
+        if "losses" in args.sections:
+            _log("loss throughput: vLLM vs transformers (SmolLM2-135M)")
+            results["losses"] = scoring.loss_throughput(corpus.files)
     finally:
         if args.keep or args.work_dir:
             _log(f"work dir kept: {work}")

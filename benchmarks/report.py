@@ -101,4 +101,27 @@ def render(results: dict) -> str:
         )
 
     lines.append(f"\nbenchmark took {results['benchmark_seconds']} s")
+    if "scoring" in results:
+        sc = results["scoring"]
+        lines += ["", "4. scoring stage vs a bare fastText predict loop (same texts, same process)"]
+        lines += _table(
+            ["implementation", "docs", "seconds", "docs/s", "ratio"],
+            [["bare model.predict loop", sc["docs"], sc["bare_predict_s"], sc["bare_docs_per_s"], "1.00"],
+             ["our scorer (preprocess, predict, label prob.)", sc["docs"], sc["scorer_s"], sc["scorer_docs_per_s"], sc["ratio"]],
+             ["whole score stage (+ Parquet I/O, threshold)", sc["docs"], sc["stage_s"], sc["stage_docs_per_s"], sc["stage_ratio"]]],
+        )
+        lines.append(f"   ratio {sc['ratio']} [target >= {sc['target']}: {_verdict(sc['ratio'] >= sc['target'])}]")
+
+    if "losses" in results:
+        lo = results["losses"]
+        lines += ["", "5. loss throughput, vLLM vs transformers (prompt log-probs, same documents)"]
+        if "skipped" in lo:
+            lines.append(f"   skipped: {lo['skipped']}")
+        else:
+            lines += _table(
+                ["engine", "docs", "tokens", "seconds", "tokens/s"],
+                [[e, lo["docs"], lo[e]["tokens"], lo[e]["seconds"], lo[e]["tokens_per_s"]] for e in ("vllm", "transformers")],
+            )
+            lines.append(f"   vLLM / transformers = {lo['ratio_vllm_over_transformers']}")
+
     return "\n".join(lines)

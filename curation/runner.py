@@ -45,7 +45,7 @@ from curation.pii import pii_check
 from curation.quality import quality_check
 from curation.shards import ShardError, expand_input_paths, iter_parquet_batches, write_json_atomic, write_table_atomic
 from curation.stage import AccountingError, StagePaths, per_document, process_shard
-from curation.scoring import RAW_SCORES, plan_scoring, scoring_check, shard_score_rows, shard_scores
+from curation.scoring import RAW_SCORES, ShardScores, plan_scoring, scoring_processor, shard_scores
 from curation.scoring import STAGE as SCORE_STAGE
 from curation.toxicity import toxicity_processor
 from schemas.config import RunConfig
@@ -311,16 +311,16 @@ def score_apply_step(plan: RunPlan, shard: Shard) -> dict | None:
     paths = plan.paths(SCORE_STAGE, shard)
     if paths.done():
         return None
-    raw = plan.stage_dir(SCORE_STAGE) / "map" / f"{shard.id}.parquet"
     scoring_plan = json.loads((plan.stage_dir(SCORE_STAGE) / "decisions.json").read_text())
-    write_table_atomic(plan.stage_dir(SCORE_STAGE) / "scores" / f"{shard.id}.parquet", shard_score_rows(raw, scoring_plan, plan.run_id))
+    scores = ShardScores(plan.stage_dir(SCORE_STAGE) / "map" / f"{shard.id}.parquet", scoring_plan)
+    write_table_atomic(plan.stage_dir(SCORE_STAGE) / "scores" / f"{shard.id}.parquet", scores.warehouse_rows(plan.run_id))
     preselect = scoring_plan["scorers"].get("preselect", {})
     return process_shard(
         stage=SCORE_STAGE,
         shard=shard.id,
         run_id=plan.run_id,
         batches=_previous_batches(plan, SCORE_STAGE, shard),
-        process=per_document(SCORE_STAGE, scoring_check(raw, scoring_plan)),
+        process=scoring_processor(scores, scoring_plan),
         paths=paths,
         extra={k: preselect[k] for k in ("threshold", "rule") if k in preselect},
         extra_seconds=_overhead(plan, SCORE_STAGE, shard),

@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.stage import Rejection
+from curation.stage import BatchProcessor
 from schemas.config import ScoringConfig
+from schemas.documents import REJECTED_DOCUMENT
 from schemas.scoring import SCORES, BringYourOwnClassifier
 from scorers import fasttext_scorer
 from scorers.ensemble import bucket_edges, score_with_classifier, to_buckets
@@ -56,12 +57,12 @@ def scorers_of(cfg: ScoringConfig) -> dict[str, BringYourOwnClassifier]:
 
 def shard_scores(table: pa.Table, cfg: ScoringConfig) -> pa.Table:
     texts = table.column("text").to_pylist()
-    keys = table.select(["input_file", "input_row", "doc_id", "n_chars", "n_words"]).to_pylist()
-    rows = []
+    keys = table.select(["input_file", "input_row", "doc_id", "n_chars", "n_words"])
+    parts = []
     for scorer_id, classifier in scorers_of(cfg).items():
-        for key, value in zip(keys, score_with_classifier(classifier, texts)):
-            rows.append({**key, "scorer_id": scorer_id, "score": value})
-    return pa.Table.from_pylist(rows, schema=RAW_SCORES)
+        scores = pa.array(score_with_classifier(classifier, texts), pa.float64())
+        parts.append(keys.append_column("scorer_id", pa.array([scorer_id] * len(texts), pa.string())).append_column("score", scores))
+    return pa.concat_tables(parts).cast(RAW_SCORES) if parts else RAW_SCORES.empty_table()
 
 
 def plan_scoring(raw: list[Path], cfg: ScoringConfig) -> dict:
@@ -78,39 +79,55 @@ def plan_scoring(raw: list[Path], cfg: ScoringConfig) -> dict:
     return plan
 
 
-def _bucketed(raw_path: Path, plan: dict) -> dict[int, dict[str, tuple[str, float, int]]]:
-    """input_row -> scorer_id -> (doc_id, score, bucket) for one shard."""
-    edges = {sid: entry["edges"] for sid, entry in plan["scorers"].items()}
-    out: dict[int, dict[str, tuple[str, float, int]]] = {}
-    for row in pq.read_table(raw_path, schema=RAW_SCORES).to_pylist():
-        bucket = to_buckets([row["score"]], edges[row["scorer_id"]])[0]
-        out.setdefault(row["input_row"], {})[row["scorer_id"]] = (row["doc_id"], row["score"], bucket)
-    return out
+class ShardScores:
+    """One shard's scores, per scorer, aligned by input row, with their buckets."""
+
+    def __init__(self, raw_path: Path, plan: dict):
+        raw = pq.read_table(raw_path, schema=RAW_SCORES)
+        self.scores: dict[str, dict[int, float]] = {}
+        self.buckets: dict[str, dict[int, int]] = {}
+        self.doc_ids: dict[int, str] = {}
+        for scorer_id in plan["scorers"]:
+            mine = raw.filter(pc.equal(raw.column("scorer_id"), scorer_id))
+            rows = mine.column("input_row").to_pylist()
+            values = mine.column("score").to_pylist()
+            self.scores[scorer_id] = dict(zip(rows, values))
+            self.buckets[scorer_id] = dict(zip(rows, to_buckets(values, plan["scorers"][scorer_id]["edges"])))
+            self.doc_ids.update(zip(rows, mine.column("doc_id").to_pylist()))
+
+    def warehouse_rows(self, run_id: str) -> pa.Table:
+        """The shard's rows of the warehouse `scores` view."""
+        rows = [
+            {"doc_id": self.doc_ids[row], "run_id": run_id, "scorer_id": sid, "score": score, "bucket": self.buckets[sid][row]}
+            for sid, by_row in sorted(self.scores.items())
+            for row, score in by_row.items()
+        ]
+        return pa.Table.from_pylist(rows, schema=SCORES)
 
 
-def shard_score_rows(raw_path: Path, plan: dict, run_id: str) -> pa.Table:
-    """The shard's rows of the warehouse `scores` view."""
-    rows = [
-        {"doc_id": doc_id, "run_id": run_id, "scorer_id": sid, "score": score, "bucket": bucket}
-        for _, per_scorer in sorted(_bucketed(raw_path, plan).items())
-        for sid, (doc_id, score, bucket) in sorted(per_scorer.items())
-    ]
-    return pa.Table.from_pylist(rows, schema=SCORES)
-
-
-def scoring_check(raw_path: Path, plan: dict):
-    """Per-document annotation and selection from the shard's raw scores and the run's plan."""
-    by_row = _bucketed(raw_path, plan)
+def scoring_processor(scores: ShardScores, plan: dict) -> BatchProcessor:
+    """Annotate a batch with `preselect_score` and `quality_bucket` and split it at the PreSelect
+    threshold, column-wise: this stage must cost little next to the classifier itself."""
     preselect = plan["scorers"].get(PRESELECT_ID)
 
-    def check(row: dict) -> Rejection | None:
-        scored = by_row[row["input_row"]]
-        row["quality_bucket"] = max(bucket for _, _, bucket in scored.values())
+    def process(batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+        rows = batch.column("input_row").to_pylist()
+        best = [max(buckets[r] for buckets in scores.buckets.values()) for r in rows]
+        batch = batch.set_column(batch.schema.get_field_index("quality_bucket"), "quality_bucket", pa.array(best, pa.int8()))
         if preselect is None:
-            return None
-        row["preselect_score"] = scored[PRESELECT_ID][1]
-        if row["preselect_score"] < preselect["threshold"]:
-            return Rejection("preselect_below_threshold", f"score {row['preselect_score']:.4f} < threshold {preselect['threshold']:.4f}")
-        return None
+            return batch, REJECTED_DOCUMENT.empty_table()
+        values = [scores.scores[PRESELECT_ID][r] for r in rows]
+        batch = batch.set_column(batch.schema.get_field_index("preselect_score"), "preselect_score", pa.array(values, pa.float64()))
+        keep = pc.greater_equal(batch.column("preselect_score"), preselect["threshold"])
+        dropped = batch.filter(pc.invert(keep))
+        n = dropped.num_rows
+        details = [f"score {v:.4f} < threshold {preselect['threshold']:.4f}" for v in dropped.column("preselect_score").to_pylist()]
+        rejected = (
+            dropped.append_column("stage", pa.array([STAGE] * n, pa.string()))
+            .append_column("reason", pa.array(["preselect_below_threshold"] * n, pa.string()))
+            .append_column("detail", pa.array(details, pa.string()))
+            .append_column("duplicate_of", pa.nulls(n, pa.string()))
+        )
+        return batch.filter(keep), rejected.cast(REJECTED_DOCUMENT)
 
-    return check
+    return process
