@@ -387,8 +387,9 @@ def preselect_losses(config: Annotated[Path, typer.Argument(help="PreSelect trai
 
     cfg = _load_training(config)
     try:
-        documents = training_documents(cfg)
-        table = Table(title=f"Losses of {len(documents):,} documents (cache: {cfg.cache_dir})")
+        sample = training_documents(cfg)
+        documents = sample.documents
+        table = Table(title=f"Losses of {len(documents):,} documents ({sample.skipped_empty} empty skipped; cache: {cfg.cache_dir})")
         for col in ("model", "computed now", "from cache", "mean bits/char"):
             table.add_column(col)
         for model in cfg.models:

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import load_training_config
 from schemas.scoring import PreSelectModel, PreSelectTrainingConfig
 from scorers.loss_cache import CacheDocument
-from scorers.preselect import ModelLosses, load_card, measure_model, train_scorer, training_documents
+from scorers.preselect import ModelLosses, TrainingSample, load_card, measure_model, train_scorer, training_documents
 from warehouse.warehouse import Warehouse
 
 
@@ -25,8 +25,8 @@ def measure_task(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents:
 
 
 @task(cache_policy=NO_CACHE)
-def train_task(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores: dict[str, float], documents: list[CacheDocument]) -> str:
-    return str(train_scorer(cfg, losses, scores, documents))
+def train_task(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores: dict[str, float], sample: TrainingSample) -> str:
+    return str(train_scorer(cfg, losses, scores, sample))
 
 
 def register(cfg: PreSelectTrainingConfig, scorer_dir: Path) -> None:
@@ -38,12 +38,12 @@ def register(cfg: PreSelectTrainingConfig, scorer_dir: Path) -> None:
 def preselect_flow(config_path: str) -> str:
     logger = get_run_logger()
     cfg = load_training_config(config_path)
-    documents = training_documents(cfg)
-    logger.info("%d training documents, %d models", len(documents), len(cfg.models))
-    measured = [measure_task(cfg, model, documents) for model in cfg.models]
+    sample = training_documents(cfg)
+    logger.info("%d training documents (%d empty skipped), %d models", len(sample.documents), sample.skipped_empty, len(cfg.models))
+    measured = [measure_task(cfg, model, sample.documents) for model in cfg.models]
     for model, (losses, score) in zip(cfg.models, measured):
         logger.info("%s: %d losses computed now, benchmark score %.3f", model.name, losses.computed, score)
     scores = {m.name: score for m, (_, score) in zip(cfg.models, measured)}
-    scorer_dir = Path(train_task(cfg, [losses for losses, _ in measured], scores, documents))
+    scorer_dir = Path(train_task(cfg, [losses for losses, _ in measured], scores, sample))
     register(cfg, scorer_dir)
     return str(scorer_dir)

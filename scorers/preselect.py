@@ -44,7 +44,13 @@ def model_key(model: PreSelectModel) -> str:
     return f"{model.name}@{weights_fingerprint(resolve_model_path(model))}"
 
 
-def training_documents(cfg: PreSelectTrainingConfig) -> list[CacheDocument]:
+@dataclass(frozen=True)
+class TrainingSample:
+    documents: list[CacheDocument]
+    skipped_empty: int  # documents with no text: they have no loss, and the card counts them
+
+
+def training_documents(cfg: PreSelectTrainingConfig) -> TrainingSample:
     """A deterministic sample of non-empty documents, each with the hash its losses are cached by."""
     source = cfg.documents
     con = duckdb.connect()
@@ -61,9 +67,10 @@ def training_documents(cfg: PreSelectTrainingConfig) -> list[CacheDocument]:
         rows = con.execute(
             f'SELECT CAST("{source.id_column}" AS VARCHAR), "{source.text_column}" FROM read_parquet(?)', [files]
         ).fetchall()
-    rows = sorted((str(i), t) for i, t in rows if t and t.strip())
-    random.Random(source.seed).shuffle(rows)
-    return [CacheDocument(doc_id, content_hash(text), text) for doc_id, text in rows[: source.limit]]
+    usable = sorted((str(i), t) for i, t in rows if t and t.strip())
+    random.Random(source.seed).shuffle(usable)
+    documents = [CacheDocument(doc_id, content_hash(text), text) for doc_id, text in usable[: source.limit]]
+    return TrainingSample(documents, skipped_empty=len(rows) - len(usable))
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ def measure_model(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents
     return model_losses(cfg, model, documents, engine), benchmark_score(cfg, model, engine)
 
 
-def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores: dict[str, float], documents: list[CacheDocument]) -> Path:
+def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores: dict[str, float], sample: TrainingSample) -> Path:
     """Label, train and write the scorer folder; returns it."""
     out = Path(cfg.output_dir) / cfg.scorer_id
     keys = {m.name: ml.model for m, ml in zip(cfg.models, losses)}
@@ -128,7 +135,7 @@ def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores
         hint = " (with few, very unequal models try loss_normalization: rank)" if cfg.loss_normalization == "none" else ""
         raise TooFewLabelsError(f"{err}{hint}") from None
     write_table_atomic(out / "labels.parquet", labels)
-    text_of = {d.doc_id: d.text for d in documents}
+    text_of = {d.doc_id: d.text for d in sample.documents}
     by_label = {LABEL_POSITIVE: [], LABEL_NEGATIVE: []}
     for row in labels.select(["doc_id", "label"]).to_pylist():
         if row["label"] in by_label:
@@ -155,6 +162,7 @@ def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores
     }
     card["tied_pairs"] = [list(p) for p in strength.tied_pairs]
     card["loss_normalization"] = cfg.loss_normalization
+    card["skipped_empty_documents"] = sample.skipped_empty
     write_card(out, card)
     write_json_atomic(out / "training_config.json", cfg.model_dump(mode="json"))
     return out
@@ -162,10 +170,10 @@ def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores
 
 def run_training(cfg: PreSelectTrainingConfig) -> Path:
     """Every step in one process, serially (the flow runs the same steps as tasks)."""
-    documents = training_documents(cfg)
-    measured = [measure_model(cfg, m, documents) for m in cfg.models]
+    sample = training_documents(cfg)
+    measured = [measure_model(cfg, m, sample.documents) for m in cfg.models]
     scores = {m.name: score for m, (_, score) in zip(cfg.models, measured)}
-    return train_scorer(cfg, [losses for losses, _ in measured], scores, documents)
+    return train_scorer(cfg, [losses for losses, _ in measured], scores, sample)
 
 
 def load_card(scorer_dir: str | Path) -> dict:

@@ -18,13 +18,13 @@ runner = CliRunner()
 
 @pytest.mark.slow
 def test_train_through_the_flow_then_apply(tmp_path, wiki_docs, spanish_docs):
-    texts = [d[:700] for d in wiki_docs[400:440]] + [d[:700] for d in spanish_docs[:20]]
+    texts = [d[:700] for d in wiki_docs[400:440]] + [d[:700] for d in spanish_docs[:20]] + ["  ", None]
     write_shard(tmp_path / "docs/0.parquet", {"doc_id": [f"d{i}" for i in range(len(texts))], "text": texts})
     config = tmp_path / "preselect.yaml"
     config.write_text(
         """
 scorer_id: tiny
-documents: {paths: [docs/*.parquet], limit: 60}
+documents: {paths: [docs/*.parquet], limit: 100}
 models:
   - {name: smollm2, path: smollm2-135m-instruct, benchmark_score: 0.30}
   - {name: gemma3, path: gemma3-270m, benchmark_score: 0.25}
@@ -41,6 +41,7 @@ fasttext: {epoch: 20, lr: 0.5, bucket: 50000}
     card = json.loads((tmp_path / "out/preselect/scorers/tiny/scorer_card.json").read_text())
     assert card["n_pairs"] == 1 and "single pair" in (tmp_path / "out/preselect/scorers/tiny/scorer_card.md").read_text()
     assert card["labels"]["positive"] == card["labels"]["negative"] >= 3
+    assert card["skipped_empty_documents"] == 2  # recorded, not silently dropped
     assert card["labels"]["documents"] == 60 and card["engine"] == "vllm" and card["loss_normalization"] == "rank"
     assert "loss_normalization: rank" in (tmp_path / "out/preselect/scorers/tiny/scorer_card.md").read_text()
     assert 0.0 <= card["holdout"]["roc_auc"] <= 1.0 and card["sha256"]["model"]
