@@ -223,19 +223,29 @@ def exact_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
     return _timed(out.with_suffix(".json"), lambda: plan_exact_dedup(curated, prior, out))
 
 
-def near_bands_step(plan: RunPlan, shard: Shard) -> dict | None:
-    out = plan.stage_dir(NEAR_STAGE) / "map" / f"{shard.id}.parquet"
-    if out.exists():
-        return None
+def _map_outputs(plan: RunPlan, stage: str) -> list[Path]:
+    return [plan.stage_dir(stage) / "map" / f"{s.id}.parquet" for s in plan.shards]
 
-    def work() -> dict:
-        tables = [shard_bands(b, plan.config.near_dedup) for b in _previous_batches(plan, NEAR_STAGE, shard)]
-        write_table_atomic(out, pa.concat_tables(tables) if tables else RUN_BANDS.empty_table())
-        return {"band_rows": sum(t.num_rows for t in tables)}
 
-    result = _timed(out.with_suffix(".json"), work)
-    progress.shard_done("near_dedup_signatures", shard.id, 0, 0)
-    return result
+def _map_step(stage: str, name: str, schema: pa.Schema, compute: Callable[[pa.Table, RunConfig], pa.Table]):
+    """The per-shard first step of a global stage: keys (MinHash bands, scores) of every document,
+    for the global plan to read; timed, so the stage's stats can carry its cost."""
+
+    def step(plan: RunPlan, shard: Shard) -> dict | None:
+        out = plan.stage_dir(stage) / "map" / f"{shard.id}.parquet"
+        if out.exists():
+            return None
+
+        def work() -> dict:
+            tables = [compute(b, plan.config) for b in _previous_batches(plan, stage, shard)]
+            write_table_atomic(out, pa.concat_tables(tables) if tables else schema.empty_table())
+            return {"rows": sum(t.num_rows for t in tables)}
+
+        result = _timed(out.with_suffix(".json"), work)
+        progress.shard_done(name, shard.id, 0, 0)
+        return result
+
+    return step
 
 
 def near_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
@@ -244,7 +254,7 @@ def near_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
         return None
     cfg = plan.config.near_dedup
     prior = plan.warehouse.completed_files("minhash_index", exclude_run=plan.run_id) if cfg.against_warehouse else []
-    bands = [plan.stage_dir(NEAR_STAGE) / "map" / f"{s.id}.parquet" for s in plan.shards]
+    bands = _map_outputs(plan, NEAR_STAGE)
     return _timed(out.with_suffix(".json"), lambda: plan_near_dedup(bands, prior, out))
 
 
@@ -284,26 +294,11 @@ def _filter_step(stage: str, make_processor: Callable[[RunConfig], Callable]):
     return step
 
 
-def score_map_step(plan: RunPlan, shard: Shard) -> dict | None:
-    out = plan.stage_dir(SCORE_STAGE) / "map" / f"{shard.id}.parquet"
-    if out.exists():
-        return None
-
-    def work() -> dict:
-        tables = [shard_scores(b, plan.config.scoring) for b in _previous_batches(plan, SCORE_STAGE, shard)]
-        write_table_atomic(out, pa.concat_tables(tables) if tables else RAW_SCORES.empty_table())
-        return {"scores": sum(t.num_rows for t in tables)}
-
-    result = _timed(out.with_suffix(".json"), work)
-    progress.shard_done("score_map", shard.id, 0, 0)
-    return result
-
-
 def score_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
     out = plan.stage_dir(SCORE_STAGE) / "decisions.json"
     if out.exists():
         return None
-    raw = [plan.stage_dir(SCORE_STAGE) / "map" / f"{s.id}.parquet" for s in plan.shards]
+    raw = _map_outputs(plan, SCORE_STAGE)
     return _timed(out, lambda: plan_scoring(raw, plan.config.scoring))
 
 
@@ -342,13 +337,13 @@ def run_steps(plan: RunPlan) -> list[Step]:
             steps += [Step("exact_dedup_plan", stage, False, exact_plan_step), Step("exact_dedup", stage, True, _decision_apply(stage))]
         elif stage == SCORE_STAGE:
             steps += [
-                Step("score_map", stage, True, score_map_step),
+                Step("score_map", stage, True, _map_step(stage, "score_map", RAW_SCORES, lambda b, cfg: shard_scores(b, cfg.scoring))),
                 Step("score_plan", stage, False, score_plan_step),
                 Step("score", stage, True, score_apply_step),
             ]
         elif stage == NEAR_STAGE:
             steps += [
-                Step("near_dedup_signatures", stage, True, near_bands_step),
+                Step("near_dedup_signatures", stage, True, _map_step(stage, "near_dedup_signatures", RUN_BANDS, lambda b, cfg: shard_bands(b, cfg.near_dedup))),
                 Step("near_dedup_plan", stage, False, near_plan_step),
                 Step("near_dedup", stage, True, _decision_apply(stage)),
             ]
@@ -421,7 +416,7 @@ def finalize_run(plan: RunPlan) -> dict:
     }
     if NEAR_STAGE in plan.stages:
         index = plan.run_dir / "minhash_index.parquet"
-        bands = [plan.stage_dir(NEAR_STAGE) / "map" / f"{s.id}.parquet" for s in plan.shards]
+        bands = _map_outputs(plan, NEAR_STAGE)
         curated_index(bands, final_curated, plan.run_id, index)
         files["minhash_index"] = [str(index)]
     if SCORE_STAGE in plan.stages:
