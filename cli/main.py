@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from schemas.config import DEFAULT_CONFIG_YAML, ConfigError, RunConfig, config_from_dict, load_config
+from schemas.config import DEFAULT_CONFIG_YAML, ConfigError, RunConfig, config_from_dict, load_config, load_training_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Curate Parquet corpora for continual pre-training.")
 console = Console(stderr=True, soft_wrap=True)
@@ -40,9 +40,10 @@ def _quiet_prefect(verbose: bool) -> None:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-def _load(config: Path) -> RunConfig:
+def _load(config: Path, loader=load_config):
+    """A config through `loader`; a bad one ends the command with exit code 2."""
     try:
-        return load_config(config)
+        return loader(config)
     except ConfigError as err:
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
@@ -352,16 +353,6 @@ preselect_app = typer.Typer(no_args_is_help=True, help="PreSelect scorer: losses
 app.add_typer(preselect_app, name="preselect")
 
 
-def _load_training(config: Path):
-    from schemas.config import load_training_config
-
-    try:
-        return load_training_config(config)
-    except ConfigError as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(2) from None
-
-
 def _fail(err: Exception) -> typer.Exit:
     console.print(f"[red]{type(err).__name__}: {err}[/red]")
     return typer.Exit(1)
@@ -385,7 +376,7 @@ def preselect_losses(config: Annotated[Path, typer.Argument(help="PreSelect trai
     """Compute (or reuse from the cache) every model's loss on the training documents."""
     from scorers.preselect import model_losses, training_documents
 
-    cfg = _load_training(config)
+    cfg = _load(config, load_training_config)
     try:
         sample = training_documents(cfg)
         documents = sample.documents
@@ -406,7 +397,7 @@ def preselect_benchmark(config: Annotated[Path, typer.Argument(help="PreSelect t
     """Measure each model's benchmark accuracy (models with a typed-in score keep it)."""
     from scorers.preselect import benchmark_score
 
-    cfg = _load_training(config)
+    cfg = _load(config, load_training_config)
     table = Table(title="Benchmark scores")
     for col in ("model", "score", "source"):
         table.add_column(col)
@@ -427,7 +418,7 @@ def preselect_train(
 ) -> None:
     """Losses, benchmark scores, labels, fastText training and the scorer card, in one go."""
     _quiet_prefect(verbose)
-    cfg = _load_training(config)
+    cfg = _load(config, load_training_config)
     try:
         scorer_dir = _train_scorer(config, cfg, local)
     except Exception as err:  # noqa: BLE001

@@ -20,7 +20,7 @@ from schemas.config import ScoringConfig
 from schemas.documents import REJECTED_DOCUMENT
 from schemas.scoring import SCORES, BringYourOwnClassifier
 from scorers import fasttext_scorer
-from scorers.ensemble import bucket_edges, score_with_classifier, to_buckets
+from scorers.ensemble import bucket_edges, load_classifier, score_with_classifier, to_buckets
 from scorers.preselect import MODEL_FILE, load_card
 from scorers.selection import threshold_for_rule
 
@@ -50,7 +50,7 @@ def scorers_of(cfg: ScoringConfig) -> dict[str, BringYourOwnClassifier]:
     for classifier in cfg.classifiers:
         if classifier.scorer_id in found:
             raise ValueError(f"two scorers named {classifier.scorer_id!r}: give classifiers distinct names")
-        fasttext_scorer.load(classifier.path)  # a missing or broken model fails before any output
+        load_classifier(classifier.path)  # a missing or broken model fails before any output (cached: once per process)
         found[classifier.scorer_id] = classifier
     return found
 

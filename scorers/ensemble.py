@@ -17,8 +17,9 @@ import numpy as np
 
 from schemas.scoring import BringYourOwnClassifier
 from scorers import fasttext_scorer
+from scorers.selection import weighted_scores
 
-__all__ = ["BringYourOwnClassifier", "bucket_edges", "ensemble_buckets", "score_with_classifier", "to_buckets"]
+__all__ = ["BringYourOwnClassifier", "bucket_edges", "ensemble_buckets", "load_classifier", "score_with_classifier", "to_buckets"]
 
 
 def bucket_edges(scores: Sequence[float], token_counts: Sequence[int], n_buckets: int = 20) -> list[float]:
@@ -31,14 +32,7 @@ def bucket_edges(scores: Sequence[float], token_counts: Sequence[int], n_buckets
     """
     if n_buckets < 1:
         raise ValueError(f"n_buckets must be at least 1, got {n_buckets}")
-    s = np.asarray(scores, dtype=np.float64)
-    tokens = np.asarray(token_counts, dtype=np.int64)
-    if s.shape != tokens.shape or s.ndim != 1:
-        raise ValueError(f"scores and token_counts must be two lists of one length, got {s.shape} and {tokens.shape}")
-    if np.isnan(s).any():
-        raise ValueError("scores contain NaN")
-    if (tokens < 0).any():
-        raise ValueError("token_counts must not be negative")
+    s, tokens = weighted_scores(scores, token_counts, "token_counts")
     total = int(tokens.sum())
     if total == 0:
         raise ValueError("bucket edges need documents with at least one token")
@@ -71,10 +65,10 @@ def ensemble_buckets(per_classifier_buckets: Mapping[str, Sequence[int]] | Seque
 
 def score_with_classifier(classifier: BringYourOwnClassifier, texts: Sequence[str]) -> list[float]:
     """Probability of the classifier's label for each text, with the scorer's preprocessing."""
-    return fasttext_scorer.score(_load(classifier.path), texts, label=classifier.label)
+    return fasttext_scorer.score(load_classifier(classifier.path), texts, label=classifier.label)
 
 
 @lru_cache(maxsize=8)
-def _load(path: str):
+def load_classifier(path: str):
     # one load per process and path: a large classifier takes seconds to read
     return fasttext_scorer.load(path)

@@ -57,7 +57,8 @@ def training_documents(cfg: PreSelectTrainingConfig) -> TrainingSample:
     if source.warehouse_query:
         if not cfg.warehouse:
             raise ValueError("documents.warehouse_query needs `warehouse` (the DuckDB file) in the config")
-        con.execute(f"ATTACH '{cfg.warehouse}' AS wh (READ_ONLY)")
+        quoted = cfg.warehouse.replace("'", "''")  # ATTACH takes no parameters
+        con.execute(f"ATTACH '{quoted}' AS wh (READ_ONLY)")
         con.execute("USE wh")
         rows = con.execute(f"SELECT doc_id, text FROM ({source.warehouse_query})").fetchall()
     else:

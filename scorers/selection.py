@@ -38,7 +38,7 @@ def threshold_for_top_share(scores: Sequence[float], n_chars: Sequence[int], sha
     """
     if not 0.0 < share <= 1.0:
         raise ValueError(f"share must be in (0, 1], got {share}")
-    s, chars = _arrays(scores, n_chars)
+    s, chars = weighted_scores(scores, n_chars, "n_chars")
     if len(s) == 0:
         return math.inf
     order = np.argsort(-s, kind="stable")
@@ -60,7 +60,7 @@ def keep_mask(scores: Sequence[float], threshold: float) -> list[bool]:
 
 
 def select(scores: Sequence[float], n_chars: Sequence[int], rule: SelectionRule) -> Selection:
-    s, chars = _arrays(scores, n_chars)
+    s, chars = weighted_scores(scores, n_chars, "n_chars")
     threshold = threshold_for_rule(s, chars, rule)
     keep = s >= threshold
     return Selection(
@@ -72,13 +72,14 @@ def select(scores: Sequence[float], n_chars: Sequence[int], rule: SelectionRule)
     )
 
 
-def _arrays(scores: Sequence[float], n_chars: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def weighted_scores(scores: Sequence[float], weights: Sequence[int], weight_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and their per-document weights (characters, tokens) as checked arrays."""
     s = np.asarray(scores, dtype=np.float64)
-    chars = np.asarray(n_chars, dtype=np.int64)
-    if s.shape != chars.shape or s.ndim != 1:
-        raise ValueError(f"scores and n_chars must be two lists of one length, got {s.shape} and {chars.shape}")
+    w = np.asarray(weights, dtype=np.int64)
+    if s.shape != w.shape or s.ndim != 1:
+        raise ValueError(f"scores and {weight_name} must be two lists of one length, got {s.shape} and {w.shape}")
     if np.isnan(s).any():
         raise ValueError("scores contain NaN")
-    if (chars < 0).any():
-        raise ValueError("n_chars must not be negative")
-    return s, chars
+    if (w < 0).any():
+        raise ValueError(f"{weight_name} must not be negative")
+    return s, w
