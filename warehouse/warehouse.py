@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from schemas.documents import CURATED_DOCUMENT, INPUT_ERROR, MINHASH_BANDS, REJECTED_DOCUMENT, STAGE_STATS
+from schemas.rewrite import GENERATION, REWRITE_FAILURE
 from schemas.scoring import SCORES
 
 # view name -> (kind of run file it reads, schema of those files)
@@ -27,7 +28,19 @@ FILE_VIEWS = {
     "rejected": ("rejected", REJECTED_DOCUMENT),
     "minhash_index": ("minhash_index", MINHASH_BANDS),
     "scores": ("scores", SCORES),
+    "generations": ("generations", GENERATION),
+    "rewrite_failures": ("rewrite_failures", REWRITE_FAILURE),
 }
+
+# views over other views: what most queries of synthetic data want
+DERIVED_VIEWS = {
+    "synthetic": "SELECT * FROM generations WHERE accepted",
+    "synthetic_rejected": "SELECT * FROM generations WHERE NOT accepted",
+}
+
+# a file is in the views once the curation run or rewrite that wrote it has completed
+_COMPLETED = """SELECT run_id, started_at FROM _runs WHERE status = 'completed'
+                UNION ALL SELECT rewrite_id, started_at FROM _rewrites WHERE status = 'completed'"""
 
 _DDL = [
     """CREATE TABLE IF NOT EXISTS _runs (
@@ -40,6 +53,10 @@ _DDL = [
         scorer_id VARCHAR PRIMARY KEY, path VARCHAR, trained_at TIMESTAMPTZ, holdout_accuracy DOUBLE,
         holdout_roc_auc DOUBLE, positives BIGINT, negatives BIGINT, card VARCHAR)""",
     "CREATE OR REPLACE VIEW scorers AS SELECT * FROM _scorers",
+    """CREATE TABLE IF NOT EXISTS _rewrites (
+        rewrite_id VARCHAR PRIMARY KEY, status VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
+        output_dir VARCHAR, config VARCHAR, summary VARCHAR, error VARCHAR)""",
+    "CREATE OR REPLACE VIEW rewrites AS SELECT * FROM _rewrites",
 ]
 
 
@@ -91,6 +108,8 @@ class Warehouse:
         for view, (_, schema) in FILE_VIEWS.items():
             if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [view]).fetchall():
                 self._create_file_view(con, view, schema, [])
+        for view, sql in DERIVED_VIEWS.items():
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS {sql}")
 
     @staticmethod
     def _create_file_view(con, view: str, schema: pa.Schema, files: list[str]) -> None:
@@ -110,8 +129,8 @@ class Warehouse:
             files = [
                 r[0]
                 for r in con.execute(
-                    """SELECT f.path FROM _run_files f JOIN _runs r USING (run_id)
-                       WHERE f.kind = ? AND r.status = 'completed' ORDER BY r.started_at, f.path""",
+                    f"""SELECT f.path FROM _run_files f JOIN ({_COMPLETED}) r USING (run_id)
+                        WHERE f.kind = ? ORDER BY r.started_at, f.path""",
                     [kind],
                 ).fetchall()
             ]
@@ -185,18 +204,54 @@ class Warehouse:
                 ],
             )
 
+    def rewrite_started(self, rewrite_id: str, output_dir: Path, config: dict) -> None:
+        with self.connect() as con:
+            con.execute("DELETE FROM _rewrites WHERE rewrite_id = ?", [rewrite_id])
+            con.execute(
+                "INSERT INTO _rewrites (rewrite_id, status, started_at, output_dir, config) VALUES (?, 'running', ?, ?, ?)",
+                [rewrite_id, datetime.now(timezone.utc), str(output_dir), json.dumps(config, default=str)],
+            )
+            self._refresh_file_views(con)
+
+    def rewrite_failed(self, rewrite_id: str, error: str) -> None:
+        with self.connect() as con:
+            con.execute(
+                "UPDATE _rewrites SET status = 'failed', finished_at = ?, error = ? WHERE rewrite_id = ?",
+                [datetime.now(timezone.utc), error, rewrite_id],
+            )
+
+    def rewrite_completed(self, rewrite_id: str, files: dict[str, list[Path]], summary: dict) -> None:
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM _run_files WHERE run_id = ?", [rewrite_id])
+            for kind, paths in files.items():
+                con.executemany(
+                    "INSERT INTO _run_files VALUES (?, ?, ?)", [[rewrite_id, kind, str(Path(p).resolve())] for p in paths]
+                )
+            con.execute(
+                "UPDATE _rewrites SET status = 'completed', finished_at = ?, summary = ?, error = NULL WHERE rewrite_id = ?",
+                [datetime.now(timezone.utc), json.dumps(summary, default=str), rewrite_id],
+            )
+            self._refresh_file_views(con)
+            con.execute("COMMIT")
+
     # ------------------------------------------------------------------ reads
+
+    def select(self, sql: str, params: list | None = None) -> pa.Table:
+        """A query's result as an Arrow table (read-only connection)."""
+        with self.connect(read_only=True) as con:
+            return con.sql(sql, params=params or None).to_arrow_table()
 
     def completed_files(self, kind: str, exclude_run: str | None = None) -> list[str]:
         """Files of completed runs, e.g. what a new run deduplicates against."""
         if not self.path.exists():
             return []
         with self.connect(read_only=True) as con:
-            if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = '_run_files'").fetchall():
-                return []
+            if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = '_rewrites'").fetchall():
+                return []  # an empty warehouse, or one no writer of this version has opened yet
             rows = con.execute(
-                """SELECT f.path FROM _run_files f JOIN _runs r USING (run_id)
-                   WHERE f.kind = ? AND r.status = 'completed' AND r.run_id IS DISTINCT FROM ? ORDER BY f.path""",
+                f"""SELECT f.path FROM _run_files f JOIN ({_COMPLETED}) r USING (run_id)
+                    WHERE f.kind = ? AND r.run_id IS DISTINCT FROM ? ORDER BY f.path""",
                 [kind, exclude_run],
             ).fetchall()
         return [r[0] for r in rows]

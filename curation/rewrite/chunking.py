@@ -1,0 +1,114 @@
+"""Sentence-aware chunking to a token budget measured with the generating model's own tokenizer.
+
+Sentences come from spaCy's rule-based sentencizer (offline, language-neutral), after splitting at
+line breaks so lists and headings do not fuse into one "sentence". Sentences are packed greedily;
+a single sentence over the budget is cut at token boundaries. Chunks keep their character offsets,
+so every synthetic record points at the exact span of the document it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from curation.stage import SPACY_LOCK
+
+_LINE = re.compile(r"[^\n]+")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    start: int  # character offsets into the document text
+    end: int
+    text: str
+    tokens: int
+
+
+class TokenCounter:
+    """The generating model's tokenizer, loaded from its local folder (no engine needed)."""
+
+    def __init__(self, tokenizer_dir: str | Path):
+        from transformers import AutoTokenizer
+
+        path = Path(tokenizer_dir)
+        if not path.is_dir():
+            raise FileNotFoundError(f"tokenizer folder {path} does not exist")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        if not self.tokenizer.is_fast:
+            raise ValueError(f"tokenizer in {path} is not a fast tokenizer: chunking needs its character offsets")
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def chat_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Prompt length once the model's chat template is applied, as the engine will see it."""
+        if not self.tokenizer.chat_template:
+            return sum(self.count(m["content"]) + 4 for m in messages) + 4
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):
+            ids = ids["input_ids"]
+        return len(ids)
+
+    def pieces(self, text: str, budget: int) -> list[tuple[int, int]]:
+        """Character spans of consecutive runs of at most `budget` tokens."""
+        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        spans = []
+        for i in range(0, len(offsets), budget):
+            group = offsets[i : i + budget]
+            spans.append((group[0][0], group[-1][1]))
+        return spans
+
+
+@lru_cache(maxsize=1)
+def _sentencizer():
+    import spacy
+
+    nlp = spacy.blank("xx")
+    nlp.add_pipe("sentencizer")
+    nlp.max_length = 10_000_000
+    return nlp
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    nlp = _sentencizer()
+    spans = []
+    for line in _LINE.finditer(text):
+        if not line.group().strip():
+            continue
+        with SPACY_LOCK:
+            doc = nlp(line.group())
+        for sent in doc.sents:
+            if sent.text.strip():
+                spans.append((line.start() + sent.start_char, line.start() + sent.end_char))
+    return spans
+
+
+def chunk_text(text: str, budget: int, counter: TokenCounter) -> list[Chunk]:
+    units: list[tuple[int, int]] = []
+    for start, end in sentence_spans(text):
+        if counter.count(text[start:end]) <= budget:
+            units.append((start, end))
+        else:  # one sentence over the budget: cut at token boundaries
+            units.extend((start + a, start + b) for a, b in counter.pieces(text[start:end], budget))
+
+    chunks: list[Chunk] = []
+    current: tuple[int, int] | None = None
+    current_tokens = 0
+    for start, end in units:
+        if current is not None:
+            candidate_tokens = counter.count(text[current[0] : end])
+            if candidate_tokens <= budget:
+                current, current_tokens = (current[0], end), candidate_tokens
+                continue
+            chunks.append(_chunk(text, len(chunks), current, current_tokens))
+        current, current_tokens = (start, end), counter.count(text[start:end])
+    if current is not None:
+        chunks.append(_chunk(text, len(chunks), current, current_tokens))
+    return chunks
+
+
+def _chunk(text: str, index: int, span: tuple[int, int], tokens: int) -> Chunk:
+    return Chunk(index=index, start=span[0], end=span[1], text=text[span[0] : span[1]], tokens=tokens)

@@ -1,0 +1,213 @@
+"""Output gates and post-processing for generated text.
+
+Small models (and big ones, at scale) answer with preambles, refusals, loops, copies of the input,
+text that ignores the input, cut-off text or the wrong language. Every gate is a plain function of
+(output, chunk); all of them run on every record so the verdicts show every problem, and the first
+failing gate in GATE_ORDER is the record's reject reason. Nothing is dropped: a rejected record is
+written with its verdicts like an accepted one.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from curation.language import predict_languages
+from curation.toxicity import flagged_words
+from schemas.rewrite import GateSettings
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_CONTENT_WORD = re.compile(r"[^\W\d_]{4,}", re.UNICODE)
+
+# Openers that announce the answer instead of being part of it, e.g. "Sure! Here is the rewritten
+# passage:" or "**Paraphrased version:**". Only a leading line-or-sentence is removed.
+_PREAMBLES = [
+    r"(?:sure|certainly|of course|okay|ok|absolutely)\b\s*[!,.]\s*",
+    r"here(?:'s| is| are)\b[^\n:]{0,100}:\s*",
+    r"\**(?:the\s+)?(?:rewritten|paraphrased|simplified|condensed|restated|revised|encyclopedi\w+|wikipedia[- ]style)\b[^\n:]{0,60}:\**\s*",
+    r"\**(?:paraphrase|rewrite|summary|answer)\s*:\**\s*",
+]
+_REFUSALS = [
+    r"\bI(?:'m| am) (?:sorry|unable|not able)\b",
+    r"\bI (?:cannot|can't|can not|won't) (?:help|assist|comply|do that|provide|rewrite|fulfil)",
+    r"\bas an (?:AI|artificial intelligence|language model)\b",
+    r"\bI apologi[sz]e\b",
+]
+
+GATE_ORDER = (
+    "empty", "refusal", "truncated", "repetition", "length_ratio", "near_copy",
+    "low_overlap", "wrong_language", "toxicity",
+)
+
+
+@dataclass(frozen=True)
+class GateContext:
+    chunk: str
+    language: str | None  # the source document's language, if known
+    finish_reason: str | None
+    settings: GateSettings
+    lid_model: str  # fastText language-ID model path
+    wordlists: Path  # LDNOOBW lists
+
+
+def strip_preamble(text: str, extra: list[str] | None = None) -> tuple[str, bool]:
+    patterns = [re.compile(p, re.IGNORECASE) for p in _PREAMBLES + list(extra or [])]
+    stripped = text.strip()
+    changed = True
+    while changed:  # "Sure! Here is the rewritten text:" is two openers in a row
+        changed = False
+        for pattern in patterns:
+            match = pattern.match(stripped)
+            if match and match.end() > 0:
+                stripped = stripped[match.end() :].lstrip()
+                changed = True
+    stripped = stripped.strip()
+    return stripped, stripped != text.strip()
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def repeated_ngram_share(text: str, n: int) -> float:
+    tokens = words(text)
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def copy_share(output: str, chunk: str, n: int = 5) -> float:
+    """Share of the output's word n-grams that occur verbatim in the chunk."""
+    out_tokens, src_tokens = words(output), words(chunk)
+    out_grams = [tuple(out_tokens[i : i + n]) for i in range(len(out_tokens) - n + 1)]
+    if not out_grams:
+        return 1.0 if out_tokens and " ".join(out_tokens) in " ".join(src_tokens) else 0.0
+    src_grams = {tuple(src_tokens[i : i + n]) for i in range(len(src_tokens) - n + 1)}
+    return sum(g in src_grams for g in out_grams) / len(out_grams)
+
+
+def overlap_share(output: str, chunk: str) -> float:
+    """Share of the output's content words that appear in the chunk: a rewrite keeps its subject;
+    an answer to an instruction hidden in the document, or an invented text, does not."""
+    out_words = _CONTENT_WORD.findall(output.lower())
+    if not out_words:
+        return 0.0
+    source = set(_CONTENT_WORD.findall(chunk.lower()))
+    return sum(w in source for w in out_words) / len(out_words)
+
+
+def _gate_empty(output: str, ctx: GateContext) -> str | None:
+    size = len(output.strip())
+    return None if size >= max(ctx.settings.min_chars, 1) else f"{size} chars"
+
+
+def _gate_refusal(output: str, ctx: GateContext) -> str | None:
+    head = output[:200]
+    for pattern in _REFUSALS + ctx.settings.extra_refusals:
+        match = re.search(pattern, head, re.IGNORECASE)
+        if match:
+            return repr(match.group(0))
+    return None
+
+
+def _gate_truncated(output: str, ctx: GateContext) -> str | None:
+    if ctx.settings.reject_truncated and ctx.finish_reason == "length":
+        return "finish_reason=length"
+    return None
+
+
+def _gate_repetition(output: str, ctx: GateContext) -> str | None:
+    share = repeated_ngram_share(output, ctx.settings.repetition_ngram)
+    return f"{share:.2f} > {ctx.settings.max_repetition}" if share > ctx.settings.max_repetition else None
+
+
+def _gate_length_ratio(output: str, ctx: GateContext) -> str | None:
+    low, high = ctx.settings.length_ratio
+    ratio = len(output) / max(len(ctx.chunk), 1)
+    return None if low <= ratio <= high else f"{ratio:.2f} outside [{low}, {high}]"
+
+
+def _gate_near_copy(output: str, ctx: GateContext) -> str | None:
+    share = copy_share(output, ctx.chunk)
+    return f"{share:.2f} > {ctx.settings.max_copy}" if share > ctx.settings.max_copy else None
+
+
+def _gate_low_overlap(output: str, ctx: GateContext) -> str | None:
+    share = overlap_share(output, ctx.chunk)
+    return f"{share:.2f} < {ctx.settings.min_overlap}" if share < ctx.settings.min_overlap else None
+
+
+def _gate_wrong_language(output: str, ctx: GateContext) -> str | None:
+    if not ctx.settings.language or not ctx.language:
+        return None
+    label, score = predict_languages([output], ctx.lid_model)[0]
+    if label != ctx.language or score < ctx.settings.min_language_score:
+        return f"{label} ({score:.2f}), source is {ctx.language}"
+    return None
+
+
+def _gate_toxicity(output: str, ctx: GateContext) -> str | None:
+    flagged = flagged_words(output, ctx.language, ctx.wordlists)
+    score = len(flagged) / max(len(words(output)), 1)
+    if len(flagged) >= ctx.settings.toxicity_min_matches and score > ctx.settings.toxicity_max_score:
+        return f"{len(flagged)} flagged words"
+    return None
+
+
+_GATES: dict[str, Callable[[str, GateContext], str | None]] = {
+    "empty": _gate_empty,
+    "refusal": _gate_refusal,
+    "truncated": _gate_truncated,
+    "repetition": _gate_repetition,
+    "length_ratio": _gate_length_ratio,
+    "near_copy": _gate_near_copy,
+    "low_overlap": _gate_low_overlap,
+    "wrong_language": _gate_wrong_language,
+    "toxicity": _gate_toxicity,
+}
+
+
+def run_gates(output: str, ctx: GateContext) -> tuple[dict[str, str], str | None]:
+    """Verdict of every gate ("pass" or "fail: detail") and the first failing gate's name."""
+    verdicts: dict[str, str] = {}
+    first_failure = None
+    empty = _gate_empty(output, ctx)
+    for name in GATE_ORDER:
+        if empty is not None and name != "empty":
+            verdicts[name] = "skipped"  # nothing to judge
+            continue
+        detail = _GATES[name](output, ctx)
+        verdicts[name] = "pass" if detail is None else f"fail: {detail}"
+        if detail is not None and first_failure is None:
+            first_failure = name
+    return verdicts, first_failure
+
+
+# ---------------------------------------------------------------- post-processing
+
+_QA_PAIR = re.compile(
+    r"(?:^|\n)\s*(?:\*\*)?(?:Q(?:uestion)?\s*\d*\s*[:.])(?:\*\*)?\s*(?P<q>.+?)\s*\n\s*(?:\*\*)?(?:A(?:nswer)?\s*\d*\s*[:.])(?:\*\*)?\s*(?P<a>.+?)(?=\n\s*(?:\*\*)?Q(?:uestion)?\s*\d*\s*[:.]|\Z)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def qa_pairs(text: str) -> list[tuple[str, str]]:
+    return [(m.group("q").strip(), m.group("a").strip()) for m in _QA_PAIR.finditer(text) if m.group("q").strip() and m.group("a").strip()]
+
+
+def append_qa_sample(chunk: str, output: str, pairs: int, seed: int) -> str | None:
+    """Nemotron-CC's QA post-processing: the source followed by a sample of the generated pairs.
+    None when the output holds no parseable pair."""
+    found = qa_pairs(output)
+    if not found:
+        return None
+    sample = random.Random(seed).sample(found, min(pairs, len(found)))
+    return chunk.strip() + "\n\n" + "\n\n".join(f"Question: {q}\nAnswer: {a}" for q, a in sample)
+
+
+def shuffle_sentences(text: str, seed: int, spans: list[tuple[int, int]]) -> str:
+    sentences = [text[a:b].strip() for a, b in spans]
+    random.Random(seed).shuffle(sentences)
+    return " ".join(sentences)

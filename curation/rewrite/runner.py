@@ -1,0 +1,387 @@
+"""The rewrite stage: plan, generate in resumable batches, judge, finalize, register.
+
+Resumability: every batch is written as one part file (atomically) the moment the engine returns,
+named by the hash of its keys. A rerun of the same rewrite reads the keys of the existing parts
+(and of every completed rewrite in the warehouse) and generates only the rest, so a killed run
+loses at most the batch in flight and never produces a record twice. Failed work (timeouts, engine
+errors) is written to failure parts and tried again by the next run.
+
+The near-duplicate gate needs all generations at once, so it runs at finalize, over the accepted
+records in key order (deterministic whatever the batch order was) and against the accepted
+synthetic records of earlier rewrites.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curation import progress
+from curation.assets import asset_path
+from curation.dedup import band_keys
+from curation.language import model_path as lid_model_path
+from curation.rewrite.chunking import TokenCounter, sentence_spans
+from curation.rewrite.engines import Engine, GenerationRequest, GenerationResult, resolve_model_dir
+from curation.rewrite.gates import GateContext, append_qa_sample, run_gates, shuffle_sentences, strip_preamble
+from curation.rewrite.styles import StyleError, load_registry
+from curation.rewrite.work import ModelIdentity, Plan, WorkItem, plan_work, selection_sql, sha
+from curation.shards import write_json_atomic, write_table_atomic
+from schemas.config import LanguageConfig, NearDedupConfig
+from schemas.rewrite import GENERATION, REWRITE_FAILURE, RewriteConfig
+from warehouse.warehouse import Warehouse
+
+STAGE = "rewrite"
+FINAL_ROWS_PER_FILE = 50_000
+TOO_LONG = "too_long_for_context"
+
+
+@dataclass
+class RewriteContext:
+    cfg: RewriteConfig
+    rewrite_id: str
+    out: Path
+    lid_model: str
+    wordlists: Path
+    engine_name: str
+    model: ModelIdentity | None
+    registry: dict = field(default_factory=dict)
+    counters: Counter = field(default_factory=Counter)
+
+
+def rewrite_dir(cfg: RewriteConfig) -> tuple[str, Path]:
+    rewrite_id = cfg.rewrite_id or cfg.default_id()
+    return rewrite_id, Path(cfg.output_root) / "rewrites" / rewrite_id
+
+
+def _check_routes(cfg: RewriteConfig, registry: dict) -> None:
+    for i, rule in enumerate(cfg.routes):
+        for choice in rule.styles:
+            if choice.style not in registry:
+                raise StyleError(f"routes[{i}] names unknown style {choice.style!r}; known: {sorted(registry)}")
+
+
+def tokenizer_dir(cfg: RewriteConfig) -> Path:
+    if cfg.engine.tokenizer:
+        return Path(cfg.engine.tokenizer)
+    return resolve_model_dir(cfg.engine.model)
+
+
+def model_identity(cfg: RewriteConfig) -> ModelIdentity:
+    """What the work keys name as the model: the weights' fingerprint for a local model; for an
+    endpoint only the served name (its weights are not visible from here)."""
+    if cfg.engine.kind == "vllm":
+        from scorers.losses import weights_fingerprint
+
+        model_dir = resolve_model_dir(cfg.engine.model)
+        return ModelIdentity(model_dir.name, weights_fingerprint(model_dir))
+    return ModelIdentity(cfg.engine.served_model or cfg.engine.model, None)
+
+
+def done_keys(out: Path, warehouse: Warehouse, rewrite_id: str) -> set[str]:
+    keys: set[str] = set()
+    for part in sorted((out / "parts").glob("*.parquet")):
+        keys.update(pq.read_table(part, columns=["record_id"]).column("record_id").to_pylist())
+    for path in warehouse.completed_files("generations", exclude_run=rewrite_id):
+        keys.update(pq.read_table(path, columns=["record_id"]).column("record_id").to_pylist())
+    return keys
+
+
+# ---------------------------------------------------------------- judging one result
+
+
+def _sampling_json(item: WorkItem, cfg: RewriteConfig) -> str:
+    if item.style.kind != "llm":
+        return json.dumps({"seed": item.seed})
+    s = cfg.sampling
+    return json.dumps(
+        {"temperature": s.temperature, "top_p": s.top_p, "repetition_penalty": s.repetition_penalty,
+         "max_tokens": item.max_tokens, "seed": item.seed},
+        sort_keys=True,
+    )
+
+
+def judge(item: WorkItem, result: GenerationResult, ctx: RewriteContext, batch_seconds: float) -> dict:
+    """One GENERATION row: post-processing, gate verdicts, provenance."""
+    style = item.style
+    raw = result.text or ""
+    if style.postprocess.strip_preamble:
+        output, stripped = strip_preamble(raw, style.gate_settings(ctx.cfg.gates).extra_preambles)
+    else:
+        output, stripped = raw.strip(), False
+    gate_ctx = GateContext(
+        chunk=item.chunk.text, language=item.language, finish_reason=result.finish_reason,
+        settings=style.gate_settings(ctx.cfg.gates), lid_model=ctx.lid_model, wordlists=ctx.wordlists,
+    )
+    verdicts, reason = run_gates(output, gate_ctx)
+    if stripped:
+        verdicts["preamble"] = "stripped"
+    text = output
+    if reason is None and style.postprocess.qa_append:
+        appended = append_qa_sample(item.chunk.text, output, style.postprocess.qa_append.pairs, item.seed)
+        verdicts["qa_pairs"] = "pass" if appended else "fail: no Question/Answer pair found"
+        reason, text = ("qa_pairs", output) if appended is None else (None, appended)
+    if reason is None and style.postprocess.shuffle_sentences and style.kind == "llm":
+        text = shuffle_sentences(output, item.seed, sentence_spans(output))
+        verdicts["shuffled"] = "yes"
+    return {
+        "record_id": item.key,
+        "rewrite_id": ctx.rewrite_id,
+        "text": text,
+        "raw_output": raw,
+        "accepted": reason is None,
+        "reject_reason": reason,
+        "gate_verdicts": json.dumps(verdicts, sort_keys=True),
+        "doc_id": item.doc_id,
+        "source_run_id": item.source_run_id,
+        "source": item.source,
+        "language": item.language,
+        "chunk_index": item.chunk.index,
+        "chunk_start": item.chunk.start,
+        "chunk_end": item.chunk.end,
+        "chunk_hash": item.chunk_hash,
+        "variant": item.variant,
+        "style": style.id,
+        "template_version": style.version,
+        "template_hash": style.content_hash,
+        "template_cites": style.cites,
+        "model_name": ctx.model.name if style.kind == "llm" and ctx.model else "none",
+        "model_hash": ctx.model.weights_hash if style.kind == "llm" and ctx.model else None,
+        "engine": ctx.engine_name if style.kind == "llm" else "none",
+        "sampling_params": _sampling_json(item, ctx.cfg),
+        "seed": item.seed,
+        "tokens_in": result.tokens_in or (item.prompt_tokens if style.kind == "llm" else 0),
+        "tokens_out": result.tokens_out,
+        "finish_reason": result.finish_reason,
+        "generated_at": datetime.now(timezone.utc),
+        "batch_seconds": batch_seconds,
+    }
+
+
+def failure_row(item: WorkItem, rewrite_id: str, reason: str, detail: str | None) -> dict:
+    return {
+        "record_id": item.key, "rewrite_id": rewrite_id, "doc_id": item.doc_id, "chunk_index": item.chunk.index,
+        "variant": item.variant, "style": item.style.id, "reason": reason, "detail": detail,
+        "failed_at": datetime.now(timezone.utc),
+    }
+
+
+def request_for(item: WorkItem, cfg: RewriteConfig) -> GenerationRequest:
+    s = cfg.sampling
+    return GenerationRequest(
+        key=item.key, messages=item.messages, max_tokens=item.max_tokens, temperature=s.temperature,
+        top_p=s.top_p, repetition_penalty=s.repetition_penalty, seed=item.seed,
+    )
+
+
+def shuffled_chunk(item: WorkItem) -> GenerationResult:
+    text = item.chunk.text
+    return GenerationResult(key=item.key, text=shuffle_sentences(text, item.seed, sentence_spans(text)))
+
+
+# ---------------------------------------------------------------- batches
+
+
+def _part_name(items: list[WorkItem]) -> str:
+    return sha("".join(sorted(i.key for i in items)))[:20] + ".parquet"
+
+
+def run_batch(items: list[WorkItem], engine: Engine | None, ctx: RewriteContext) -> tuple[int, int]:
+    """Generate, judge and persist one batch; returns (records written, failures)."""
+    started = time.perf_counter()
+    llm_items = [i for i in items if i.style.kind == "llm"]
+    results = dict(zip([i.key for i in llm_items], engine.generate([request_for(i, ctx.cfg) for i in llm_items]))) if llm_items else {}
+    seconds = time.perf_counter() - started
+    rows, failures = [], []
+    for item in items:
+        result = results.get(item.key) or shuffled_chunk(item)
+        if result.error:
+            failures.append(failure_row(item, ctx.rewrite_id, result.error, result.detail))
+            ctx.counters[f"failed:{result.error}"] += 1
+            continue
+        row = judge(item, result, ctx, seconds)
+        rows.append(row)
+        ctx.counters["tokens_in"] += row["tokens_in"]
+        ctx.counters["tokens_out"] += row["tokens_out"]
+    name = _part_name(items)
+    if failures:  # failures first: a crash between the two writes then only retries, never loses
+        write_table_atomic(ctx.out / "failures" / name, pa.Table.from_pylist(failures, schema=REWRITE_FAILURE))
+    write_table_atomic(ctx.out / "parts" / name, pa.Table.from_pylist(rows, schema=GENERATION))
+    ctx.counters["generation_seconds"] += seconds
+    return len(rows), len(failures)
+
+
+def batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
+    """Length-sorted batches: requests of similar length finish together, so no batch waits on one
+    long straggler, and requests of one style sit together and share their template prefix."""
+    ordered = sorted(items, key=lambda i: (i.style.id, i.prompt_tokens, i.key))
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+# ---------------------------------------------------------------- finalize
+
+
+def _near_duplicate_marks(table: pa.Table, warehouse: Warehouse, ctx: RewriteContext) -> dict[str, str]:
+    """record_id -> the earlier record it nearly duplicates (earlier rewrites first, then key order).
+    Styles that switch the gate off (sentence shuffles are near-duplicates by design) take no part."""
+    rewrite_id = ctx.rewrite_id
+    cfg = NearDedupConfig()
+    owner: dict[tuple[int, int], str] = {}
+    prior = warehouse.completed_files("generations", exclude_run=rewrite_id)
+    if prior:
+        earlier = pa.concat_tables([pq.read_table(p, columns=["record_id", "text", "accepted"]) for p in prior])
+        earlier = earlier.filter(pc.field("accepted"))
+        for rec, text in zip(earlier.column("record_id").to_pylist(), earlier.column("text").to_pylist()):
+            for band, key in enumerate(band_keys(text, cfg)):
+                owner.setdefault((band, key), rec)
+    marks: dict[str, str] = {}
+    checked = [s for s, style in ctx.registry.items() if style.gate_settings(ctx.cfg.gates).near_duplicates]
+    accepted = table.filter(pc.field("accepted") & pc.field("style").isin(checked)).sort_by("record_id")
+    for rec, text in zip(accepted.column("record_id").to_pylist(), accepted.column("text").to_pylist()):
+        keys = [(band, key) for band, key in enumerate(band_keys(text, cfg))]
+        match = next((owner[k] for k in keys if k in owner and owner[k] != rec), None)
+        if match:
+            marks[rec] = match
+            continue
+        for k in keys:
+            owner.setdefault(k, rec)
+    return marks
+
+
+def _apply_marks(table: pa.Table, marks: dict[str, str]) -> pa.Table:
+    if not marks:
+        return table
+    rows = table.to_pylist()
+    for row in rows:
+        if row["record_id"] in marks:
+            verdicts = json.loads(row["gate_verdicts"])
+            verdicts["near_duplicate"] = f"fail: of {marks[row['record_id']]}"
+            row.update(accepted=False, reject_reason="near_duplicate", gate_verdicts=json.dumps(verdicts, sort_keys=True))
+    return pa.Table.from_pylist(rows, schema=GENERATION)
+
+
+def finalize(ctx: RewriteContext, warehouse: Warehouse, plan: Plan) -> tuple[list[Path], list[Path], pa.Table, pa.Table]:
+    parts = sorted((ctx.out / "parts").glob("*.parquet"))
+    table = pa.concat_tables([pq.read_table(p, schema=GENERATION) for p in parts]) if parts else GENERATION.empty_table()
+    table = table.sort_by("record_id")
+    if ctx.cfg.gates.near_duplicates:
+        table = _apply_marks(table, _near_duplicate_marks(table, warehouse, ctx))
+
+    done = set(table.column("record_id").to_pylist())
+    failure_parts = sorted((ctx.out / "failures").glob("*.parquet"))
+    failures = pa.concat_tables([pq.read_table(p, schema=REWRITE_FAILURE) for p in failure_parts]) if failure_parts else REWRITE_FAILURE.empty_table()
+    too_long = [failure_row(i, ctx.rewrite_id, TOO_LONG, f"prompt of {i.prompt_tokens} tokens leaves {i.max_tokens} for the output") for i in plan.too_long]
+    failures = pa.concat_tables([failures, pa.Table.from_pylist(too_long, schema=REWRITE_FAILURE)])
+    # only the latest failure of work that never succeeded
+    latest: dict[str, dict] = {}
+    for row in failures.sort_by("failed_at").to_pylist():
+        if row["record_id"] not in done:
+            latest[row["record_id"]] = row
+    failures = pa.Table.from_pylist([latest[k] for k in sorted(latest)], schema=REWRITE_FAILURE)
+
+    final = ctx.out / "final"
+    generation_files = []
+    for i, offset in enumerate(range(0, max(table.num_rows, 1), FINAL_ROWS_PER_FILE)):
+        path = final / f"generations-{i:05d}.parquet"
+        write_table_atomic(path, table.slice(offset, FINAL_ROWS_PER_FILE))
+        generation_files.append(path)
+    failure_file = final / "failures.parquet"
+    write_table_atomic(failure_file, failures)
+    return generation_files, [failure_file], table, failures
+
+
+def summarize(ctx: RewriteContext, plan: Plan, table: pa.Table, failures: pa.Table, skipped: int, engine_seconds: float) -> dict:
+    rows = table.select(["accepted", "reject_reason", "style", "tokens_out"]).to_pylist()
+    tokens_out = sum(r["tokens_out"] for r in rows)
+    rejected_tokens = sum(r["tokens_out"] for r in rows if not r["accepted"])
+    by_style: dict[str, Counter] = {}
+    for r in rows:
+        by_style.setdefault(r["style"], Counter())["accepted" if r["accepted"] else "rejected"] += 1
+    generation_seconds = ctx.counters["generation_seconds"]
+    return {
+        "rewrite_id": ctx.rewrite_id,
+        "documents": plan.documents,
+        "unrouted_documents": plan.unrouted,
+        "routes": dict(plan.routes),
+        "chunks": plan.chunks,
+        "work_items": len(plan.items) + len(plan.too_long),
+        "duplicate_work_items": plan.duplicate_keys,
+        "already_done": skipped,
+        "generated_now": ctx.counters["generated_now"],
+        "records": len(rows),
+        "accepted": sum(r["accepted"] for r in rows),
+        "rejected": sum(not r["accepted"] for r in rows),
+        "reject_reasons": dict(Counter(r["reject_reason"] for r in rows if not r["accepted"])),
+        "by_style": {k: dict(v) for k, v in sorted(by_style.items())},
+        "failures": dict(Counter(failures.column("reason").to_pylist())),
+        "tokens_out": tokens_out,
+        "rejected_token_share": rejected_tokens / tokens_out if tokens_out else 0.0,
+        "engine_start_seconds": round(engine_seconds, 3),
+        "generation_seconds": round(generation_seconds, 3),
+        "tokens_out_per_second_now": round(ctx.counters["tokens_out"] / generation_seconds, 1) if generation_seconds else None,
+    }
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def run_rewrite(cfg: RewriteConfig, engine: Engine | None = None) -> dict:
+    """Rewrite the selected curated documents; returns the summary. `engine` lets a caller reuse a
+    running engine (benchmarks, tests); otherwise one is started only if there is work for it."""
+    from curation.rewrite.engines import make_engine
+
+    rewrite_id, out = rewrite_dir(cfg)
+    registry = load_registry(cfg.styles_dirs, cfg.styles, cfg.style_overrides)
+    _check_routes(cfg, registry)
+    warehouse = Warehouse(cfg.warehouse)
+    warehouse.rewrite_started(rewrite_id, out, cfg.model_dump(mode="json"))
+    owns_engine = False
+    try:
+        model = model_identity(cfg) if engine is None else ModelIdentity(engine.model_name, engine.model_hash)
+        ctx = RewriteContext(
+            cfg=cfg, rewrite_id=rewrite_id, out=out, lid_model=lid_model_path(LanguageConfig()),
+            wordlists=asset_path("ldnoobw"), engine_name=engine.name if engine else _engine_name(cfg), model=model,
+            registry=registry,
+        )
+        sql, params = selection_sql(cfg.source)
+        docs = warehouse.select(sql, params)
+        plan = plan_work(docs, cfg.routes, registry, TokenCounter(tokenizer_dir(cfg)), model, cfg.sampling, cfg.engine.max_model_len)
+        done = done_keys(out, warehouse, rewrite_id)
+        pending = [i for i in plan.items if i.key not in done]
+        engine_seconds = 0.0
+        if engine is None and any(i.style.kind == "llm" for i in pending):
+            started = time.perf_counter()
+            engine, owns_engine = make_engine(cfg.engine), True
+            engine_seconds = time.perf_counter() - started
+        work = batches(pending, cfg.batch_size)
+        progress.stage_started(STAGE, len(work))
+        for n, batch in enumerate(work):
+            written, _ = run_batch(batch, engine, ctx)
+            ctx.counters["generated_now"] += written
+            progress.shard_done(STAGE, f"batch {n + 1}/{len(work)}", len(batch), written)
+        generation_files, failure_files, table, failures = finalize(ctx, warehouse, plan)
+        summary = summarize(ctx, plan, table, failures, len(plan.items) - len(pending), engine_seconds)
+        write_json_atomic(out / "summary.json", summary)
+        warehouse.rewrite_completed(rewrite_id, {"generations": generation_files, "rewrite_failures": failure_files}, summary)
+        return summary
+    except BaseException as err:
+        warehouse.rewrite_failed(rewrite_id, f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        if owns_engine:
+            engine.close()
+
+
+def _engine_name(cfg: RewriteConfig) -> str:
+    if cfg.engine.kind == "vllm":
+        return "vllm"
+    from curation.rewrite.endpoint import public_url
+
+    return f"openai:{public_url(cfg.engine.base_url)}"

@@ -1,0 +1,82 @@
+"""The style registry: versioned prompt templates, bundled as YAML files and extendable from config.
+
+A style file is data, not code: users add one (a folder in `styles_dirs`, or inline under
+`styles:`) and route documents to it without touching Python.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from schemas.rewrite import TEXT_SLOT, StyleSpec
+
+BUNDLED_DIR = Path(__file__).parent / "styles"
+
+# The document is data inside these markers; a document cannot close the block early.
+_OPEN, _CLOSE = "<document>", "</document>"
+
+
+class StyleError(ValueError):
+    """A style file or reference that cannot be used; the message names the file or style."""
+
+
+def load_style_file(path: Path) -> StyleSpec:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return StyleSpec.model_validate(data)
+    except OSError as err:
+        raise StyleError(f"cannot read style file {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise StyleError(f"invalid YAML in style file {path}: {err}") from None
+    except ValidationError as err:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())
+        raise StyleError(f"invalid style file {path}: {fields}") from None
+
+
+def _merge(base: dict, patch: dict) -> dict:
+    merged = dict(base)
+    for key, value in patch.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+def load_registry(
+    extra_dirs: list[str] | None = None,
+    inline: list[StyleSpec] | None = None,
+    overrides: dict[str, dict] | None = None,
+) -> dict[str, StyleSpec]:
+    """Bundled styles, then each extra folder, then inline styles; a later one with the same id wins.
+    `overrides` patch single fields of a style (e.g. switch on QA appending) and so change its hash."""
+    registry: dict[str, StyleSpec] = {}
+    for folder in [BUNDLED_DIR, *(Path(d) for d in extra_dirs or [])]:
+        if not folder.is_dir():
+            raise StyleError(f"styles folder {folder} does not exist")
+        for path in sorted(folder.glob("*.yaml")):
+            style = load_style_file(path)
+            registry[style.id] = style
+    for style in inline or []:
+        registry[style.id] = style
+    for style_id, patch in (overrides or {}).items():
+        if style_id not in registry:
+            raise StyleError(f"style_overrides names unknown style {style_id!r}; known: {sorted(registry)}")
+        try:
+            registry[style_id] = StyleSpec.model_validate(_merge(registry[style_id].model_dump(), patch))
+        except ValidationError as err:
+            fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise StyleError(f"invalid style_overrides.{style_id}: {fields}") from None
+    return registry
+
+
+def _as_data(text: str) -> str:
+    return text.replace(_CLOSE, "</ document>").replace(_OPEN, "< document>")
+
+
+def render_messages(style: StyleSpec, chunk: str) -> list[dict[str, str]]:
+    """Chat messages for one chunk. The system prompt comes first so that every request of a style
+    shares the longest possible prefix (the engine's prefix cache reuses it)."""
+    user = style.user.replace(TEXT_SLOT, _as_data(chunk))
+    messages = [{"role": "system", "content": style.system}] if style.system else []
+    return messages + [{"role": "user", "content": user}]
