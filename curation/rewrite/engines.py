@@ -79,6 +79,7 @@ class VLLMEngine:
                     dtype=cfg.dtype,
                     enforce_eager=cfg.enforce_eager,
                     enable_prefix_caching=cfg.enable_prefix_caching,
+                    enable_chunked_prefill=cfg.enable_chunked_prefill,
                     **cfg.options,
                 )
             except Exception as err:  # noqa: BLE001 - vLLM raises many kinds; all mean the same here

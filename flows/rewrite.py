@@ -1,0 +1,44 @@
+"""The rewrite stage as a Prefect flow.
+
+One task runs the whole rewrite: the engine holds the model, and every batch is persisted as it
+finishes, so Prefect's retry of a crashed task is a resume that generates only what is missing.
+Errors that a retry cannot fix (a bad style, a model that does not load) are not retried.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from curation.rewrite.engines import EngineLoadError
+from curation.rewrite.runner import run_rewrite
+from curation.rewrite.styles import StyleError
+from schemas.config import ConfigError, load_rewrite_config
+
+_FINAL = (EngineLoadError, StyleError, ConfigError, FileNotFoundError)
+
+
+def _retry_unless_final(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except _FINAL:
+        return False
+    except Exception:  # noqa: BLE001 - anything else (a crash mid-run) is worth a resume
+        return True
+    return False
+
+
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_final)
+def rewrite_task(config_path: str) -> dict:
+    return run_rewrite(load_rewrite_config(config_path))
+
+
+@flow(name="rewrite")
+def rewrite_flow(config_path: str) -> dict:
+    summary = rewrite_task(config_path)
+    get_run_logger().info(
+        "rewrite %s: %d records (%d accepted), %d generated now, %d already done, failures %s",
+        summary["rewrite_id"], summary["records"], summary["accepted"], summary["generated_now"],
+        summary["already_done"], summary["failures"],
+    )
+    return summary
