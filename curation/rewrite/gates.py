@@ -29,6 +29,8 @@ _PREAMBLES = [
     r"here(?:'s| is| are)\b[^\n:]{0,100}:\s*",
     r"\**(?:the\s+)?(?:rewritten|paraphrased|simplified|condensed|restated|revised|encyclopedi\w+|wikipedia[- ]style)\b[^\n:]{0,60}:\**\s*",
     r"\**(?:paraphrase|rewrite|summary|answer)\s*:\**\s*",
+    # a short first line announcing what follows: "The following passage was rewritten as ...:"
+    r"[^\n]{0,120}\b(?:rewritten|paraphrased|rephrased|simplified|restated|condensed)\b[^\n]{0,80}:[ \t]*\n\s*",
 ]
 _REFUSALS = [
     r"\bI(?:'m| am) (?:sorry|unable|not able)\b",

@@ -68,6 +68,25 @@ def _check_routes(cfg: RewriteConfig, registry: dict) -> None:
                 raise StyleError(f"routes[{i}] names unknown style {choice.style!r}; known: {sorted(registry)}")
 
 
+def check_context(cfg: RewriteConfig, registry: dict, counter: TokenCounter) -> None:
+    """A routed style whose full chunk cannot fit the context with room for an output is a
+    configuration error, better said once now than recorded for every chunk."""
+    from curation.rewrite.styles import render_messages
+    from curation.rewrite.work import MIN_OUTPUT_TOKENS
+
+    for style_id in sorted({c.style for rule in cfg.routes for c in rule.styles}):
+        style = registry[style_id]
+        if style.kind != "llm":
+            continue
+        template = counter.chat_tokens(render_messages(style, ""))
+        if template + style.chunk_tokens + MIN_OUTPUT_TOKENS > cfg.engine.max_model_len:
+            raise StyleError(
+                f"style {style_id}: a {style.chunk_tokens}-token chunk plus its {template}-token template leaves no room "
+                f"for an output in engine.max_model_len {cfg.engine.max_model_len}; raise max_model_len or set "
+                f"style_overrides: {{{style_id}: {{chunk_tokens: N}}}}"
+            )
+
+
 def tokenizer_dir(cfg: RewriteConfig) -> Path:
     if cfg.engine.tokenizer:
         return Path(cfg.engine.tokenizer)
@@ -352,7 +371,9 @@ def run_rewrite(cfg: RewriteConfig, engine: Engine | None = None) -> dict:
         )
         sql, params = selection_sql(cfg.source)
         docs = warehouse.select(sql, params)
-        plan = plan_work(docs, cfg.routes, registry, TokenCounter(tokenizer_dir(cfg)), model, cfg.sampling, cfg.engine.max_model_len)
+        counter = TokenCounter(tokenizer_dir(cfg))
+        check_context(cfg, registry, counter)
+        plan = plan_work(docs, cfg.routes, registry, counter, model, cfg.sampling, cfg.engine.max_model_len)
         done = done_keys(out, warehouse, rewrite_id)
         pending = [i for i in plan.items if i.key not in done]
         engine_seconds = 0.0
