@@ -196,13 +196,17 @@ def test_each_gate_rejects_its_failure_with_a_reason(assets, wiki_docs, spanish_
         "length_ratio": chunk[:80],
         "near_copy": chunk,
         "low_overlap": "Whiskers purr softly under moonlight, chasing silver yarn across kitchen floors while "
-                       "sleepy kittens dream about fishbowls, feathers and warm blankets. " * 2,
+                       "sleepy kittens dream about fishbowls, feathers and warm blankets. Outside, rain taps on "
+                       "windows; a dog barks twice at passing bicycles, then settles beside the fireplace again. "
+                       "Grandmother knits scarves, hums old melodies and pours cinnamon tea into chipped porcelain "
+                       "mugs while thunder rumbles somewhere far beyond the orchard hills.",
         "wrong_language": spanish_docs[0][: len(chunk)],
     }
     for gate, output in cases.items():
         verdicts, reason = run_gates(output, _ctx(assets, chunk))
-        assert reason == gate, (gate, verdicts)
-        assert verdicts[gate].startswith("fail")
+        assert verdicts[gate].startswith("fail"), (gate, json.dumps(verdicts))
+        # a Spanish text also shares no words with the English source: the earlier gate names it
+        assert reason == (gate if gate != "wrong_language" else "low_overlap"), (gate, json.dumps(verdicts))
     _, reason = run_gates(chunk[:600] + " more words here", _ctx(assets, chunk, finish_reason="length", settings={"max_copy": 1.0}))
     assert reason == "truncated"
     toxic = chunk[:500] + " fuck shit fuck shit"
