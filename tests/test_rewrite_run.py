@@ -1,0 +1,232 @@
+"""The rewrite stage end to end over a real curated warehouse: records, provenance, resume, no
+duplicates, failures kept; the endpoint client against a local HTTP server that misbehaves on
+purpose (malformed bodies, empty outputs, 5xx, slow answers cannot be had from a healthy vLLM)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_config, write_shard
+
+from curation.rewrite.endpoint import EndpointEngine, public_url
+from curation.rewrite.engines import GenerationRequest
+from curation.rewrite.runner import run_rewrite
+from curation.rewrite.styles import StyleError
+from curation.runner import run_pipeline
+from schemas.rewrite import EngineConfig, RewriteConfig
+from warehouse.warehouse import Warehouse
+
+NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "toxicity": {"enabled": False}}
+
+
+@pytest.fixture()
+def curated(tmp_path, wiki_docs) -> Path:
+    """A warehouse with one completed curation run of six real documents."""
+    write_shard(tmp_path / "in/0.parquet", {"id": [f"d{i}" for i in range(6)], "text": wiki_docs[:6]})
+    run_pipeline(make_config(tmp_path, [str(tmp_path / "in/*.parquet")], **NO_FILTERS), run_id="crawl1")
+    return tmp_path
+
+
+def rewrite_config(root: Path, **overrides) -> RewriteConfig:
+    data = {
+        "warehouse": str(root / "warehouse.duckdb"),
+        "output_root": str(root / "out"),
+        "routes": [{"styles": [{"style": "sentence_shuffle", "variants": 2}]}],
+        "batch_size": 4,
+        **overrides,
+    }
+    return RewriteConfig.model_validate(data)
+
+
+def records(root: Path, sql: str) -> list[dict]:
+    cols, rows = Warehouse(root / "warehouse.duckdb").query(sql)
+    return [dict(zip(cols, r)) for r in rows]
+
+
+def test_records_carry_provenance_and_are_queryable(curated):
+    summary = run_rewrite(rewrite_config(curated, rewrite_id="rw1"))
+    rows = records(curated, "SELECT * FROM synthetic ORDER BY record_id")
+    assert summary["records"] == len(rows) == summary["work_items"] > 6
+    docs = {r["doc_id"]: r["text"] for r in records(curated, "SELECT doc_id, text FROM documents")}
+    for row in rows:
+        source_chunk = docs[row["doc_id"]][row["chunk_start"] : row["chunk_end"]]
+        assert sorted(row["text"].split()) == sorted(source_chunk.split())  # a permutation of its chunk
+        assert row["style"] == "sentence_shuffle" and row["template_version"] == 1 and len(row["template_hash"]) == 16
+        assert "arXiv:2309.14316" in row["template_cites"] and row["source_run_id"] == "crawl1"
+        assert json.loads(row["sampling_params"]) == {"seed": row["seed"]} and row["engine"] == "none"
+        assert json.loads(row["gate_verdicts"])["empty"] == "pass" and row["generated_at"] is not None
+    assert {r["variant"] for r in rows} == {0, 1}
+    (rewrite,) = records(curated, "SELECT status, summary FROM rewrites")
+    assert rewrite["status"] == "completed" and json.loads(rewrite["summary"])["accepted"] == len(rows)
+
+
+def test_rerun_and_later_rewrites_generate_only_what_is_missing(curated):
+    cfg = rewrite_config(curated, rewrite_id="rw1")
+    first = run_rewrite(cfg)
+    parts = sorted((curated / "out/rewrites/rw1/parts").glob("*.parquet"))
+    assert len(parts) == -(-first["work_items"] // 4)  # one part per batch
+    again = run_rewrite(cfg)
+    assert again["generated_now"] == 0 and again["already_done"] == first["work_items"]
+    # a batch lost to a crash: only its records are generated again
+    lost = pq.read_table(parts[1]).num_rows
+    parts[1].unlink()
+    resumed = run_rewrite(cfg)
+    assert resumed["generated_now"] == lost and resumed["records"] == first["records"]
+    # another rewrite asking for the same work (same keys) finds it in the warehouse
+    other = run_rewrite(rewrite_config(curated, rewrite_id="rw2"))
+    assert other["already_done"] == first["work_items"] and other["records"] == 0
+    keys = [r["record_id"] for r in records(curated, "SELECT record_id FROM generations")]
+    assert len(keys) == len(set(keys)) == first["work_items"]
+    # more variants: only the new ones are generated
+    more = run_rewrite(rewrite_config(curated, rewrite_id="rw3", routes=[{"styles": [{"style": "sentence_shuffle", "variants": 3}]}]))
+    assert more["generated_now"] == first["work_items"] // 2
+
+
+def test_a_source_selection_and_routes_pick_documents(curated):
+    cfg = rewrite_config(
+        curated,
+        source={"where": "doc_id IN ('d0', 'd1', 'd2')", "limit": 2},
+        routes=[{"name": "only-es", "when": {"languages": ["es"]}, "styles": [{"style": "sentence_shuffle"}]}],
+    )
+    summary = run_rewrite(cfg)
+    assert summary["documents"] == 2 and summary["unrouted_documents"] == 2 and summary["records"] == 0
+
+
+def test_an_unknown_style_fails_before_any_work_and_is_recorded(curated):
+    with pytest.raises(StyleError, match="routes\\[0\\] names unknown style 'wikipedia'"):
+        run_rewrite(rewrite_config(curated, rewrite_id="bad", routes=[{"styles": [{"style": "wikipedia"}]}]))
+    assert records(curated, "SELECT status FROM rewrites WHERE rewrite_id = 'bad'") == []  # failed before it started
+
+
+def test_a_style_that_cannot_fit_the_context_is_a_clear_error(curated):
+    cfg = rewrite_config(curated, rewrite_id="long", routes=[{"styles": [{"style": "nemotron_distill"}]}],
+                         engine={"max_model_len": 1024})
+    with pytest.raises(StyleError, match="nemotron_distill: a 2000-token chunk"):
+        run_rewrite(cfg)
+    (row,) = records(curated, "SELECT status, error FROM rewrites WHERE rewrite_id = 'long'")
+    assert row["status"] == "failed" and "max_model_len" in row["error"]
+
+
+# ---------------------------------------------------------------- the endpoint client
+
+
+class Misbehaving(BaseHTTPRequestHandler):
+    """Answers according to the first word of the user message."""
+
+    calls: dict[str, int] = {}
+    auth: list[str] = []
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Misbehaving.auth.append(self.headers.get("Authorization", ""))
+        prompt = body["messages"][-1]["content"]
+        kind = prompt.split()[0]
+        Misbehaving.calls[kind] = Misbehaving.calls.get(kind, 0) + 1
+        if kind == "malformed":
+            return self._send(200, b"{not json")
+        if kind == "nochoices":
+            return self._send(200, json.dumps({"id": "x"}).encode())
+        if kind == "empty":
+            return self._reply(None)
+        if kind == "flaky" and Misbehaving.calls[kind] < 3:
+            return self._send(503, b"overloaded")
+        if kind == "slow":
+            time.sleep(1.0)
+        if kind == "bad":
+            return self._send(400, b"bad request")
+        return self._reply(f"echo of {prompt[:200]} with max_tokens {body['max_tokens']} seed {body['seed']}")
+
+    def _reply(self, content):
+        payload = {"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": 11, "completion_tokens": 7}}
+        self._send(200, json.dumps(payload).encode())
+
+    def _send(self, status, data: bytes):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture()
+def server():
+    Misbehaving.calls, Misbehaving.auth = {}, []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+def request(text: str, key: str | None = None) -> GenerationRequest:
+    return GenerationRequest(key=key or text, messages=[{"role": "user", "content": text}], max_tokens=64,
+                             temperature=0.5, top_p=0.9, repetition_penalty=1.0, seed=7)
+
+
+def test_endpoint_client_handles_every_kind_of_bad_answer(server, monkeypatch):
+    monkeypatch.setenv("TEST_ENDPOINT_KEY", "sk-secret-123")
+    cfg = EngineConfig(kind="openai", base_url=server + "/",
+                       served_model="m", api_key_env="TEST_ENDPOINT_KEY", concurrency=4, timeout_s=0.5,
+                       max_retries=2, backoff_s=0.0)
+    engine = EndpointEngine(cfg)
+    results = {r.key: r for r in engine.generate([request(k) for k in ("good", "malformed", "nochoices", "empty", "flaky", "slow", "bad")])}
+    engine.close()
+    assert results["good"].text.startswith("echo of good") and "seed 7" in results["good"].text
+    assert results["good"].tokens_in == 11 and results["good"].tokens_out == 7 and results["good"].finish_reason == "stop"
+    assert results["malformed"].error == "malformed_response" and "after 3 attempts" in results["malformed"].detail
+    assert results["nochoices"].error == "malformed_response"
+    assert results["empty"].text == "" and results["empty"].error is None  # for the gates to reject
+    assert results["flaky"].text.startswith("echo of flaky") and Misbehaving.calls["flaky"] == 3
+    assert results["slow"].error == "timeout"
+    assert results["bad"].error == "engine_error" and Misbehaving.calls["bad"] == 1  # a 400 is not retried
+    assert set(Misbehaving.auth) == {"Bearer sk-secret-123"}
+    assert engine.name == f"openai:{server}"
+    assert public_url("https://user:pw@fleet.example:8443/v1/?token=abc") == "https://fleet.example:8443/v1"
+
+
+def test_an_unset_api_key_is_a_clear_error(server, monkeypatch):
+    from curation.rewrite.engines import EngineLoadError
+
+    monkeypatch.delenv("NO_SUCH_KEY", raising=False)
+    with pytest.raises(EngineLoadError, match="NO_SUCH_KEY"):
+        EndpointEngine(EngineConfig(kind="openai", base_url=server, api_key_env="NO_SUCH_KEY"))
+
+
+def test_failed_work_is_kept_then_retried_by_the_next_run(curated, server, monkeypatch):
+    monkeypatch.setenv("TEST_ENDPOINT_KEY", "sk-secret-123")
+    from scorers.model_assets import model_path
+
+    engine = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "served_model": "smol",
+              "tokenizer": str(model_path("smollm2-135m-instruct")), "api_key_env": "TEST_ENDPOINT_KEY",
+              "max_retries": 1, "backoff_s": 0.0, "timeout_s": 2.0}
+    routes = [{"styles": [{"style": "wrap_wikipedia"}]}]
+    cfg = rewrite_config(curated, rewrite_id="ep", routes=routes, engine=engine, source={"limit": 2})
+    down = run_rewrite(cfg)  # nothing listens on port 9
+    assert down["records"] == 0 and down["failures"] == {"engine_error": down["work_items"]} and down["work_items"] > 0
+    failed = records(curated, "SELECT * FROM rewrite_failures")
+    assert len(failed) == down["work_items"] and "connection failed" in failed[0]["detail"]
+
+    # the server is back (here: at another address; the work keys name the model, not the URL)
+    up = run_rewrite(cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"base_url": server})}))
+    assert up["generated_now"] == up["records"] == down["work_items"] and up["failures"] == {}
+    assert records(curated, "SELECT * FROM rewrite_failures") == []
+    rows = records(curated, "SELECT * FROM generations")
+    assert {r["engine"] for r in rows} == {f"openai:{server}"} and {r["model_name"] for r in rows} == {"smol"}
+    assert all(r["model_hash"] is None for r in rows)
+    # the echo server's outputs copy the prompt, template included: the gates reject them
+    assert {r["reject_reason"] for r in rows} <= {"low_overlap", "near_copy", "length_ratio", "near_duplicate", "repetition"}
+    # the key is never written anywhere
+    for path in (curated / "out").rglob("*"):
+        if path.is_file():
+            assert b"sk-secret-123" not in path.read_bytes()
+    assert b"sk-secret-123" not in (curated / "warehouse.duckdb").read_bytes()
