@@ -124,4 +124,21 @@ def render(results: dict) -> str:
             )
             lines.append(f"   vLLM / transformers = {lo['ratio_vllm_over_transformers']}")
 
+    if "rewrite" in results:
+        rw = results["rewrite"]
+        lines += ["", "6. rewrite stage vs raw vllm.LLM.generate (same prompts, sampling parameters and seeds)"]
+        if "skipped" in rw:
+            lines.append(f"   skipped: {rw['skipped']}")
+        else:
+            lines += _table(
+                ["side", "requests", "tokens out", "seconds", "tokens/s"],
+                [["raw LLM.generate", rw["requests"], rw["raw"]["tokens"], rw["raw"]["seconds"], rw["raw"]["tokens_per_s"]],
+                 ["rewrite stage (plan, generate, gates, write)", rw["requests"], rw["stage"]["tokens"], rw["stage"]["seconds"], rw["stage"]["tokens_per_s"]]],
+            )
+            lines.append(f"   ratio {rw['ratio']} [target >= {rw['target']}: {_verdict(rw['ratio'] >= rw['target'])}]")
+            lines.append(
+                f"   engine start-up {rw['engine_start_s']} s; gates: {rw['accepted']} accepted, {rw['rejected']} rejected "
+                f"{rw['reject_reasons']}; {rw['rejected_token_share']:.0%} of generated tokens are in rejected records"
+            )
+
     return "\n".join(lines)

@@ -15,10 +15,23 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from schemas.config import DEFAULT_CONFIG_YAML, ConfigError, RunConfig, config_from_dict, load_config, load_training_config
+from schemas.config import (
+    DEFAULT_CONFIG_YAML,
+    ConfigError,
+    RunConfig,
+    config_from_dict,
+    load_config,
+    load_training_config,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Curate Parquet corpora for continual pre-training.")
 console = Console(stderr=True, soft_wrap=True)
@@ -508,8 +521,8 @@ def rewrite_styles(
     config: Annotated[Path | None, typer.Option("--config", help="also list this config's own styles")] = None,
 ) -> None:
     """The style registry: bundled styles plus those a config adds."""
-    from schemas.config import load_rewrite_config
     from curation.rewrite.styles import load_registry
+    from schemas.config import load_rewrite_config
 
     try:
         cfg = _load(config, load_rewrite_config) if config else None

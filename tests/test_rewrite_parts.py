@@ -17,10 +17,29 @@ from curation.rewrite.gates import (
     shuffle_sentences,
     strip_preamble,
 )
-from curation.rewrite.styles import BUNDLED_DIR, StyleError, load_registry, load_style_file, render_messages
-from curation.rewrite.work import ModelIdentity, max_output_tokens, plan_work, route, work_key
+from curation.rewrite.styles import (
+    BUNDLED_DIR,
+    StyleError,
+    load_registry,
+    load_style_file,
+    render_messages,
+)
+from curation.rewrite.work import (
+    ModelIdentity,
+    max_output_tokens,
+    plan_work,
+    route,
+    work_key,
+)
 from schemas.config import ConfigError, load_rewrite_config
-from schemas.rewrite import DEFAULT_REWRITE_YAML, GateSettings, RewriteConfig, RouteRule, SamplingConfig, StyleSpec
+from schemas.rewrite import (
+    DEFAULT_REWRITE_YAML,
+    GateSettings,
+    RewriteConfig,
+    RouteRule,
+    SamplingConfig,
+    StyleSpec,
+)
 from scorers.model_assets import model_path
 
 

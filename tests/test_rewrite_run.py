@@ -230,3 +230,59 @@ def test_failed_work_is_kept_then_retried_by_the_next_run(curated, server, monke
         if path.is_file():
             assert b"sk-secret-123" not in path.read_bytes()
     assert b"sk-secret-123" not in (curated / "warehouse.duckdb").read_bytes()
+
+
+# ---------------------------------------------------------------- flow, CLI, unusable models
+
+
+def _write_yaml(root: Path, **overrides) -> Path:
+    import yaml
+
+    path = root / "rewrite.yaml"
+    path.write_text(yaml.safe_dump({
+        "warehouse": "warehouse.duckdb", "output_root": "out",
+        "routes": [{"styles": [{"style": "sentence_shuffle"}]}], **overrides,
+    }))
+    return path
+
+
+def test_the_prefect_flow_runs_and_resumes(curated):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.rewrite import rewrite_flow
+
+    config = _write_yaml(curated, rewrite_id="flowed")
+    with prefect_test_harness(server_startup_timeout=60):
+        first = rewrite_flow(str(config))
+        again = rewrite_flow(str(config))
+    assert first["records"] == first["work_items"] > 0
+    assert again["generated_now"] == 0 and again["already_done"] == first["work_items"]
+    assert records(curated, "SELECT status FROM rewrites") == [{"status": "completed"}]
+
+
+def test_cli_rewrite_commands(curated):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["rewrite", "init", str(curated / "new.yaml")])
+    assert result.exit_code == 0 and "routes:" in (curated / "new.yaml").read_text()
+    result = runner.invoke(app, ["rewrite", "styles"])
+    assert result.exit_code == 0 and "wrap_wikipedia" in result.output and "2000/1600" in result.output
+    result = runner.invoke(app, ["rewrite", "run", str(_write_yaml(curated)), "--local"])
+    assert result.exit_code == 0, result.output
+    assert "accepted" in result.output and "Records per style" in result.output
+    bad = _write_yaml(curated, routes=[{"styles": [{"style": "sentence_shuffle", "variants": 0}]}])
+    result = runner.invoke(app, ["rewrite", "run", str(bad), "--local"])
+    assert result.exit_code == 2 and "routes.0.styles.0.variants" in result.output
+
+
+def test_a_model_that_is_not_there_is_a_clear_error(curated):
+    from curation.rewrite.engines import EngineLoadError
+
+    cfg = rewrite_config(curated, rewrite_id="nomodel", routes=[{"styles": [{"style": "wrap_qa"}]}],
+                         engine={"model": str(curated / "no-such-model")})
+    with pytest.raises(EngineLoadError, match="no-such-model does not exist"):
+        run_rewrite(cfg)
+    assert records(curated, "SELECT status FROM rewrites WHERE rewrite_id = 'nomodel'") == [{"status": "failed"}]

@@ -18,7 +18,13 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from schemas.documents import CURATED_DOCUMENT, INPUT_ERROR, MINHASH_BANDS, REJECTED_DOCUMENT, STAGE_STATS
+from schemas.documents import (
+    CURATED_DOCUMENT,
+    INPUT_ERROR,
+    MINHASH_BANDS,
+    REJECTED_DOCUMENT,
+    STAGE_STATS,
+)
 from schemas.rewrite import GENERATION, REWRITE_FAILURE
 from schemas.scoring import SCORES
 

@@ -16,7 +16,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from curation.rewrite.engines import ENGINE_ERROR, MALFORMED, TIMEOUT, EngineLoadError, GenerationRequest, GenerationResult
+from curation.rewrite.engines import (
+    ENGINE_ERROR,
+    MALFORMED,
+    TIMEOUT,
+    EngineLoadError,
+    GenerationRequest,
+    GenerationResult,
+)
 from schemas.rewrite import EngineConfig
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}

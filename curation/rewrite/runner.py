@@ -29,10 +29,28 @@ from curation.assets import asset_path
 from curation.dedup import band_keys
 from curation.language import model_path as lid_model_path
 from curation.rewrite.chunking import TokenCounter, sentence_spans
-from curation.rewrite.engines import Engine, GenerationRequest, GenerationResult, resolve_model_dir
-from curation.rewrite.gates import GateContext, append_qa_sample, run_gates, shuffle_sentences, strip_preamble
+from curation.rewrite.engines import (
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    resolve_model_dir,
+)
+from curation.rewrite.gates import (
+    GateContext,
+    append_qa_sample,
+    run_gates,
+    shuffle_sentences,
+    strip_preamble,
+)
 from curation.rewrite.styles import StyleError, load_registry
-from curation.rewrite.work import ModelIdentity, Plan, WorkItem, plan_work, selection_sql, sha
+from curation.rewrite.work import (
+    ModelIdentity,
+    Plan,
+    WorkItem,
+    plan_work,
+    selection_sql,
+    sha,
+)
 from curation.shards import write_json_atomic, write_table_atomic
 from schemas.config import LanguageConfig, NearDedupConfig
 from schemas.rewrite import GENERATION, REWRITE_FAILURE, RewriteConfig

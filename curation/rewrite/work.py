@@ -18,7 +18,13 @@ import pyarrow as pa
 
 from curation.rewrite.chunking import Chunk, TokenCounter, chunk_text
 from curation.rewrite.styles import render_messages
-from schemas.rewrite import RouteRule, RouteWhen, SamplingConfig, SourceSelection, StyleSpec
+from schemas.rewrite import (
+    RouteRule,
+    RouteWhen,
+    SamplingConfig,
+    SourceSelection,
+    StyleSpec,
+)
 
 SOURCE_COLUMNS = ["doc_id", "run_id", "text", "source", "language", "quality_bucket", "preselect_score"]
 MIN_OUTPUT_TOKENS = 16  # below this a generation cannot be a rewrite of anything

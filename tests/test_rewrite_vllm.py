@@ -1,0 +1,192 @@
+"""Real generation: vLLM's offline engine on CPU with the bundled SmolLM2, a kill in the middle of
+a run, and a real vLLM OpenAI-compatible server started on 127.0.0.1 and killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import make_config, write_shard
+
+from curation.rewrite.engines import VLLMEngine
+from curation.rewrite.runner import run_rewrite
+from curation.runner import run_pipeline
+from schemas.config import load_rewrite_config
+from schemas.rewrite import EngineConfig
+from scorers.losses import VLLM_CPU_ENV, weights_fingerprint
+from scorers.model_assets import model_path
+from warehouse.warehouse import Warehouse
+
+pytestmark = pytest.mark.slow
+
+NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "toxicity": {"enabled": False}}
+MODEL = "smollm2-135m-instruct"
+
+
+def curated_warehouse(root: Path, docs: list[str]) -> Path:
+    write_shard(root / "in/0.parquet", {"id": [f"d{i}" for i in range(len(docs))], "text": docs})
+    run_pipeline(make_config(root, [str(root / "in/*.parquet")], **NO_FILTERS), run_id="crawl1")
+    return root / "warehouse.duckdb"
+
+
+def write_config(root: Path, **overrides) -> Path:
+    data = {
+        "rewrite_id": "rw",
+        "warehouse": str(root / "warehouse.duckdb"),
+        "output_root": str(root / "out"),
+        "source": {"limit": 3},
+        "routes": [{"styles": [{"style": "wrap_wikipedia"}, {"style": "wrap_qa"}]}],
+        "sampling": {"temperature": 0.2, "seed": 3},
+        "batch_size": 2,
+        **overrides,
+    }
+    path = root / "rewrite.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def rows(warehouse: Path, sql: str) -> list[dict]:
+    cols, result = Warehouse(warehouse).query(sql)
+    return [dict(zip(cols, r)) for r in result]
+
+
+def wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_real_generation_resumes_after_a_kill_to_the_same_records(tmp_path, wiki_docs):
+    docs = wiki_docs[10:14]
+    killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
+    curated_warehouse(killed_root, docs)
+    curated_warehouse(clean_root, docs)
+    config = write_config(killed_root)
+
+    # a run killed (SIGKILL, no clean-up) once its first batch is on disk
+    env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "rewrite", "run", str(config), "--local"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = killed_root / "out/rewrites/rw/parts"
+    try:
+        wait_for(lambda: any(parts.glob("*.parquet")) or proc.poll() is not None, 600, "the first batch")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    written_before_kill = len(list(parts.glob("*.parquet")))
+    assert written_before_kill >= 1
+
+    engine = VLLMEngine(model_path(MODEL), EngineConfig())
+    resumed = run_rewrite(load_rewrite_config(config), engine=engine)
+    clean = run_rewrite(load_rewrite_config(write_config(clean_root)), engine=engine)
+    engine.close()
+
+    assert resumed["already_done"] >= written_before_kill and resumed["generated_now"] < resumed["work_items"]
+    assert resumed["records"] == clean["records"] == clean["work_items"] > 2
+    killed_rows = rows(killed_root / "warehouse.duckdb", "SELECT * FROM generations ORDER BY record_id")
+    clean_rows = rows(clean_root / "warehouse.duckdb", "SELECT * FROM generations ORDER BY record_id")
+    assert [r["record_id"] for r in killed_rows] == [r["record_id"] for r in clean_rows]
+    assert len({r["record_id"] for r in killed_rows}) == len(killed_rows)
+
+    fingerprint = weights_fingerprint(model_path(MODEL))
+    for row in clean_rows:
+        assert row["engine"] == "vllm" and row["model_name"] == MODEL and row["model_hash"] == fingerprint
+        params = json.loads(row["sampling_params"])
+        assert params["temperature"] == 0.2 and params["seed"] == row["seed"] and params["max_tokens"] > 16
+        assert row["tokens_in"] > row["tokens_out"] / 10 and 0 < row["tokens_out"] <= params["max_tokens"]
+        assert row["finish_reason"] in {"stop", "length"} and row["raw_output"]
+        assert set(json.loads(row["gate_verdicts"])) >= {"empty", "refusal", "truncated", "near_copy", "wrong_language"}
+        assert (row["reject_reason"] is None) == row["accepted"]
+        assert row["finish_reason"] != "length" or row["reject_reason"] is not None
+    styles = {r["style"] for r in rows(clean_root / "warehouse.duckdb", "SELECT DISTINCT style FROM generations")}
+    assert styles == {"wrap_wikipedia", "wrap_qa"}
+    counts = rows(clean_root / "warehouse.duckdb", "SELECT (SELECT count(*) FROM synthetic) AS a, (SELECT count(*) FROM synthetic_rejected) AS r")
+    assert counts[0]["a"] + counts[0]["r"] == len(clean_rows)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, **VLLM_CPU_ENV, "VLLM_LOGGING_LEVEL": "WARNING"}
+    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # the server runs its engine in its own process
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_path(MODEL)),
+        "--served-model-name", "smol", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048",
+        "--enforce-eager", "--no-enable-chunked-prefill",
+    ]
+    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_endpoint_client_against_a_real_vllm_server_killed_mid_run(tmp_path, wiki_docs):
+    warehouse = curated_warehouse(tmp_path, wiki_docs[20:24])
+    port = free_port()
+    server = start_server(port, tmp_path / "server.log")
+    try:
+        wait_for(lambda: healthy(port) or server.poll() is not None, 300, "the vLLM server")
+        assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+        engine = {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "served_model": "smol",
+                  "tokenizer": str(model_path(MODEL)), "concurrency": 4, "timeout_s": 120, "max_retries": 1, "backoff_s": 0.2}
+        first = run_rewrite(load_rewrite_config(write_config(tmp_path, rewrite_id="ep1", engine=engine,
+                                                             routes=[{"styles": [{"style": "wrap_wikipedia"}]}])))
+        assert first["records"] == first["work_items"] > 0 and first["failures"] == {}
+        served = rows(warehouse, "SELECT * FROM generations WHERE rewrite_id = 'ep1'")
+        assert {r["engine"] for r in served} == {f"openai:http://127.0.0.1:{port}/v1"}
+        assert all(r["tokens_in"] > 0 and r["tokens_out"] > 0 and r["finish_reason"] in {"stop", "length"} for r in served)
+
+        # a server slower than the client's timeout: timeouts are recorded, nothing is written
+        slow = run_rewrite(load_rewrite_config(write_config(
+            tmp_path, rewrite_id="ep-timeout", engine={**engine, "timeout_s": 0.05, "max_retries": 0},
+            routes=[{"styles": [{"style": "wrap_hard"}]}], source={"limit": 1})))
+        assert slow["records"] == 0 and slow["failures"] == {"timeout": slow["work_items"]} and slow["work_items"] > 0
+
+        # the server dies while a run is under way
+        config = write_config(tmp_path, rewrite_id="ep2", engine={**engine, "concurrency": 1}, batch_size=1,
+                              routes=[{"styles": [{"style": "wrap_qa"}, {"style": "wrap_easy"}]}])
+        outcome: dict = {}
+        worker = threading.Thread(target=lambda: outcome.update(summary=run_rewrite(load_rewrite_config(config))))
+        worker.start()
+        wait_for(lambda: any((tmp_path / "out/rewrites/ep2/parts").glob("*.parquet")) or not worker.is_alive(), 600, "a first part")
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        worker.join(600)
+        summary = outcome["summary"]
+        assert 0 < summary["records"] < summary["work_items"]
+        assert sum(summary["failures"].values()) == summary["work_items"] - summary["records"]
+        assert set(summary["failures"]) <= {"engine_error", "timeout"}
+
+        # a rerun while the server is still down: what was generated is not asked for again
+        again = run_rewrite(load_rewrite_config(config))
+        assert again["generated_now"] == 0 and again["already_done"] == summary["records"] and again["records"] == summary["records"]
+        failures = rows(warehouse, "SELECT * FROM rewrite_failures WHERE rewrite_id = 'ep2'")
+        assert len(failures) == summary["work_items"] - summary["records"]
+        keys = [r["record_id"] for r in rows(warehouse, "SELECT record_id FROM generations")]
+        assert len(keys) == len(set(keys))
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
