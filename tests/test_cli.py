@@ -96,6 +96,15 @@ def test_demo_end_to_end_through_prefect(tmp_path):
     assert "Scorer card" in result.output
     runs = con.execute("SELECT docs_in, docs_out, docs_rejected FROM runs").fetchall()
     assert all(i == o + r for i, o, r in runs)
+    # the rewrite of a crawl2 sample: records in both WRAP styles, with provenance, gate verdicts shown
+    styles = dict(con.execute("SELECT style, count(*) FROM generations GROUP BY ALL").fetchall())
+    assert set(styles) == {"wrap_wikipedia", "wrap_qa"}
+    assert con.execute(
+        "SELECT count(*) FROM generations g JOIN documents d USING (doc_id) WHERE d.run_id = 'demo-crawl2' "
+        "AND g.model_name = 'smollm2-135m-instruct' AND g.model_hash IS NOT NULL AND g.tokens_out > 0"
+    ).fetchall() == [(sum(styles.values()),)]
+    assert con.execute("SELECT status FROM rewrites").fetchall() == [("completed",)]
+    assert "Output gates" in result.output and "Records per style" in result.output
 
 
 def test_warehouse_waits_for_another_process_holding_the_lock(tmp_path):
