@@ -47,7 +47,7 @@ def write_config(root: Path, **overrides) -> Path:
         "source": {"limit": 3},
         "routes": [{"styles": [{"style": "wrap_wikipedia"}, {"style": "wrap_qa"}]}],
         "sampling": {"temperature": 0.2, "seed": 3},
-        "batch_size": 2,
+        "batch_size": 4,
         **overrides,
     }
     path = root / "rewrite.yaml"
@@ -190,3 +190,21 @@ def test_endpoint_client_against_a_real_vllm_server_killed_mid_run(tmp_path, wik
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def test_a_model_folder_vllm_cannot_load_is_a_clear_error(tmp_path, wiki_docs):
+    import shutil
+
+    from curation.rewrite.engines import EngineLoadError
+
+    warehouse = curated_warehouse(tmp_path, wiki_docs[:2])
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(model_path(MODEL) / name, broken / name)  # everything but the weights
+    config = write_config(tmp_path, rewrite_id="broken", engine={"model": str(broken)})
+    with pytest.raises(EngineLoadError, match="cannot load model .*broken-model with vLLM"):
+        run_rewrite(load_rewrite_config(config))
+    (row,) = rows(warehouse, "SELECT status, error FROM rewrites")
+    assert row["status"] == "failed" and "broken-model" in row["error"]
+    assert rows(warehouse, "SELECT count(*) AS n FROM generations") == [{"n": 0}]
