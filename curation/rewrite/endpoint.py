@@ -38,11 +38,16 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
+def engine_name(base_url: str) -> str:
+    """How records name this engine: the server's public URL, never its credentials."""
+    return f"openai:{public_url(base_url.rstrip('/'))}"
+
+
 class EndpointEngine:
     def __init__(self, cfg: EngineConfig, sleep=time.sleep):
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
-        self.name = f"openai:{public_url(self.base_url)}"
+        self.name = engine_name(self.base_url)
         self.model_name = cfg.served_model or cfg.model
         self.model_hash = None  # a remote server does not tell us its weights
         if cfg.api_key_env and not os.environ.get(cfg.api_key_env):

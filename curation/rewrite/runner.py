@@ -149,13 +149,14 @@ def judge(item: WorkItem, result: GenerationResult, ctx: RewriteContext, batch_s
     """One GENERATION row: post-processing, gate verdicts, provenance."""
     style = item.style
     raw = result.text or ""
+    settings = style.gate_settings(ctx.cfg.gates)
     if style.postprocess.strip_preamble:
-        output, stripped = strip_preamble(raw, style.gate_settings(ctx.cfg.gates).extra_preambles)
+        output, stripped = strip_preamble(raw, settings.extra_preambles)
     else:
         output, stripped = raw.strip(), False
     gate_ctx = GateContext(
         chunk=item.chunk.text, language=item.language, finish_reason=result.finish_reason,
-        settings=style.gate_settings(ctx.cfg.gates), lid_model=ctx.lid_model, wordlists=ctx.wordlists,
+        settings=settings, lid_model=ctx.lid_model, wordlists=ctx.wordlists,
     )
     verdicts, reason = run_gates(output, gate_ctx)
     if stripped:
@@ -421,6 +422,6 @@ def run_rewrite(cfg: RewriteConfig, engine: Engine | None = None) -> dict:
 def _engine_name(cfg: RewriteConfig) -> str:
     if cfg.engine.kind == "vllm":
         return "vllm"
-    from curation.rewrite.endpoint import public_url
+    from curation.rewrite.endpoint import engine_name
 
-    return f"openai:{public_url(cfg.engine.base_url)}"
+    return engine_name(cfg.engine.base_url)
