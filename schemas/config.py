@@ -193,13 +193,7 @@ class RunConfig(_Strict):
     def _resolve_relative_paths(self):
         if self.base_dir is None:
             return self
-        base = Path(self.base_dir)
-
-        def resolve(p: str | None) -> str | None:
-            if p is None or "://" in p or Path(p).is_absolute():
-                return p
-            return str((base / p).resolve())
-
+        resolve = _resolver(Path(self.base_dir))
         self.input.paths = [resolve(p) for p in self.input.paths]
         self.output.root = resolve(self.output.root)
         self.warehouse.path = resolve(self.warehouse.path)
@@ -223,18 +217,26 @@ def _resolver(base: Path):
     return resolve
 
 
-def load_training_config(path: str | Path) -> PreSelectTrainingConfig:
-    """The PreSelect training config (YAML), with paths resolved against its folder."""
-    path = Path(path)
+def _read_yaml_model(path: Path, model: type[BaseModel]):
+    """A YAML file validated as `model`; every failure a ConfigError naming the file (and key)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        cfg = PreSelectTrainingConfig.model_validate(data)
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid YAML in config {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {path}: the top level must be a mapping of keys")
+    try:
+        return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_errors(str(path), err)) from None
+
+
+def load_training_config(path: str | Path) -> PreSelectTrainingConfig:
+    """The PreSelect training config (YAML), with paths resolved against its folder."""
+    path = Path(path)
+    cfg = _read_yaml_model(path, PreSelectTrainingConfig)
     resolve = _resolver(path.resolve().parent)
     cfg.documents.paths = [resolve(p) for p in cfg.documents.paths]
     for model in cfg.models:
@@ -250,17 +252,7 @@ def load_rewrite_config(path: str | Path):
     from schemas.rewrite import RewriteConfig
 
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"invalid config {path}: the top level must be a mapping of keys")
-        cfg = RewriteConfig.model_validate(data)
-    except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"invalid YAML in config {path}: {err}") from None
-    except ValidationError as err:
-        raise ConfigError(_format_errors(str(path), err)) from None
+    cfg = _read_yaml_model(path, RewriteConfig)
     resolve = _resolver(path.resolve().parent)
     cfg.warehouse, cfg.output_root = resolve(cfg.warehouse), resolve(cfg.output_root)
     cfg.styles_dirs = [resolve(d) for d in cfg.styles_dirs]
