@@ -12,13 +12,17 @@ so re-running an interrupted run id continues where it stopped and produces the 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 import traceback
+import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,7 +47,14 @@ from curation.ingest import InputShard, ingest_batch
 from curation.language import language_processor
 from curation.pii import pii_check
 from curation.quality import quality_check
-from curation.shards import ShardError, expand_input_paths, iter_parquet_batches, write_json_atomic, write_table_atomic
+from curation.shards import (
+    ShardError,
+    expand_input_paths,
+    iter_parquet_batches,
+    open_parquet,
+    write_json_atomic,
+    write_table_atomic,
+)
 from curation.stage import AccountingError, StagePaths, per_document, process_shard
 from curation.scoring import RAW_SCORES, ShardScores, plan_scoring, scoring_processor, shard_scores
 from curation.scoring import STAGE as SCORE_STAGE
@@ -75,6 +86,10 @@ class RunPlan:
     shards: list[Shard]
     stages: list[str]
     input_errors: list[dict] = field(default_factory=list)
+    # a completed run asked for again without --force: its recorded summary, nothing is recomputed
+    completed_summary: dict | None = None
+    # a forced recompute of a completed run is built beside it; this is the folder it replaces
+    replaces: Path | None = None
 
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / f"{STAGES.index(stage):02d}_{stage}"
@@ -105,7 +120,38 @@ class Step:
 
 
 def new_run_id() -> str:
-    return "run-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    """A fresh id: readable time, plus random hex so that runs started in the same second (two
+    schedules of one config) never resume each other."""
+    return "run-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def check_run_id(run_id: str) -> None:
+    if not run_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise RunError(f"run id {run_id!r}: use letters, digits, '-', '_' and '.' only")
+
+
+@contextmanager
+def exclusive_run(cfg: RunConfig, run_id: str) -> Iterator[None]:
+    """Hold the run id for this process: the same id started twice at once is refused, never
+    interleaved. An OS file lock, so a killed process releases it and its rerun can resume."""
+    check_run_id(run_id)
+    runs_root = Path(cfg.output.root).resolve() / "runs"
+    runs_root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(runs_root / f".{run_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise RunError(
+                f"run {run_id} is already running (process {holder}, {runs_root}); wait for it to finish "
+                "or pick another --run-id"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def enabled_stages(cfg: RunConfig) -> list[str]:
@@ -125,21 +171,52 @@ def _config_fingerprint(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _same_config_manifest(run_id: str, run_dir: Path, cfg: RunConfig) -> dict:
+    """The run's manifest, if it was made with this config; a different config is refused."""
+    manifest = json.loads((run_dir / "run.json").read_text())
+    if manifest["config_fingerprint"] != _config_fingerprint(cfg):
+        raise RunError(
+            f"run {run_id} already exists in {run_dir} with a different config: "
+            "resume it with the same config, use --force to recompute, or pick a new --run-id"
+        )
+    return manifest
+
+
+def _replacement_dir(runs_root: Path, run_id: str, current: Path) -> Path:
+    """A fresh folder for a forced recompute of a completed run; leftovers of earlier replacements
+    that never completed are removed ('@' cannot appear in a run id, so no run owns these names)."""
+    numbers = [0]
+    for old in runs_root.glob(f"{run_id}@*"):
+        suffix = old.name.rsplit("@", 1)[1]
+        numbers.append(int(suffix) if suffix.isdigit() else 0)
+        if old.resolve() != current.resolve():
+            shutil.rmtree(old)
+    return runs_root / f"{run_id}@{max(numbers) + 1}"
+
+
 def prepare_run(cfg: RunConfig, run_id: str | None = None, force: bool = False) -> RunPlan:
+    """Fix what the run is. Call it inside `exclusive_run`. A run the warehouse has completed stays
+    visible: asked for again it is not recomputed, and with `force` its replacement is built in a
+    new folder and swapped in only when it completes."""
     run_id = run_id or new_run_id()
-    if not run_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise RunError(f"run id {run_id!r}: use letters, digits, '-', '_' and '.' only")
-    run_dir = Path(cfg.output.root).resolve() / "runs" / run_id
+    check_run_id(run_id)
+    runs_root = Path(cfg.output.root).resolve() / "runs"
+    known = Warehouse(cfg.warehouse.path).run_status(run_id)
+    run_dir, replaces = runs_root / run_id, None
+    if known and known[0] == "completed":
+        current = Path(known[1])
+        if not force:
+            _same_config_manifest(run_id, current, cfg)
+            summary = json.loads((current / "summary.json").read_text())
+            return RunPlan(run_id, cfg, current, [], [], completed_summary=summary)
+        run_dir, replaces = _replacement_dir(runs_root, run_id, current), current
+    elif known:
+        run_dir = Path(known[1])  # running or failed: resume where it was being built
     manifest_path = run_dir / "run.json"
-    if force and run_dir.exists():
+    if force and replaces is None and run_dir.exists():
         shutil.rmtree(run_dir)
     if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest["config_fingerprint"] != _config_fingerprint(cfg):
-            raise RunError(
-                f"run {run_id} already exists in {run_dir} with a different config: "
-                "resume it with the same config, use --force to recompute, or pick a new --run-id"
-            )
+        manifest = _same_config_manifest(run_id, run_dir, cfg)
         shards = [Shard(**s) for s in manifest["shards"]]
         input_errors = manifest["input_errors"]
     else:
@@ -160,7 +237,10 @@ def prepare_run(cfg: RunConfig, run_id: str | None = None, force: bool = False) 
                 "created_at": datetime.now(timezone.utc).isoformat(),
             },
         )
-    plan = RunPlan(run_id=run_id, config=cfg, run_dir=run_dir, shards=shards, stages=enabled_stages(cfg), input_errors=input_errors)
+    plan = RunPlan(
+        run_id=run_id, config=cfg, run_dir=run_dir, shards=shards, stages=enabled_stages(cfg),
+        input_errors=input_errors, replaces=replaces,
+    )
     plan.warehouse.run_started(run_id, run_dir, [s.input_path for s in shards], cfg.model_dump(mode="json"))
     return plan
 
@@ -179,6 +259,8 @@ def ingest_step(plan: RunPlan, shard: Shard) -> dict | None:
     error_marker = plan.run_dir / "input_errors" / f"{shard.id}.json"
     try:
         source = InputShard(shard.input_path, plan.config.input)
+        with open_parquet(shard.input_path) as pf:
+            input_rows = pf.metadata.num_rows
         next_row = 0
 
         def process(batch):
@@ -186,7 +268,10 @@ def ingest_step(plan: RunPlan, shard: Shard) -> dict | None:
             first, next_row = next_row, next_row + batch.num_rows
             return ingest_batch(batch, source, first, plan.run_id, plan.config.ingest)
 
-        return process_shard(stage=INGEST_STAGE, shard=shard.id, run_id=plan.run_id, batches=source.batches(), process=process, paths=paths)
+        return process_shard(
+            stage=INGEST_STAGE, shard=shard.id, run_id=plan.run_id, batches=source.batches(), process=process,
+            paths=paths, extra={"input_rows": input_rows},
+        )
     except ShardError as err:
         # the file is recorded as an input error and contributes no documents; the run goes on
         write_json_atomic(error_marker, {"run_id": plan.run_id, "input_file": shard.input_path, "error": err.reason})
@@ -366,25 +451,52 @@ def _load_stats(plan: RunPlan) -> list[dict]:
     return stats
 
 
+def _rows_in(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 def check_accounting(plan: RunPlan, stats: list[dict]) -> None:
-    """documents in = out + rejected for every stage and shard, out of one stage = in of the next,
-    and the files hold exactly the rows the stats claim."""
+    """Three independent counts must agree. Per stage and shard: documents in = kept + rejected,
+    the files hold exactly the rows the stats claim, and one stage's kept are the next one's in.
+    Per input file: the rows its Parquet footer declares are the rows ingest streamed. Per run:
+    those footer rows equal the rows in the final curated files plus every rejected file, counted
+    from the files themselves, so a stats file that lies cannot balance the books."""
     by_key = {(s["stage"], s["shard"]): s for s in stats}
     problems = []
+    input_rows = 0
     for shard in plan.shards:
+        where = f"{shard.id} ({shard.input_path})"
+        ingest = by_key[(INGEST_STAGE, shard.id)]
+        declared = json.loads(ingest["extra"]).get("input_rows")
+        if declared is not None:
+            input_rows += declared
+            if ingest["docs_in"] != declared:
+                problems.append(f"{INGEST_STAGE}/{where}: the file declares {declared} rows, ingest read {ingest['docs_in']}")
         for i, stage in enumerate(plan.stages):
             s = by_key[(stage, shard.id)]
             paths = plan.paths(stage, shard)
             if s["docs_in"] != s["docs_out"] + s["docs_rejected"]:
-                problems.append(f"{stage}/{shard.id}: in {s['docs_in']} != out {s['docs_out']} + rejected {s['docs_rejected']}")
-            if pq.ParquetFile(paths.curated).metadata.num_rows != s["docs_out"]:
-                problems.append(f"{stage}/{shard.id}: curated file rows differ from stats")
-            if pq.ParquetFile(paths.rejected).metadata.num_rows != s["docs_rejected"]:
-                problems.append(f"{stage}/{shard.id}: rejected file rows differ from stats")
+                problems.append(f"{stage}/{where}: in {s['docs_in']} != out {s['docs_out']} + rejected {s['docs_rejected']}")
+            if _rows_in(paths.curated) != s["docs_out"]:
+                problems.append(f"{stage}/{where}: {paths.curated} holds {_rows_in(paths.curated)} rows, stats say {s['docs_out']}")
+            if _rows_in(paths.rejected) != s["docs_rejected"]:
+                problems.append(f"{stage}/{where}: {paths.rejected} holds {_rows_in(paths.rejected)} rows, stats say {s['docs_rejected']}")
             if i and by_key[(plan.stages[i - 1], shard.id)]["docs_out"] != s["docs_in"]:
-                problems.append(f"{stage}/{shard.id}: in {s['docs_in']} != previous stage's out")
+                problems.append(f"{stage}/{where}: in {s['docs_in']} != previous stage's out")
+    written = sum(_rows_in(p) for p in plan.curated_files(plan.stages[-1]))
+    written += sum(_rows_in(plan.paths(stage, s).rejected) for stage in plan.stages for s in plan.shards)
+    if written != input_rows:
+        problems.append(f"run {plan.run_id}: input files hold {input_rows} rows, curated + rejected files hold {written}")
     if problems:
         raise AccountingError("accounting does not balance:\n  " + "\n  ".join(problems))
+
+
+def _check_some_input_was_read(plan: RunPlan, stats: list[dict]) -> None:
+    readable = [s for s in stats if s["stage"] == INGEST_STAGE and "input_error" not in json.loads(s["extra"])]
+    if not readable:
+        markers = [json.loads(m.read_text()) for m in sorted((plan.run_dir / "input_errors").glob("*.json"))]
+        errors = [f"{e['input_file']}: {e['error']}" for e in [*plan.input_errors, *markers]]
+        raise RunError(f"run {plan.run_id}: no input file could be read:\n  " + "\n  ".join(errors))
 
 
 def funnel(plan: RunPlan, stats: list[dict]) -> list[dict]:
@@ -407,6 +519,7 @@ def funnel(plan: RunPlan, stats: list[dict]) -> list[dict]:
 
 def finalize_run(plan: RunPlan) -> dict:
     stats = _load_stats(plan)
+    _check_some_input_was_read(plan, stats)
     check_accounting(plan, stats)
     final_stage = plan.stages[-1]
     final_curated = plan.curated_files(final_stage)
@@ -431,9 +544,6 @@ def finalize_run(plan: RunPlan) -> dict:
         "docs_rejected": sum(r["docs_rejected"] for r in rows),
         "input_errors": len(input_errors),
     }
-    if totals["docs_in"] != totals["docs_out"] + totals["docs_rejected"]:
-        raise AccountingError(f"run {plan.run_id}: {totals['docs_in']} in != {totals['docs_out']} out + {totals['docs_rejected']} rejected")
-    plan.warehouse.run_completed(plan.run_id, files, stats, input_errors, totals)
     summary = {
         "run_id": plan.run_id,
         "run_dir": str(plan.run_dir),
@@ -446,7 +556,11 @@ def finalize_run(plan: RunPlan) -> dict:
     if "pii" in plan.stages:
         redactions = pa.concat_tables([pq.read_table(p, columns=["pii_redactions"]) for p in final_curated]).column(0).to_pylist()
         summary["pii_redactions"] = {"documents": sum(1 for r in redactions if r), "redactions": sum(r or 0 for r in redactions)}
+    # the summary first: a run the warehouse calls completed always has one to show
     write_json_atomic(plan.run_dir / "summary.json", summary)
+    plan.warehouse.run_completed(plan.run_id, files, stats, input_errors, totals, output_dir=plan.run_dir)
+    if plan.replaces is not None:
+        shutil.rmtree(plan.replaces, ignore_errors=True)
     return summary
 
 
@@ -456,16 +570,20 @@ def fail_run(plan: RunPlan, err: BaseException) -> None:
 
 def run_pipeline(cfg: RunConfig, run_id: str | None = None, force: bool = False) -> dict:
     """Run every step serially in this process, without Prefect."""
-    plan = prepare_run(cfg, run_id, force)
-    try:
-        for step in run_steps(plan):
-            if step.per_shard:
-                progress.stage_started(step.name, len(plan.shards))
-                for shard in plan.shards:
-                    step.fn(plan, shard)
-            else:
-                step.fn(plan, None)
-        return finalize_run(plan)
-    except BaseException as err:
-        fail_run(plan, err)
-        raise
+    run_id = run_id or new_run_id()
+    with exclusive_run(cfg, run_id):
+        plan = prepare_run(cfg, run_id, force)
+        if plan.completed_summary is not None:
+            return plan.completed_summary
+        try:
+            for step in run_steps(plan):
+                if step.per_shard:
+                    progress.stage_started(step.name, len(plan.shards))
+                    for shard in plan.shards:
+                        step.fn(plan, shard)
+                else:
+                    step.fn(plan, None)
+            return finalize_run(plan)
+        except BaseException as err:
+            fail_run(plan, err)
+            raise

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from curation import progress
-from curation.runner import RunPlan, Shard, Step, fail_run, finalize_run, prepare_run, run_steps
+from curation.runner import RunPlan, Shard, Step, exclusive_run, fail_run, finalize_run, new_run_id, prepare_run, run_steps
 from schemas.config import RunConfig, load_config
 
 
@@ -42,20 +42,25 @@ def task_runner_for(cfg: RunConfig):
 @flow(name="curate", log_prints=True)
 def curate_flow(config: RunConfig, run_id: str | None = None, force: bool = False) -> dict:
     logger = get_run_logger()
-    plan = prepare_run(config, run_id, force)
-    logger.info("run %s: %d shards, stages %s", plan.run_id, len(plan.shards), " -> ".join(plan.stages))
-    try:
-        for step in run_steps(plan):
-            if step.per_shard:
-                progress.stage_started(step.name, len(plan.shards))
-                futures = shard_task.map(unmapped(step), unmapped(plan), plan.shards)
-                futures.result()  # raises the first failure; later steps need every shard
-            else:
-                global_task(step, plan)
-        summary = finalize_run(plan)
-    except BaseException as err:
-        fail_run(plan, err)
-        raise
+    run_id = run_id or new_run_id()
+    with exclusive_run(config, run_id):
+        plan = prepare_run(config, run_id, force)
+        if plan.completed_summary is not None:
+            logger.info("run %s was already completed; --force recomputes it", run_id)
+            return plan.completed_summary
+        logger.info("run %s: %d shards, stages %s", plan.run_id, len(plan.shards), " -> ".join(plan.stages))
+        try:
+            for step in run_steps(plan):
+                if step.per_shard:
+                    progress.stage_started(step.name, len(plan.shards))
+                    futures = shard_task.map(unmapped(step), unmapped(plan), plan.shards)
+                    futures.result()  # raises the first failure; later steps need every shard
+                else:
+                    global_task(step, plan)
+            summary = finalize_run(plan)
+        except BaseException as err:
+            fail_run(plan, err)
+            raise
     logger.info("run %s done: %s", plan.run_id, summary["totals"])
     return summary
 

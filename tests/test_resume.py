@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
+from pathlib import Path
 from conftest import curated_rows, make_config, rejected_rows, write_shard
 
 from curation.runner import RunError, prepare_run, run_pipeline, run_steps
@@ -56,7 +57,9 @@ def test_rerunning_a_finished_run_changes_nothing_and_force_recomputes(tmp_path,
     again = run_pipeline(cfg, run_id="r")
     assert again["totals"] == first["totals"] and marker.stat().st_mtime_ns == stamp
     forced = run_pipeline(cfg, run_id="r", force=True)
-    assert forced["totals"] == first["totals"] and marker.stat().st_mtime_ns != stamp
+    # recomputed in a fresh folder that replaced the old one once it completed
+    assert forced["totals"] == first["totals"] and forced["run_dir"] != first["run_dir"]
+    assert not marker.exists() and (Path(forced["run_dir"]) / "00_ingest/stats/shard-00000.json").exists()
     # the run is registered once, not twice
     _, rows = Warehouse(cfg.warehouse.path).query("SELECT count(*) FROM documents")
     assert rows == [(first["totals"]["docs_out"],)]
