@@ -102,8 +102,10 @@ def _execute(cfg: RunConfig, run_id: str | None, force: bool, local: bool) -> di
 
                 return run_pipeline(cfg, run_id=run_id, force=force)
             from flows.curate import run_curate_flow
+            from flows.server import prefect_api
 
-            return run_curate_flow(cfg, run_id=run_id, force=force)
+            with prefect_api():
+                return run_curate_flow(cfg, run_id=run_id, force=force)
     finally:
         progress_hook.set_reporter(None)
 
@@ -321,6 +323,15 @@ def demo(
     """Build the bundled demo corpus and curate two crawls of it end to end; between them, train a
     PreSelect scorer on the first crawl with the bundled models and select the second with it."""
     _quiet_prefect(verbose)
+    from contextlib import nullcontext
+
+    from flows.server import prefect_api
+
+    with nullcontext() if local else prefect_api():
+        _run_demo(workdir.resolve(), local, preselect, rewrite)
+
+
+def _run_demo(workdir: Path, local: bool, preselect: bool, rewrite: bool) -> None:
     import shutil
 
     import yaml
@@ -328,7 +339,6 @@ def demo(
     from curation.demo_corpus import build_demo_corpus
     from warehouse.warehouse import Warehouse
 
-    workdir = workdir.resolve()
     # a fresh warehouse each time: an earlier demo's runs would otherwise deduplicate this one away
     for stale in ("output", "preselect", "rewrites"):
         shutil.rmtree(workdir / stale, ignore_errors=True)
@@ -409,8 +419,10 @@ def _train_scorer(config_path: Path, cfg, local: bool) -> Path:
         register(cfg, scorer_dir)
         return scorer_dir
     from flows.preselect import preselect_flow
+    from flows.server import prefect_api
 
-    return Path(preselect_flow(str(config_path.resolve())))
+    with prefect_api():
+        return Path(preselect_flow(str(config_path.resolve())))
 
 
 @preselect_app.command("losses")
@@ -589,8 +601,10 @@ def _execute_rewrite(config_path: Path, local: bool) -> dict:
 
                 return run_rewrite(load_rewrite_config(config_path))
             from flows.rewrite import rewrite_flow
+            from flows.server import prefect_api
 
-            return rewrite_flow(str(config_path.resolve()))
+            with prefect_api():
+                return rewrite_flow(str(config_path.resolve()))
     finally:
         progress_hook.set_reporter(None)
 

@@ -194,6 +194,14 @@ def _replacement_dir(runs_root: Path, run_id: str, current: Path) -> Path:
     return runs_root / f"{run_id}@{max(numbers) + 1}"
 
 
+def _remove_partial_files(run_dir: Path) -> None:
+    """Temporaries of writes a killed process never finished; no other process writes this run
+    (`exclusive_run`), so every one of them is garbage."""
+    if run_dir.exists():
+        for partial in run_dir.rglob(".*.tmp-*"):
+            partial.unlink()
+
+
 def prepare_run(cfg: RunConfig, run_id: str | None = None, force: bool = False) -> RunPlan:
     """Fix what the run is. Call it inside `exclusive_run`. A run the warehouse has completed stays
     visible: asked for again it is not recomputed, and with `force` its replacement is built in a
@@ -215,6 +223,7 @@ def prepare_run(cfg: RunConfig, run_id: str | None = None, force: bool = False) 
     manifest_path = run_dir / "run.json"
     if force and replaces is None and run_dir.exists():
         shutil.rmtree(run_dir)
+    _remove_partial_files(run_dir)
     if manifest_path.exists():
         manifest = _same_config_manifest(run_id, run_dir, cfg)
         shards = [Shard(**s) for s in manifest["shards"]]
@@ -298,9 +307,15 @@ def _overhead(plan: RunPlan, stage: str, shard: Shard) -> float:
     return seconds
 
 
+def _step_done(out: Path) -> bool:
+    """A map or plan output is complete once its timing marker (written after it) exists: a
+    process killed between the two redoes the step, which rewrites the same output."""
+    return out.with_suffix(".json").exists()
+
+
 def exact_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
     out = plan.stage_dir(EXACT_STAGE) / "decisions.parquet"
-    if out.exists():
+    if _step_done(out):
         return None
     cfg = plan.config.exact_dedup
     prior = plan.warehouse.completed_files("documents", exclude_run=plan.run_id) if cfg.against_warehouse else []
@@ -318,7 +333,7 @@ def _map_step(stage: str, name: str, schema: pa.Schema, compute: Callable[[pa.Ta
 
     def step(plan: RunPlan, shard: Shard) -> dict | None:
         out = plan.stage_dir(stage) / "map" / f"{shard.id}.parquet"
-        if out.exists():
+        if _step_done(out):
             return None
 
         def work() -> dict:
@@ -335,7 +350,7 @@ def _map_step(stage: str, name: str, schema: pa.Schema, compute: Callable[[pa.Ta
 
 def near_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
     out = plan.stage_dir(NEAR_STAGE) / "decisions.parquet"
-    if out.exists():
+    if _step_done(out):
         return None
     cfg = plan.config.near_dedup
     prior = plan.warehouse.completed_files("minhash_index", exclude_run=plan.run_id) if cfg.against_warehouse else []

@@ -82,3 +82,51 @@ def curated_rows(summary: dict) -> list[dict]:
         f"SELECT * FROM documents WHERE run_id = '{summary['run_id']}' ORDER BY input_file, input_row"
     )
     return [dict(zip(cols, r)) for r in rows]
+
+
+# what legitimately differs between two runs of the same work in two folders: timings, and where
+# the run and its warehouse live (which the config, and so its fingerprint, names)
+_VOLATILE = {
+    "seconds", "created_at", "run_dir", "documents_dir", "warehouse", "generated_at", "batch_seconds",
+    "config", "config_fingerprint",
+}
+
+
+def _stable_json(value):
+    if isinstance(value, dict):
+        return {k: _stable_json(v) for k, v in value.items() if k not in _VOLATILE}
+    if isinstance(value, list):
+        return [_stable_json(v) for v in value]
+    return value
+
+
+def assert_same_run_outputs(dir_a: Path, dir_b: Path) -> None:
+    """Two run folders hold the same files: Parquet byte for byte, JSON equal but for timings."""
+    files_a = sorted(p.relative_to(dir_a) for p in dir_a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(dir_b) for p in dir_b.rglob("*") if p.is_file())
+    assert files_a == files_b
+    assert any(f.suffix == ".parquet" for f in files_a)
+    for rel in files_a:
+        a, b = (dir_a / rel), (dir_b / rel)
+        if rel.suffix == ".json":
+            assert _stable_json(json.loads(a.read_text())) == _stable_json(json.loads(b.read_text())), rel
+        else:
+            assert a.read_bytes() == b.read_bytes(), rel
+
+
+def warehouse_views(warehouse: Path, run_id: str) -> dict:
+    """What the warehouse shows of one run, minus timings and its folder."""
+    from warehouse.warehouse import Warehouse
+
+    wh = Warehouse(warehouse)
+    views = {}
+    for view in ("documents", "rejected", "minhash_index", "input_errors"):
+        cols, rows = wh.query(f"SELECT * FROM {view} WHERE run_id = '{run_id}' ORDER BY ALL")
+        views[view] = (cols, rows)
+    cols, rows = wh.query(f"SELECT * EXCLUDE (seconds) FROM stage_stats WHERE run_id = '{run_id}' ORDER BY ALL")
+    views["stage_stats"] = (cols, rows)
+    cols, rows = wh.query(
+        f"SELECT run_id, status, input_paths, docs_in, docs_out, docs_rejected, input_errors, error FROM runs WHERE run_id = '{run_id}'"
+    )
+    views["runs"] = (cols, rows)
+    return views

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import curated_rows, make_config, rejected_rows, write_shard
+from conftest import assert_same_run_outputs, curated_rows, make_config, rejected_rows, warehouse_views, write_shard
 from prefect.testing.utilities import prefect_test_harness
 
 from curation.runner import run_pipeline
@@ -43,7 +43,9 @@ def test_flow_on_a_local_dask_cluster(tmp_path, wiki_docs, harness):
     write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[:5]})
     write_shard(tmp_path / "in/1.parquet", {"text": wiki_docs[5:9] + [wiki_docs[0]]})
     inputs = [str(tmp_path / "in/*.parquet")]
-    cfg = make_config(tmp_path, inputs, execution={"task_runner": "dask", "max_workers": 2})
-    summary = run_curate_flow(cfg, run_id="dask")
-    assert summary["totals"]["docs_in"] == 10
-    assert [r["reason"] for r in rejected_rows(summary)].count("exact_duplicate") == 1
+    serial = run_pipeline(make_config(tmp_path / "serial", inputs), run_id="same")
+    cfg = make_config(tmp_path / "dask", inputs, execution={"task_runner": "dask", "max_workers": 2})
+    summary = run_curate_flow(cfg, run_id="same")
+    assert summary["totals"] == serial["totals"] and summary["totals"]["docs_in"] == 10
+    assert_same_run_outputs(tmp_path / "serial/out/runs/same", tmp_path / "dask/out/runs/same")
+    assert warehouse_views(tmp_path / "dask/warehouse.duckdb", "same") == warehouse_views(tmp_path / "serial/warehouse.duckdb", "same")

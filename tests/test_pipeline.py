@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import curated_rows, make_config, rejected_rows, write_shard
 
-from curation.runner import run_pipeline
+from curation.runner import finalize_run, prepare_run, run_pipeline, run_steps
 from curation.stage import AccountingError, process_shard, StagePaths
 from schemas.documents import CURATED_DOCUMENT
 
@@ -149,9 +150,62 @@ def test_every_run_balances_and_stats_reach_the_warehouse(tmp_path, wiki_docs):
     )
     by_stage = {r[0]: r[1:] for r in rows}
     assert by_stage["ingest"] == (18, 17, 1)
-    assert all(i == o + r for i, o, r in by_stage.values())
     _, count = Warehouse(summary["warehouse"]).query("SELECT count(*) FROM rejected WHERE run_id = 'acc'")
     assert count[0][0] == totals["docs_rejected"]
+
+
+def _run_until_finalize(tmp_path, docs, tamper_after: str | None = None, tamper=None):
+    """Every step of a run, with `tamper(plan)` called right after the step named `tamper_after`."""
+    write_shard(tmp_path / "in/0.parquet", {"text": docs[:8] + [docs[0]]})
+    write_shard(tmp_path / "in/1.parquet", {"text": docs[8:12] + ["x"]})
+    plan = prepare_run(make_config(tmp_path, [str(tmp_path / "in/*.parquet")], **NO_FILTERS), run_id="acc")
+    for step in run_steps(plan):
+        for shard in plan.shards if step.per_shard else [None]:
+            step.fn(plan, shard)
+        if step.name == tamper_after:
+            tamper(plan)
+    return plan
+
+
+def _drop_first_row(path):
+    pq.write_table(pq.read_table(path).slice(1), path)
+
+
+def _edit_stats(path, **changes):
+    stats = json.loads(path.read_text())
+    path.write_text(json.dumps({**stats, **{k: stats[k] + v for k, v in changes.items()}}))
+
+
+def test_accounting_catches_a_stage_file_with_a_row_missing(tmp_path, wiki_docs):
+    plan = _run_until_finalize(tmp_path, wiki_docs[100:112])
+    _drop_first_row(plan.paths("near_dedup", plan.shards[1]).curated)
+    with pytest.raises(AccountingError, match=r"near_dedup/shard-00001 .*curated/shard-00001.parquet holds 4 rows, stats say 5"):
+        finalize_run(plan)
+
+
+def test_accounting_catches_stats_that_lie(tmp_path, wiki_docs):
+    plan = _run_until_finalize(tmp_path, wiki_docs[100:112])
+    # balanced on its own (in = out + rejected), but not what the files hold nor what came in
+    _edit_stats(plan.paths("exact_dedup", plan.shards[0]).stats, docs_in=1, docs_rejected=1)
+    with pytest.raises(AccountingError) as err:
+        finalize_run(plan)
+    message = str(err.value)
+    assert "exact_dedup/shard-00000 (" in message and "rejected/shard-00000.parquet holds 1 rows, stats say 2" in message
+    assert "exact_dedup/shard-00000 (" in message and "in 10 != previous stage's out" in message
+
+
+def test_accounting_catches_a_run_total_off_by_one(tmp_path, wiki_docs):
+    def lose_a_row_consistently(plan):
+        shard = plan.shards[0]
+        _drop_first_row(plan.paths("ingest", shard).curated)
+        _edit_stats(plan.paths("ingest", shard).stats, docs_in=-1, docs_out=-1)
+
+    # every later stage sees one row fewer and balances; only the input files' own counts disagree
+    plan = _run_until_finalize(tmp_path, wiki_docs[100:112], tamper_after="ingest", tamper=lose_a_row_consistently)
+    with pytest.raises(AccountingError) as err:
+        finalize_run(plan)
+    assert "ingest/shard-00000" in str(err.value) and "declares 9 rows, ingest read 8" in str(err.value)
+    assert "input files hold 14 rows, curated + rejected files hold 13" in str(err.value)
 
 
 def test_a_stage_that_loses_a_document_stops_the_run(tmp_path):

@@ -1,0 +1,173 @@
+"""`curate run` killed with SIGKILL at chosen points, then rerun, ends with the same bytes and the
+same warehouse as a run that was never interrupted; a killed run leaves no process behind.
+
+Each kill is a real SIGKILL of a real `curate run` process. To land it at a known point (in the
+middle of a stage, inside a global plan, between writing the summary and registering the run),
+the child process wraps one of the runner's functions so that the process kills itself there;
+the test then checks the kill landed where it was meant to.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import assert_same_run_outputs, warehouse_views, write_shard
+
+pytestmark = pytest.mark.slow
+
+# Runs `curate run` in this process after arranging a SIGKILL at the point named by argv[1].
+CHILD = r"""
+import os, signal, sys
+from curation import progress, runner
+from warehouse.warehouse import Warehouse
+
+point, argv = sys.argv[1], sys.argv[2:]
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "signatures":
+    real_done, seen = progress.shard_done, []
+    def die_on_second_shard(stage, *args):
+        real_done(stage, *args)
+        seen.append(stage)
+        if seen.count("near_dedup_signatures") == 2:
+            die()
+    progress.shard_done = die_on_second_shard
+elif point == "near_plan":
+    real_plan = runner.plan_near_dedup
+    def plan_then_die(*args, **kwargs):
+        real_plan(*args, **kwargs)  # the decisions are on disk, the step's marker is not
+        die()
+    runner.plan_near_dedup = plan_then_die
+elif point == "quality":
+    real_quality, batches = runner._FILTERS["quality"], [0]  # counted over the shards
+    def quality_that_dies(cfg):
+        process = real_quality(cfg)
+        def counted(batch):
+            batches[0] += 1
+            if batches[0] == 5:  # shard 2's first batch: shard 1 done, shard 2's file half written
+                die()
+            return process(batch)
+        return counted
+    runner._FILTERS["quality"] = quality_that_dies
+elif point in ("before_register", "after_register"):
+    real_completed = Warehouse.run_completed
+    def completed_then_die(self, *args, **kwargs):
+        if point == "after_register":
+            real_completed(self, *args, **kwargs)
+        die()
+    Warehouse.run_completed = completed_then_die
+
+from cli.main import app
+app(argv)
+"""
+
+
+def _config(root: Path, inputs: Path) -> Path:
+    data = {
+        "input": {"paths": [str(inputs / "*.parquet")], "batch_size": 4},
+        "output": {"root": str(root / "out")},
+        "warehouse": {"path": str(root / "warehouse.duckdb")},
+        "toxicity": {"enabled": False},
+    }
+    path = root / "curate.yaml"
+    root.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _curate(config: Path, point: str | None = None) -> subprocess.CompletedProcess:
+    args = ["run", str(config), "--run-id", "k", "--local"]
+    cmd = [sys.executable, "-c", CHILD, point, *args] if point else [sys.executable, "-c", "from cli.main import app; app()", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, wiki_docs) -> Path:
+    root = tmp_path_factory.mktemp("inputs")
+    for i in range(3):
+        docs = wiki_docs[i * 12 : i * 12 + 12] + [wiki_docs[0], "short junk line"]
+        write_shard(root / f"{i}.parquet", {"text": docs})
+    return root
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, inputs) -> Path:
+    root = tmp_path_factory.mktemp("clean")
+    result = _curate(_config(root, inputs))
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+# point -> a file that must exist after the kill, and one that must not (the kill landed mid-work)
+KILL_POINTS = {
+    "signatures": ("02_near_dedup/map/shard-00001.json", "02_near_dedup/map/shard-00002.json"),
+    "near_plan": ("02_near_dedup/decisions.parquet", "02_near_dedup/decisions.json"),
+    "quality": ("04_quality/stats/shard-00000.json", "04_quality/stats/shard-00001.json"),
+    "before_register": ("summary.json", None),
+    "after_register": ("summary.json", None),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_a_run_killed_anywhere_resumes_to_the_same_bytes(tmp_path, inputs, clean, point):
+    config = _config(tmp_path, inputs)
+    killed = _curate(config, point)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_dir = tmp_path / "out/runs/k"
+    present, absent = KILL_POINTS[point]
+    assert (run_dir / present).exists()
+    if absent:
+        assert not (run_dir / absent).exists()
+    if point == "quality":  # the half-written shard's temporaries were left behind by the kill
+        assert list(run_dir.rglob(".*.tmp-*"))
+
+    rerun = _curate(config)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_same_run_outputs(clean / "out/runs/k", run_dir)
+    assert warehouse_views(tmp_path / "warehouse.duckdb", "k") == warehouse_views(clean / "warehouse.duckdb", "k")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        found += [int(c) for c in children]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's reaping is missing
+
+
+def test_a_killed_run_leaves_no_prefect_server_behind(tmp_path, inputs):
+    config = _config(tmp_path, inputs)
+    proc = subprocess.Popen([sys.executable, "-c", "from cli.main import app; app()", "run", str(config), "--run-id", "k"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    # the run has started (so its Prefect server is up) once the run folder has its manifest
+    while not (tmp_path / "out/runs/k/run.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.1)
+    children = _children(proc.pid)
+    servers = [c for c in children if b"uvicorn" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert servers, f"no Prefect server among the run's children {children}"
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(s) for s in servers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(s) for s in servers), f"Prefect server {servers} outlived its run"
