@@ -60,6 +60,7 @@ from curation.scoring import RAW_SCORES, ShardScores, plan_scoring, scoring_proc
 from curation.scoring import STAGE as SCORE_STAGE
 from curation.toxicity import toxicity_processor
 from schemas.config import RunConfig
+from warehouse.secrets import without_secrets
 from warehouse.warehouse import Warehouse
 
 # Language ID runs before the heuristic filters: they assume English (stop words, sentence rules)
@@ -234,13 +235,13 @@ def prepare_run(cfg: RunConfig, run_id: str | None = None, force: bool = False) 
             detail = "; ".join(f"{p}: {e}" for p, e in missing) or "no paths configured"
             raise RunError(f"no input shards found for input.paths ({detail})")
         shards = [Shard(id=f"shard-{i:05d}", input_path=p) for i, p in enumerate(paths)]
-        input_errors = [{"run_id": run_id, "input_file": p, "error": e} for p, e in missing]
+        input_errors = without_secrets([{"run_id": run_id, "input_file": p, "error": e} for p, e in missing])
         write_json_atomic(
             manifest_path,
             {
                 "run_id": run_id,
                 "config_fingerprint": _config_fingerprint(cfg),
-                "config": cfg.model_dump(mode="json"),
+                "config": without_secrets(cfg.model_dump(mode="json")),
                 "shards": [s.__dict__ for s in shards],
                 "input_errors": input_errors,
                 "created_at": datetime.now(timezone.utc).isoformat(),

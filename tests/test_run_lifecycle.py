@@ -168,3 +168,20 @@ def test_two_runs_on_one_warehouse_at_once_both_complete(tmp_path, wiki_docs):
     per_run = dict(Warehouse(wh).query("SELECT run_id, count(*) FROM documents GROUP BY ALL")[1])
     runs = dict(Warehouse(wh).query("SELECT run_id, docs_out FROM runs")[1])
     assert per_run == runs and per_run["a"] > 0 and per_run["b"] > 0
+
+
+def test_credentials_in_input_urls_are_never_stored(tmp_path, crawl):
+    secret_url = "https://reader:hunter2pass@127.0.0.1:9/crawl/part-0.parquet?X-Amz-Signature=t0psecretsig"
+    cfg = crawl.model_copy(update={"input": crawl.input.model_copy(update={"paths": [*crawl.input.paths, secret_url]})})
+    summary = run_pipeline(cfg, run_id="r")
+    assert summary["totals"]["docs_out"] == 5
+    assert [e["input_file"] for e in summary["input_errors"]] == ["https://127.0.0.1:9/crawl/part-0.parquet"]
+    stored = [p for p in tmp_path.rglob("*") if p.is_file() and "in" not in p.relative_to(tmp_path).parts[:1]]
+    assert any(p.name == "warehouse.duckdb" for p in stored) and any(p.name == "run.json" for p in stored)
+    for path in stored:
+        data = path.read_bytes()
+        assert b"hunter2pass" not in data and b"t0psecretsig" not in data, path
+    # DuckDB may compress what it stores: ask it too
+    for table in ("_runs", "_input_errors", "_run_files"):
+        cols, rows = Warehouse(tmp_path / "warehouse.duckdb").query(f"SELECT * FROM {table}")
+        assert "hunter2pass" not in repr(rows) and "t0psecretsig" not in repr(rows), table

@@ -27,6 +27,7 @@ from schemas.documents import (
 )
 from schemas.rewrite import GENERATION, REWRITE_FAILURE
 from schemas.scoring import SCORES
+from warehouse.secrets import without_secrets
 
 # view name -> (kind of run file it reads, schema of those files)
 FILE_VIEWS = {
@@ -191,7 +192,10 @@ class Warehouse:
             con.execute("DELETE FROM _runs WHERE run_id = ?", [run_id])
             con.execute(
                 "INSERT INTO _runs (run_id, status, started_at, output_dir, input_paths, config) VALUES (?, 'running', ?, ?, ?, ?)",
-                [run_id, datetime.now(timezone.utc), str(output_dir), json.dumps(input_paths), json.dumps(config, default=str)],
+                [
+                    run_id, datetime.now(timezone.utc), str(output_dir), json.dumps(without_secrets(input_paths)),
+                    json.dumps(without_secrets(config), default=str),
+                ],
             )
             self._refresh_file_views(con)
 
@@ -203,7 +207,7 @@ class Warehouse:
                    finished_at = CASE WHEN status = 'completed' THEN finished_at ELSE ? END,
                    error = CASE WHEN status = 'completed' THEN 'replacement failed: ' || ? ELSE ? END
                    WHERE run_id = ?""",
-                [datetime.now(timezone.utc), error, error, run_id],
+                [datetime.now(timezone.utc), without_secrets(error), without_secrets(error), run_id],
             )
 
     def run_completed(
@@ -216,7 +220,7 @@ class Warehouse:
         output_dir: Path | None = None,
     ) -> None:
         stats_table = pa.Table.from_pylist(list(stats), schema=STAGE_STATS)  # noqa: F841
-        errors_table = pa.Table.from_pylist(list(input_errors), schema=INPUT_ERROR)  # noqa: F841
+        errors_table = pa.Table.from_pylist(without_secrets(list(input_errors)), schema=INPUT_ERROR)  # noqa: F841
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             self._set_files(con, RUN, run_id, files)
@@ -268,7 +272,7 @@ class Warehouse:
             con.execute("DELETE FROM _rewrites WHERE rewrite_id = ?", [rewrite_id])
             con.execute(
                 "INSERT INTO _rewrites (rewrite_id, status, started_at, output_dir, config) VALUES (?, 'running', ?, ?, ?)",
-                [rewrite_id, datetime.now(timezone.utc), str(output_dir), json.dumps(config, default=str)],
+                [rewrite_id, datetime.now(timezone.utc), str(output_dir), json.dumps(without_secrets(config), default=str)],
             )
             self._refresh_file_views(con)
 
@@ -276,7 +280,7 @@ class Warehouse:
         with self.connect() as con:
             con.execute(
                 "UPDATE _rewrites SET status = 'failed', finished_at = ?, error = ? WHERE rewrite_id = ?",
-                [datetime.now(timezone.utc), error, rewrite_id],
+                [datetime.now(timezone.utc), without_secrets(error), rewrite_id],
             )
 
     def rewrite_completed(self, rewrite_id: str, files: dict[str, list[Path]], summary: dict) -> None:
@@ -285,7 +289,7 @@ class Warehouse:
             self._set_files(con, REWRITE, rewrite_id, files)
             con.execute(
                 "UPDATE _rewrites SET status = 'completed', finished_at = ?, summary = ?, error = NULL WHERE rewrite_id = ?",
-                [datetime.now(timezone.utc), json.dumps(summary, default=str), rewrite_id],
+                [datetime.now(timezone.utc), json.dumps(without_secrets(summary), default=str), rewrite_id],
             )
             self._refresh_file_views(con)
             con.execute("COMMIT")
