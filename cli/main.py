@@ -10,6 +10,8 @@ import sys
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -83,31 +85,34 @@ class RichReporter:
             self.progress.update(self.tasks[stage], advance=1, docs=docs)
 
 
-def _execute(cfg: RunConfig, run_id: str | None, force: bool, local: bool) -> dict:
+@contextmanager
+def _progress_bars(unit: str) -> Iterator[None]:
+    """Progress bars for whatever the work reports through curation.progress, while it runs."""
     from curation import progress as progress_hook
 
     bars = Progress(
-        TextColumn("[bold]{task.description:<24}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("shards {task.fields[docs]}"),
-        TimeElapsedColumn(),
-        console=console,
+        TextColumn("[bold]{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn(f"{unit} {{task.fields[docs]}}"), TimeElapsedColumn(), console=console,
     )
     progress_hook.set_reporter(RichReporter(bars))
     try:
         with bars:
-            if local:
-                from curation.runner import run_pipeline
-
-                return run_pipeline(cfg, run_id=run_id, force=force)
-            from flows.curate import run_curate_flow
-            from flows.server import prefect_api
-
-            with prefect_api():
-                return run_curate_flow(cfg, run_id=run_id, force=force)
+            yield
     finally:
         progress_hook.set_reporter(None)
+
+
+def _execute(cfg: RunConfig, run_id: str | None, force: bool, local: bool) -> dict:
+    with _progress_bars("shards"):
+        if local:
+            from curation.runner import run_pipeline
+
+            return run_pipeline(cfg, run_id=run_id, force=force)
+        from flows.curate import run_curate_flow
+        from flows.server import prefect_api
+
+        with prefect_api():
+            return run_curate_flow(cfg, run_id=run_id, force=force)
 
 
 def _size(n: int) -> str:
@@ -411,18 +416,19 @@ def _fail(err: Exception) -> typer.Exit:
 
 
 def _train_scorer(config_path: Path, cfg, local: bool) -> Path:
-    if local:
-        from flows.preselect import register
-        from scorers.preselect import run_training
+    with _progress_bars("batches"):
+        if local:
+            from flows.preselect import register
+            from scorers.preselect import run_training
 
-        scorer_dir = run_training(cfg)
-        register(cfg, scorer_dir)
-        return scorer_dir
-    from flows.preselect import preselect_flow
-    from flows.server import prefect_api
+            scorer_dir = run_training(cfg)
+            register(cfg, scorer_dir)
+            return scorer_dir
+        from flows.preselect import preselect_flow
+        from flows.server import prefect_api
 
-    with prefect_api():
-        return Path(preselect_flow(str(config_path.resolve())))
+        with prefect_api():
+            return Path(preselect_flow(str(config_path.resolve())))
 
 
 @preselect_app.command("losses")
@@ -438,7 +444,8 @@ def preselect_losses(config: Annotated[Path, typer.Argument(help="PreSelect trai
         for col in ("model", "computed now", "from cache", "mean bits/char"):
             table.add_column(col)
         for model in cfg.models:
-            losses = model_losses(cfg, model, documents)
+            with _progress_bars("documents"):
+                losses = model_losses(cfg, model, documents)
             bpc = losses.table.column("bits_per_char").to_pylist()
             table.add_row(losses.model, f"{losses.computed:,}", f"{len(bpc) - losses.computed:,}", f"{sum(bpc) / max(len(bpc), 1):.4f}")
     except Exception as err:  # noqa: BLE001
@@ -586,27 +593,18 @@ def print_rewrite_summary(summary: dict, warehouse: str) -> None:
 
 
 def _execute_rewrite(config_path: Path, local: bool) -> dict:
-    from curation import progress as progress_hook
     from schemas.config import load_rewrite_config
 
-    bars = Progress(
-        TextColumn("[bold]{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("batches {task.fields[docs]}"), TimeElapsedColumn(), console=console,
-    )
-    progress_hook.set_reporter(RichReporter(bars))
-    try:
-        with bars:
-            if local:
-                from curation.rewrite.runner import run_rewrite
+    with _progress_bars("batches"):
+        if local:
+            from curation.rewrite.runner import run_rewrite
 
-                return run_rewrite(load_rewrite_config(config_path))
-            from flows.rewrite import rewrite_flow
-            from flows.server import prefect_api
+            return run_rewrite(load_rewrite_config(config_path))
+        from flows.rewrite import rewrite_flow
+        from flows.server import prefect_api
 
-            with prefect_api():
-                return rewrite_flow(str(config_path.resolve()))
-    finally:
-        progress_hook.set_reporter(None)
+        with prefect_api():
+            return rewrite_flow(str(config_path.resolve()))
 
 
 @rewrite_app.command("run")

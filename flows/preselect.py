@@ -39,7 +39,10 @@ def preselect_flow(config_path: str) -> str:
     logger = get_run_logger()
     cfg = load_training_config(config_path)
     sample = training_documents(cfg)
-    logger.info("%d training documents (%d empty skipped), %d models", len(sample.documents), sample.skipped_empty, len(cfg.models))
+    logger.info(
+        "%d training documents (%d empty and %d not UTF-8 skipped), %d models",
+        len(sample.documents), sample.skipped_empty, sample.skipped_invalid_utf8, len(cfg.models),
+    )
     measured = [measure_task(cfg, model, sample.documents) for model in cfg.models]
     for model, (losses, score) in zip(cfg.models, measured):
         logger.info("%s: %d losses computed now, benchmark score %.3f", model.name, losses.computed, score)

@@ -9,6 +9,7 @@ training/held-out files; the card records everything needed to reproduce or audi
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,11 @@ import duckdb
 import pyarrow as pa
 
 from curation.normalize import content_hash
-from curation.shards import expand_input_paths, write_json_atomic, write_table_atomic
-from schemas.scoring import LABEL_NEGATIVE, LABEL_POSITIVE, PreSelectModel, PreSelectTrainingConfig
+from curation.shards import (
+    TEXT_TYPES, ShardError, check_text_column, expand_input_paths, iter_parquet_batches, open_parquet,
+    write_json_atomic, write_table_atomic,
+)
+from schemas.scoring import LABEL_NEGATIVE, LABEL_POSITIVE, PreSelectModel, PreSelectTrainingConfig, TrainingDocuments
 from scorers import fasttext_scorer
 from scorers.benchmark import load_mmlu_jsonl, multiple_choice_accuracy, sample_questions
 from scorers.card import card_from_training, write_card
@@ -27,6 +31,7 @@ from scorers.loss_cache import CacheDocument, losses_with_cache
 from scorers.losses import document_losses, make_scorer, weights_fingerprint
 
 MODEL_FILE = "model.bin"
+log = logging.getLogger(__name__)
 
 
 def resolve_model_path(model: PreSelectModel) -> Path:
@@ -48,15 +53,68 @@ def model_key(model: PreSelectModel) -> str:
 class TrainingSample:
     documents: list[CacheDocument]
     skipped_empty: int  # documents with no text: they have no loss, and the card counts them
+    skipped_invalid_utf8: int = 0  # id or text not UTF-8: no model can read them; the card counts them
+
+
+NOT_UTF8 = object()  # stands for a value whose bytes are not UTF-8
+PARQUET_BATCH_ROWS = 10_000
+
+
+def _as_strings(column: pa.ChunkedArray) -> list:
+    """The column's values as str (None stays None), NOT_UTF8 where a string is not UTF-8.
+    String columns are read as bytes: pyarrow and DuckDB both fail on the whole file otherwise."""
+    if column.type not in TEXT_TYPES:
+        return [None if v is None else str(v) for v in column.to_pylist()]
+    return [_decode(v) for v in column.cast(pa.large_binary()).to_pylist()]
+
+
+def _decode(value: bytes | None):
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return NOT_UTF8
+
+
+def _parquet_rows(path: str, source: TrainingDocuments) -> tuple[list[tuple], list[int]]:
+    """(doc_id, text) rows of one file, and the row numbers of those that are not UTF-8."""
+    with open_parquet(path) as pf:
+        schema = pf.schema_arrow
+    check_text_column(path, schema, source.text_column)
+    if source.id_column not in schema.names:
+        raise ShardError(path, f"missing id column {source.id_column!r} (columns: {schema.names}); set documents.id_column")
+    rows, invalid = [], []
+    try:
+        for batch in iter_parquet_batches(path, PARQUET_BATCH_ROWS, columns=[source.id_column, source.text_column]):
+            pairs = zip(_as_strings(batch.column(source.id_column)), _as_strings(batch.column(source.text_column)))
+            for doc_id, text in pairs:
+                if doc_id is NOT_UTF8 or text is NOT_UTF8:
+                    invalid.append(len(rows) + len(invalid))
+                else:
+                    rows.append((doc_id, text))
+    except (pa.ArrowException, OSError) as err:
+        raise ShardError(path, f"corrupt data while reading rows ({err})") from None
+    return rows, invalid
+
+
+def _warn_not_utf8(path: str, source: TrainingDocuments, rows: list[int]) -> None:
+    shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+    log.warning(
+        "%s: %d document(s) skipped, their %r or %r column is not valid UTF-8 (rows %s)",
+        path, len(rows), source.id_column, source.text_column, shown,
+    )
 
 
 def training_documents(cfg: PreSelectTrainingConfig) -> TrainingSample:
-    """A deterministic sample of non-empty documents, each with the hash its losses are cached by."""
+    """A deterministic sample of non-empty documents, each with the hash its losses are cached by.
+    Documents that are not UTF-8 are skipped, counted, and reported with their file and rows."""
     source = cfg.documents
-    con = duckdb.connect()
+    invalid = 0
     if source.warehouse_query:
         if not cfg.warehouse:
             raise ValueError("documents.warehouse_query needs `warehouse` (the DuckDB file) in the config")
+        con = duckdb.connect()
         quoted = cfg.warehouse.replace("'", "''")  # ATTACH takes no parameters
         con.execute(f"ATTACH '{quoted}' AS wh (READ_ONLY)")
         con.execute("USE wh")
@@ -65,13 +123,17 @@ def training_documents(cfg: PreSelectTrainingConfig) -> TrainingSample:
         files, missing = expand_input_paths(source.paths)
         if missing:
             raise FileNotFoundError("; ".join(f"{p}: {e}" for p, e in missing))
-        rows = con.execute(
-            f'SELECT CAST("{source.id_column}" AS VARCHAR), "{source.text_column}" FROM read_parquet(?)', [files]
-        ).fetchall()
+        rows = []
+        for path in files:
+            file_rows, bad = _parquet_rows(path, source)
+            rows += file_rows
+            if bad:
+                _warn_not_utf8(path, source, bad)
+                invalid += len(bad)
     usable = sorted((str(i), t) for i, t in rows if t and t.strip())
     random.Random(source.seed).shuffle(usable)
     documents = [CacheDocument(doc_id, content_hash(text), text) for doc_id, text in usable[: source.limit]]
-    return TrainingSample(documents, skipped_empty=len(rows) - len(usable))
+    return TrainingSample(documents, skipped_empty=len(rows) - len(usable), skipped_invalid_utf8=invalid)
 
 
 @dataclass(frozen=True)
@@ -164,6 +226,7 @@ def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores
     card["tied_pairs"] = [list(p) for p in strength.tied_pairs]
     card["loss_normalization"] = cfg.loss_normalization
     card["skipped_empty_documents"] = sample.skipped_empty
+    card["skipped_invalid_utf8_documents"] = sample.skipped_invalid_utf8
     write_card(out, card)
     write_json_atomic(out / "training_config.json", cfg.model_dump(mode="json"))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -111,5 +112,26 @@ def test_real_models_measure_mmlu_and_engines_agree(assets):
     for engine in ("vllm", "transformers"):
         scorer = make_scorer(engine, model_path("smollm2-135m-instruct"), max_len=1024)
         accuracies[engine] = multiple_choice_accuracy(scorer, questions, scorer.bos_id)
-    assert 0.0 <= accuracies["vllm"] <= 1.0
     assert abs(accuracies["vllm"] - accuracies["transformers"]) <= 2 / 24  # float noise may flip a close call
+
+    # An answer key made from the model's own picks, read straight from its logits: the first 10
+    # answers are its pick, the other 14 are not, so its accuracy must be exactly 10/24.
+    picks = letter_picks_from_logits(scorer, questions)
+    keyed = [replace(q, answer=pick if i < 10 else (pick + 1) % 4) for i, (q, pick) in enumerate(zip(questions, picks))]
+    assert multiple_choice_accuracy(scorer, keyed, scorer.bos_id) == 10 / 24
+    assert accuracies["transformers"] == sum(p == q.answer for p, q in zip(picks, questions)) / 24
+
+
+def letter_picks_from_logits(scorer, questions: list[Question]) -> list[int]:
+    """Which of " A".." D" a transformers model rates likeliest after each prompt, by one forward
+    pass over BOS + prompt: the letter-scoring rule, computed without scorers.benchmark."""
+    import torch
+
+    letter_ids = [scorer.tokenizer(f" {letter}", add_special_tokens=False)["input_ids"][0] for letter in "ABCD"]
+    picks = []
+    for q in questions:
+        ids = [scorer.tokenizer.bos_token_id] + scorer.tokenizer(prompt_for(q), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = scorer.model(input_ids=torch.tensor([ids])).logits[0, -1]
+        picks.append(int(torch.argmax(logits[letter_ids])))
+    return picks

@@ -65,9 +65,9 @@ def test_vllm_and_transformers_agree_on_real_text(wiki_docs):
 
     path = model_path("smollm2-135m-instruct")
     texts = [wiki_docs[0][:600], wiki_docs[1][:900], "Paris is the capital of France."]
-    results = {}
+    results, scorers = {}, {}
     for engine in ("transformers", "vllm"):
-        scorer = make_scorer(engine, path, max_len=512)
+        scorer = scorers[engine] = make_scorer(engine, path, max_len=512)
         results[engine] = document_losses(scorer, texts, scorer.bos_id)
         # a context far shorter than the documents: windows, same loss within a few percent
         short = make_scorer(engine, path, max_len=64) if engine == "transformers" else None
@@ -78,4 +78,14 @@ def test_vllm_and_transformers_agree_on_real_text(wiki_docs):
     for a, b in zip(results["transformers"], results["vllm"]):
         assert a.n_tokens == b.n_tokens > 0
         assert a.bits_per_char == pytest.approx(b.bits_per_char, rel=0.01)
-    assert 0.3 < results["vllm"][0].bits_per_char < 3.0
+    # the transformers engine's loss is the model's own cross-entropy (its `labels=` loss, a mean
+    # over the predicted tokens) over BOS + text, in bits per character
+    import torch
+
+    model, tokenizer = scorers["transformers"].model, scorers["transformers"].tokenizer
+    for text, loss in zip(texts, results["transformers"]):
+        ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            mean_nats = model(input_ids=ids, labels=ids).loss.item()
+        assert loss.n_tokens == ids.shape[1] - 1
+        assert loss.bits_per_char == pytest.approx(mean_nats * loss.n_tokens / (len(text) * LN2), rel=1e-4)
