@@ -274,3 +274,25 @@ def test_the_default_rewrite_config_loads_and_bad_keys_are_named(tmp_path):
     with pytest.raises(Exception, match="unknown gate settings"):
         StyleSpec(id="x", version=1, cites="c", gates={"max_cpy": 1})
     assert json.loads(json.dumps(cfg.model_dump(mode="json")))["engine"]["enable_chunked_prefill"] is False
+
+
+def test_credentials_are_removed_from_every_url_in_a_config():
+    from curation.rewrite.endpoint import chat_url, engine_name
+    from warehouse.secrets import without_secrets
+
+    config = {
+        "engine": {"base_url": "https://user:pw@fleet.example:8443/v1/?token=abc&api_key=k1#frag", "concurrency": 4},
+        "mirrors": ["http://[::1]:8000/v1?sig=s1", "plain text, no url", None, 3.5],
+        "error": "ConnectError: cannot reach 'http://bob:p@ss@10.0.0.2/v1?key=k2' after 3 attempts",
+        "where": "source = 'news'",
+    }
+    clean = without_secrets(config)
+    assert clean == {
+        "engine": {"base_url": "https://fleet.example:8443/v1/", "concurrency": 4},
+        "mirrors": ["http://[::1]:8000/v1", "plain text, no url", None, 3.5],
+        "error": "ConnectError: cannot reach 'http://10.0.0.2/v1' after 3 attempts",
+        "where": "source = 'news'",
+    }
+    assert config["engine"]["base_url"].startswith("https://user:pw@")  # a copy: the input is untouched
+    assert engine_name("https://user:pw@fleet.example:8443/v1/?token=abc") == "openai:https://fleet.example:8443/v1"
+    assert chat_url("http://h:8000/v1/?token=abc") == "http://h:8000/v1/chat/completions?token=abc"

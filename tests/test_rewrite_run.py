@@ -4,6 +4,8 @@ purpose (malformed bodies, empty outputs, 5xx, slow answers cannot be had from a
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import threading
 import time
@@ -14,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import make_config, write_shard
 
-from curation.rewrite.endpoint import EndpointEngine, public_url
-from curation.rewrite.engines import GenerationRequest
+from curation.rewrite.endpoint import EndpointEngine
+from curation.rewrite.engines import EngineResultError, GenerationRequest
 from curation.rewrite.runner import run_rewrite
 from curation.rewrite.styles import StyleError
 from curation.runner import run_pipeline
@@ -121,6 +123,7 @@ class Misbehaving(BaseHTTPRequestHandler):
 
     calls: dict[str, int] = {}
     auth: list[str] = []
+    paths: list[str] = []
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -128,6 +131,7 @@ class Misbehaving(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         Misbehaving.auth.append(self.headers.get("Authorization", ""))
+        Misbehaving.paths.append(self.path)
         prompt = body["messages"][-1]["content"]
         kind = prompt.split()[0]
         Misbehaving.calls[kind] = Misbehaving.calls.get(kind, 0) + 1
@@ -163,7 +167,7 @@ class Misbehaving(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    Misbehaving.calls, Misbehaving.auth = {}, []
+    Misbehaving.calls, Misbehaving.auth, Misbehaving.paths = {}, [], []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -194,7 +198,6 @@ def test_endpoint_client_handles_every_kind_of_bad_answer(server, monkeypatch):
     assert results["bad"].error == "engine_error" and Misbehaving.calls["bad"] == 1  # a 400 is not retried
     assert set(Misbehaving.auth) == {"Bearer sk-secret-123"}
     assert engine.name == f"openai:{server}"
-    assert public_url("https://user:pw@fleet.example:8443/v1/?token=abc") == "https://fleet.example:8443/v1"
 
 
 def test_an_unset_api_key_is_a_clear_error(server, monkeypatch):
@@ -289,3 +292,98 @@ def test_a_model_that_is_not_there_is_a_clear_error(curated):
     with pytest.raises(EngineLoadError, match="no-such-model does not exist"):
         run_rewrite(cfg)
     assert records(curated, "SELECT status FROM rewrites WHERE rewrite_id = 'nomodel'") == [{"status": "failed"}]
+
+
+# ---------------------------------------------------------------- engine faults and secrets
+
+
+def endpoint_config(base_url: str) -> dict:
+    from scorers.model_assets import model_path
+
+    return {"kind": "openai", "base_url": base_url, "served_model": "smol", "max_retries": 0,
+            "tokenizer": str(model_path("smollm2-135m-instruct"))}
+
+
+class LosesResults:
+    """A real endpoint client whose batches come back short or with results for other requests:
+    an engine fault a healthy server cannot be made to show."""
+
+    def __init__(self, inner: EndpointEngine, fault: str):
+        self.inner, self.fault = inner, fault
+        self.name, self.model_name, self.model_hash = inner.name, inner.model_name, inner.model_hash
+        self.lost: list[str] = []
+
+    def generate(self, requests):
+        results = self.inner.generate(requests)
+        self.lost.append(results[0].key)
+        if self.fault == "drop":
+            return results[1:]
+        return [dataclasses.replace(results[0], key="not-asked-for"), *results[1:]]
+
+    def close(self):
+        self.inner.close()
+
+
+def test_a_result_the_engine_did_not_return_is_a_failure_never_a_substitute(curated, server):
+    cfg = rewrite_config(curated, rewrite_id="short", routes=[{"styles": [{"style": "wrap_wikipedia"}]}],
+                         engine=endpoint_config(server), source={"limit": 3})
+    engine = LosesResults(EndpointEngine(cfg.engine), "drop")
+    summary = run_rewrite(cfg, engine=engine)
+    engine.close()
+    assert summary["failures"] == {"missing_result": len(engine.lost)} and len(engine.lost) >= 2
+    assert summary["records"] == summary["work_items"] - len(engine.lost)
+    failed = records(curated, "SELECT record_id, reason FROM rewrite_failures ORDER BY record_id")
+    assert failed == [{"record_id": k, "reason": "missing_result"} for k in sorted(engine.lost)]
+    rows = records(curated, "SELECT record_id, raw_output FROM generations")
+    assert not set(engine.lost) & {r["record_id"] for r in rows}
+    assert all(r["raw_output"].startswith("echo of ") for r in rows)  # every record is the server's answer
+
+    # the next run asks the engine for exactly the lost work
+    healthy = EndpointEngine(cfg.engine)
+    again = run_rewrite(cfg, engine=healthy)
+    healthy.close()
+    assert again["generated_now"] == len(engine.lost) and again["failures"] == {}
+    assert again["records"] == again["work_items"]
+
+
+def test_a_result_for_a_request_not_made_is_an_error(curated, server):
+    cfg = rewrite_config(curated, rewrite_id="wrongkey", routes=[{"styles": [{"style": "wrap_wikipedia"}]}],
+                         engine=endpoint_config(server), source={"limit": 1})
+    engine = LosesResults(EndpointEngine(cfg.engine), "rename")
+    with pytest.raises(EngineResultError, match="not-asked-for"):
+        run_rewrite(cfg, engine=engine)
+    engine.close()
+    assert not list((curated / "out/rewrites/wrongkey/parts").glob("*.parquet"))
+    (row,) = records(curated, "SELECT status, error FROM rewrites")
+    assert row["status"] == "failed" and "not-asked-for" in row["error"]
+
+
+SECRETS = (b"s3cretpass", b"t0psecret")
+
+
+def test_credentials_in_the_engine_url_are_used_but_never_stored(curated, server):
+    port = server.split(":")[2].split("/")[0]
+    secret_url = f"http://user:s3cretpass@127.0.0.1:{port}/v1?token=t0psecret"
+    cfg = rewrite_config(curated, rewrite_id="secret", routes=[{"styles": [{"style": "wrap_wikipedia"}]}],
+                         engine=endpoint_config(secret_url), source={"limit": 2})
+    summary = run_rewrite(cfg)
+    assert summary["records"] == summary["work_items"] > 0
+    for path in curated.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not [s for s in SECRETS if s in data], path
+    for table, column in records_of_text_columns(curated):
+        values = records(curated, f'SELECT DISTINCT CAST("{column}" AS VARCHAR) AS v FROM "{table}"')
+        assert not [v for v in values if v["v"] and any(s.decode() in v["v"] for s in SECRETS)], (table, column)
+    (row,) = records(curated, "SELECT config FROM rewrites")
+    assert json.loads(row["config"])["engine"]["base_url"] == f"http://127.0.0.1:{port}/v1"
+    assert {r["engine"] for r in records(curated, "SELECT engine FROM generations")} == {f"openai:http://127.0.0.1:{port}/v1"}
+    # the server was reached with the credentials: Basic auth, and the query kept on the request path
+    assert set(Misbehaving.paths) == {"/v1/chat/completions?token=t0psecret"}
+    assert set(Misbehaving.auth) == {"Basic " + base64.b64encode(b"user:s3cretpass").decode()}
+
+
+def records_of_text_columns(root: Path) -> list[tuple[str, str]]:
+    rows = records(root, "SELECT table_name, column_name FROM information_schema.columns WHERE data_type = 'VARCHAR'")
+    assert len(rows) > 20  # every table and view of the warehouse, not an empty schema
+    return [(r["table_name"], r["column_name"]) for r in rows]

@@ -3,7 +3,8 @@
 A bounded number of requests is in flight at once; each has a timeout and is retried with
 exponential backoff on connection errors, timeouts, 429 and 5xx. Other HTTP errors are final. The
 API key is read from the environment variable the config names, at request time, and is never
-stored: not in the engine's provenance name, not in records, not in logs.
+stored: not in the engine's provenance name, not in records, not in logs. Credentials in base_url
+(userinfo, which httpx sends as Basic auth, or a query parameter) are sent and never stored either.
 """
 
 from __future__ import annotations
@@ -25,29 +26,27 @@ from curation.rewrite.engines import (
     GenerationResult,
 )
 from schemas.rewrite import EngineConfig
+from warehouse.secrets import without_secrets
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 
-def public_url(url: str) -> str:
-    """The URL without credentials or query string, safe to record."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-
-
 def engine_name(base_url: str) -> str:
     """How records name this engine: the server's public URL, never its credentials."""
-    return f"openai:{public_url(base_url.rstrip('/'))}"
+    return f"openai:{without_secrets(base_url).rstrip('/')}"
+
+
+def chat_url(base_url: str) -> str:
+    """The chat endpoint below base_url, its query kept (some gateways take their key there)."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/chat/completions"))
 
 
 class EndpointEngine:
     def __init__(self, cfg: EngineConfig, sleep=time.sleep):
         self.cfg = cfg
-        self.base_url = cfg.base_url.rstrip("/")
-        self.name = engine_name(self.base_url)
+        self.url = chat_url(cfg.base_url)
+        self.name = engine_name(cfg.base_url)
         self.model_name = cfg.served_model or cfg.model
         self.model_hash = None  # a remote server does not tell us its weights
         if cfg.api_key_env and not os.environ.get(cfg.api_key_env):
@@ -94,9 +93,7 @@ class EndpointEngine:
 
     def _attempt(self, request: GenerationRequest) -> GenerationResult | tuple[bool, tuple[str, str]]:
         try:
-            response = self._client.post(
-                f"{self.base_url}/chat/completions", json=self._body(request), headers=self._headers()
-            )
+            response = self._client.post(self.url, json=self._body(request), headers=self._headers())
         except httpx.TimeoutException as err:
             return True, (TIMEOUT, f"no answer within {self.cfg.timeout_s}s ({type(err).__name__})")
         except httpx.TransportError as err:

@@ -17,6 +17,7 @@ from schemas.rewrite import EngineConfig
 
 # failure reasons a result can carry (also REWRITE_FAILURE.reason)
 ENGINE_ERROR, TIMEOUT, MALFORMED = "engine_error", "timeout", "malformed_response"
+MISSING_RESULT = "missing_result"  # the engine returned no result for a request
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ class Engine(Protocol):
 
 class EngineLoadError(RuntimeError):
     """The model or server cannot be used at all; nothing was generated."""
+
+
+class EngineResultError(RuntimeError):
+    """The engine returned results that cannot be matched to the requests (a key not asked for, or
+    one answered twice): none of the batch can be trusted to belong to its request."""
 
 
 class VLLMEngine:
@@ -109,7 +115,7 @@ class VLLMEngine:
             if len(requests) == 1:
                 raise
             return [self._generate_one(r) for r in requests]
-        return [self._result(r, o) for r, o in zip(requests, outputs)]
+        return [self._result(r, o) for r, o in zip(requests, outputs, strict=True)]
 
     def _generate_one(self, request: GenerationRequest) -> GenerationResult:
         try:

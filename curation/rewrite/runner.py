@@ -4,7 +4,8 @@ Resumability: every batch is written as one part file (atomically) the moment th
 named by the hash of its keys. A rerun of the same rewrite reads the keys of the existing parts
 (and of every completed rewrite in the warehouse) and generates only the rest, so a killed run
 loses at most the batch in flight and never produces a record twice. Failed work (timeouts, engine
-errors) is written to failure parts and tried again by the next run.
+errors, requests the engine returned no result for) is written to failure parts and tried again by
+the next run; nothing stands in for a missing generation.
 
 The near-duplicate gate needs all generations at once, so it runs at finalize, over the accepted
 records in key order (deterministic whatever the batch order was) and against the accepted
@@ -30,7 +31,9 @@ from curation.dedup import band_keys
 from curation.language import model_path as lid_model_path
 from curation.rewrite.chunking import TokenCounter, sentence_spans
 from curation.rewrite.engines import (
+    MISSING_RESULT,
     Engine,
+    EngineResultError,
     GenerationRequest,
     GenerationResult,
     resolve_model_dir,
@@ -54,6 +57,7 @@ from curation.rewrite.work import (
 from curation.shards import write_json_atomic, write_table_atomic
 from schemas.config import LanguageConfig, NearDedupConfig
 from schemas.rewrite import GENERATION, REWRITE_FAILURE, RewriteConfig
+from warehouse.secrets import without_secrets
 from warehouse.warehouse import Warehouse
 
 STAGE = "rewrite"
@@ -206,7 +210,8 @@ def judge(item: WorkItem, result: GenerationResult, ctx: RewriteContext, batch_s
 def failure_row(item: WorkItem, rewrite_id: str, reason: str, detail: str | None) -> dict:
     return {
         "record_id": item.key, "rewrite_id": rewrite_id, "doc_id": item.doc_id, "chunk_index": item.chunk.index,
-        "variant": item.variant, "style": item.style.id, "reason": reason, "detail": detail,
+        "variant": item.variant, "style": item.style.id, "reason": reason,
+        "detail": without_secrets(detail),  # failure parts do not pass through the warehouse's scrubber
         "failed_at": datetime.now(timezone.utc),
     }
 
@@ -224,6 +229,32 @@ def shuffled_chunk(item: WorkItem) -> GenerationResult:
     return GenerationResult(key=item.key, text=shuffle_sentences(text, item.seed, sentence_spans(text)))
 
 
+def engine_results(items: list[WorkItem], engine: Engine | None, cfg: RewriteConfig) -> dict[str, GenerationResult]:
+    """The engine's results for the batch's LLM work, matched by key. A result for a key not asked
+    for, or a key answered twice, means results cannot be told apart: an error, never a guess."""
+    requests = [request_for(i, cfg) for i in items if i.style.kind == "llm"]
+    if not requests:
+        return {}
+    asked = {r.key for r in requests}
+    results: dict[str, GenerationResult] = {}
+    for result in engine.generate(requests):
+        if result.key not in asked:
+            raise EngineResultError(f"engine {engine.name} returned a result for key {result.key!r}, which was not requested")
+        if result.key in results:
+            raise EngineResultError(f"engine {engine.name} returned two results for key {result.key!r}")
+        results[result.key] = result
+    return results
+
+
+def result_for(item: WorkItem, results: dict[str, GenerationResult]) -> GenerationResult:
+    """Only model-free styles are produced here. LLM work the engine left unanswered becomes a
+    failure, retried by the next run: a stand-in text would carry the model's provenance."""
+    if item.style.kind != "llm":
+        return shuffled_chunk(item)
+    missing = GenerationResult(key=item.key, text=None, error=MISSING_RESULT, detail="the engine returned no result for this request")
+    return results.get(item.key, missing)
+
+
 # ---------------------------------------------------------------- batches
 
 
@@ -234,12 +265,11 @@ def _part_name(items: list[WorkItem]) -> str:
 def run_batch(items: list[WorkItem], engine: Engine | None, ctx: RewriteContext) -> tuple[int, int]:
     """Generate, judge and persist one batch; returns (records written, failures)."""
     started = time.perf_counter()
-    llm_items = [i for i in items if i.style.kind == "llm"]
-    results = dict(zip([i.key for i in llm_items], engine.generate([request_for(i, ctx.cfg) for i in llm_items]))) if llm_items else {}
+    results = engine_results(items, engine, ctx.cfg)
     seconds = time.perf_counter() - started
     rows, failures = [], []
     for item in items:
-        result = results.get(item.key) or shuffled_chunk(item)
+        result = result_for(item, results)
         if result.error:
             failures.append(failure_row(item, ctx.rewrite_id, result.error, result.detail))
             ctx.counters[f"failed:{result.error}"] += 1
@@ -276,13 +306,13 @@ def _near_duplicate_marks(table: pa.Table, warehouse: Warehouse, ctx: RewriteCon
     if prior:
         earlier = pa.concat_tables([pq.read_table(p, columns=["record_id", "text", "accepted"]) for p in prior])
         earlier = earlier.filter(pc.field("accepted"))
-        for rec, text in zip(earlier.column("record_id").to_pylist(), earlier.column("text").to_pylist()):
+        for rec, text in zip(earlier.column("record_id").to_pylist(), earlier.column("text").to_pylist(), strict=True):
             for band, key in enumerate(band_keys(text, cfg)):
                 owner.setdefault((band, key), rec)
     marks: dict[str, str] = {}
     checked = [s for s, style in ctx.registry.items() if style.gate_settings(ctx.cfg.gates).near_duplicates]
     accepted = table.filter(pc.field("accepted") & pc.field("style").isin(checked)).sort_by("record_id")
-    for rec, text in zip(accepted.column("record_id").to_pylist(), accepted.column("text").to_pylist()):
+    for rec, text in zip(accepted.column("record_id").to_pylist(), accepted.column("text").to_pylist(), strict=True):
         keys = [(band, key) for band, key in enumerate(band_keys(text, cfg))]
         match = next((owner[k] for k in keys if k in owner and owner[k] != rec), None)
         if match:
