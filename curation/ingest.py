@@ -1,20 +1,30 @@
 """Ingest: read an input shard, validate it, normalise text, give every document a stable id.
 
-File-level problems (unreadable, not Parquet, no text column) raise `ShardError`; row-level
-problems (null, empty, binary that is not UTF-8, too long) quarantine that row with a reason.
+File-level problems (unreadable, not Parquet, no text column, two columns of one name) raise
+`ShardError`; row-level problems (null, empty, a value in any column that is not UTF-8, too long)
+quarantine that row with a reason.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timezone
 from pathlib import PurePosixPath
 
 import pyarrow as pa
 
 from curation.normalize import content_hash, generated_doc_id, normalize_text
-from curation.shards import ShardError, check_text_column, iter_parquet_batches, open_parquet
+from curation.shards import (
+    InvalidUtf8,
+    ShardError,
+    check_text_column,
+    decode_utf8,
+    iter_parquet_batches,
+    open_parquet,
+    python_rows,
+)
 from curation.stage import Rejection, split_rows
 from schemas.config import InputConfig, IngestConfig
 
@@ -29,6 +39,9 @@ class InputShard:
         self.cfg = cfg
         with open_parquet(path) as pf:
             self.schema = pf.schema_arrow
+        duplicated = sorted({n for n in self.schema.names if self.schema.names.count(n) > 1})
+        if duplicated:
+            raise ShardError(path, f"duplicate column names {duplicated}: their values cannot be told apart")
         check_text_column(path, self.schema, cfg.text_column)
         self.id_column = cfg.id_column if cfg.id_column in self.schema.names else None
         # logical -> physical, for the optional columns this shard actually has
@@ -36,6 +49,10 @@ class InputShard:
         used = {cfg.text_column, *self.mapped.values()} | ({self.id_column} if self.id_column else set())
         self.unmapped = [n for n in self.schema.names if n not in used]
         self.default_source = cfg.source or PurePosixPath(path.split("://")[-1]).parent.name or None
+
+    def input_column(self, batch_column: str) -> str:
+        """The input file's name of a column of `batches()`."""
+        return self.cfg.text_column if batch_column == "text" else batch_column.removeprefix("__in_")
 
     def batches(self) -> Iterator[pa.Table]:
         try:
@@ -49,15 +66,20 @@ class InputShard:
             raise ShardError(self.path, f"corrupt data while reading rows ({err})") from None
 
 
-def _text_verdict(value: object, limits: IngestConfig) -> tuple[str | None, Rejection | None]:
+def _text_verdict(
+    value: str | bytes | None, invalid: list[InvalidUtf8], shard: InputShard, limits: IngestConfig
+) -> tuple[str | None, Rejection | None]:
+    """The document's text and why it is rejected, if it is. `invalid` lists the row's values that
+    are not UTF-8 (in any column); such a row keeps a readable rendering, unnormalised, so that
+    input_file/input_row still lead to the raw bytes."""
+    if isinstance(value, bytes):
+        value, problem = decode_utf8(value, "text")
+        invalid = invalid + [problem] if problem else invalid
+    if invalid:
+        detail = "; ".join(str(replace(p, column=shard.input_column(p.column))) for p in invalid)
+        return value, Rejection("invalid_utf8", detail)
     if value is None:
         return None, Rejection("null_text")
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as err:
-            # the rejected row keeps a readable rendering; input_file/input_row locate the raw bytes
-            return value.decode("utf-8", errors="replace"), Rejection("invalid_utf8", f"byte {err.start}: {err.reason}")
     text = normalize_text(value).strip("\n")
     if len(text.strip()) < limits.min_chars:
         return None, Rejection("empty_text", f"{len(text.strip())} characters after normalisation")
@@ -91,6 +113,8 @@ def _metadata(row: dict, shard: InputShard, extra: dict) -> str | None:
             meta["metadata"] = raw
     elif isinstance(raw, dict):
         meta.update(raw)
+    elif raw is not None:  # a list, a number, a map's pairs: kept as they are, never dropped
+        meta["metadata"] = raw
     for name in shard.unmapped:
         meta[name] = row.get(f"__in_{name}")
     return json.dumps(meta, default=str, sort_keys=True) if meta else None
@@ -98,9 +122,10 @@ def _metadata(row: dict, shard: InputShard, extra: dict) -> str | None:
 
 def ingest_batch(batch: pa.Table, shard: InputShard, first_row: int, run_id: str, limits: IngestConfig) -> tuple[pa.Table, pa.Table]:
     rows_out, verdicts = [], []
-    for offset, row in enumerate(batch.to_pylist()):
+    rows, invalid = python_rows(batch)
+    for offset, row in enumerate(rows):
         input_row = first_row + offset
-        text, verdict = _text_verdict(row["text"], limits)
+        text, verdict = _text_verdict(row["text"], invalid[offset], shard, limits)
         raw_id = row.get(f"__in_{shard.id_column}") if shard.id_column else None
         doc_id = str(raw_id) if raw_id is not None else generated_doc_id(shard.path, input_row)
 

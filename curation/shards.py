@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import fsspec
@@ -85,6 +86,115 @@ def iter_parquet_batches(path: str | Path, batch_size: int, columns: list[str] |
             return
         for batch in pf.iter_batches(batch_size=batch_size, columns=columns):
             yield pa.Table.from_batches([batch])
+
+
+@dataclass(frozen=True)
+class InvalidUtf8:
+    """A string value that is not UTF-8: its column, where inside a nested value, the first bad byte."""
+
+    column: str
+    byte: int
+    reason: str
+    path: str = ""  # inside a nested value: "[2]" list item, ".name" struct field, "[0].value" map entry
+
+    def __str__(self) -> str:
+        where = f"column {self.column!r}" + (f" at {self.path}" if self.path else "")
+        return f"{where}, byte {self.byte}: {self.reason}"
+
+
+def decode_utf8(data: bytes, column: str, path: str = "") -> tuple[str, InvalidUtf8 | None]:
+    """The text of `data`; when it is not UTF-8, a readable rendering (U+FFFD for bad bytes) and where."""
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as err:
+        return data.decode("utf-8", errors="replace"), InvalidUtf8(column, err.start, err.reason, path)
+
+
+def python_rows(table: pa.Table) -> tuple[list[dict], list[list[InvalidUtf8]]]:
+    """The rows of `table` as dicts, and per row the string values that are not UTF-8.
+
+    Parquet writers need not validate string columns, and pyarrow's `to_pylist` raises on the first
+    bad value, which would lose the whole batch. A column that raises is re-read as bytes and decoded
+    value by value, so one bad value costs only its row.
+    """
+    invalid: list[list[InvalidUtf8]] = [[] for _ in range(table.num_rows)]
+    columns = []
+    for name, column in zip(table.column_names, table.columns):
+        try:
+            columns.append(column.to_pylist())
+        except UnicodeDecodeError:
+            columns.append(_decode_column(name, column, invalid))
+    rows = [dict(zip(table.column_names, values)) for values in zip(*columns)]
+    return rows, invalid
+
+
+def _decode_column(name: str, column: pa.ChunkedArray, invalid: list[list[InvalidUtf8]]) -> list:
+    as_bytes = _with_binary_strings(column.type)
+    raw = [value for chunk in column.chunks for value in chunk.view(as_bytes).to_pylist()]
+    return [_decode_value(value, column.type, name, "", invalid[row]) for row, value in enumerate(raw)]
+
+
+def _is_string(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ)
+
+
+# list-like types and how to make one with another item field
+_LISTS = (
+    (pa.types.is_list, pa.list_),
+    (pa.types.is_large_list, pa.large_list),
+    (pa.types.is_fixed_size_list, lambda field, typ: pa.list_(field, typ.list_size)),
+    (pa.types.is_list_view, pa.list_view),
+    (pa.types.is_large_list_view, pa.large_list_view),
+)
+
+
+def _is_list(typ: pa.DataType) -> bool:
+    return any(is_list(typ) for is_list, _ in _LISTS)
+
+
+def _with_binary_strings(typ: pa.DataType) -> pa.DataType:
+    """`typ` with every string type inside it replaced by the binary type of the same layout: a view
+    as that type reads the bytes without validating them."""
+    if _is_string(typ):
+        return {pa.string(): pa.binary(), pa.large_string(): pa.large_binary(), pa.string_view(): pa.binary_view()}[typ]
+    if pa.types.is_dictionary(typ):
+        return pa.dictionary(typ.index_type, _with_binary_strings(typ.value_type), typ.ordered)
+    if pa.types.is_map(typ):
+        key, item = typ.key_field, typ.item_field
+        return pa.map_(key.with_type(_with_binary_strings(key.type)), item.with_type(_with_binary_strings(item.type)), typ.keys_sorted)
+    if pa.types.is_struct(typ):
+        return pa.struct([f.with_type(_with_binary_strings(f.type)) for f in typ])
+    for is_list, make in _LISTS:
+        if is_list(typ):
+            item = typ.value_field.with_type(_with_binary_strings(typ.value_type))
+            return make(item, typ) if pa.types.is_fixed_size_list(typ) else make(item)
+    return typ
+
+
+def _decode_value(value, typ: pa.DataType, column: str, path: str, invalid: list[InvalidUtf8]):
+    """`value`, read as `_with_binary_strings(typ)`, with the strings of `typ` decoded."""
+    if value is None:
+        return None
+    if _is_string(typ):
+        text, problem = decode_utf8(value, column, path)
+        if problem:
+            invalid.append(problem)
+        return text
+    if pa.types.is_dictionary(typ):
+        return _decode_value(value, typ.value_type, column, path, invalid)
+    if pa.types.is_map(typ):
+        return [
+            (
+                _decode_value(k, typ.key_type, column, f"{path}[{i}].key", invalid),
+                _decode_value(v, typ.item_type, column, f"{path}[{i}].value", invalid),
+            )
+            for i, (k, v) in enumerate(value)
+        ]
+    if pa.types.is_struct(typ):
+        return {f.name: _decode_value(value[f.name], f.type, column, f"{path}.{f.name}", invalid) for f in typ}
+    if _is_list(typ):
+        return [_decode_value(v, typ.value_type, column, f"{path}[{i}]", invalid) for i, v in enumerate(value)]
+    return value
 
 
 class ShardWriter:
