@@ -56,6 +56,17 @@ def _wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float) -> None:
     raise RuntimeError(f"the temporary Prefect server at {url} was not ready within {timeout_s:.0f} s")
 
 
+def _drain_prefect_workers(timeout_s: float = 15.0) -> None:
+    """Send the logs and events Prefect's background workers still hold while their server is up:
+    a worker left pointing at a stopped server blocks the next drain (another flow, a test
+    harness, interpreter exit) on retries."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout_s)
+    EventsWorker.drain_all(timeout=timeout_s)
+
+
 def configured_api_url() -> str | None:
     from prefect.settings import get_current_settings
 
@@ -87,6 +98,7 @@ def prefect_api(timeout_s: float = 60.0) -> Iterator[str]:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:
+        _drain_prefect_workers()
         if previous is None:
             os.environ.pop("PREFECT_API_URL", None)
         else:

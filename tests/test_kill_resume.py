@@ -171,3 +171,25 @@ def test_a_killed_run_leaves_no_prefect_server_behind(tmp_path, inputs):
     while any(_alive(s) for s in servers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(s) for s in servers), f"Prefect server {servers} outlived its run"
+
+
+def test_the_temporary_server_leaves_no_prefect_worker_pointing_at_it():
+    """Prefect's log and event workers outlive a flow; left holding a stopped server's address
+    they block the next drain (another flow, a test harness, exit) on retries."""
+    from prefect import flow
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    from flows.server import prefect_api
+
+    @flow
+    def noisy() -> int:
+        from prefect import get_run_logger
+
+        get_run_logger().warning("a log line for the API log worker")
+        return 1
+
+    with prefect_api():
+        assert noisy() == 1
+        assert EventsWorker._instances or APILogWorker._instances  # the flow did start workers
+    assert not EventsWorker._instances and not APILogWorker._instances
