@@ -39,6 +39,7 @@ class InputShard:
         self.cfg = cfg
         with open_parquet(path) as pf:
             self.schema = pf.schema_arrow
+            self.num_rows = pf.metadata.num_rows  # what the footer declares, checked against what is read
         duplicated = sorted({n for n in self.schema.names if self.schema.names.count(n) > 1})
         if duplicated:
             raise ShardError(path, f"duplicate column names {duplicated}: their values cannot be told apart")

@@ -51,7 +51,6 @@ from curation.shards import (
     ShardError,
     expand_input_paths,
     iter_parquet_batches,
-    open_parquet,
     write_json_atomic,
     write_table_atomic,
 )
@@ -269,8 +268,6 @@ def ingest_step(plan: RunPlan, shard: Shard) -> dict | None:
     error_marker = plan.run_dir / "input_errors" / f"{shard.id}.json"
     try:
         source = InputShard(shard.input_path, plan.config.input)
-        with open_parquet(shard.input_path) as pf:
-            input_rows = pf.metadata.num_rows
         next_row = 0
 
         def process(batch):
@@ -280,7 +277,7 @@ def ingest_step(plan: RunPlan, shard: Shard) -> dict | None:
 
         return process_shard(
             stage=INGEST_STAGE, shard=shard.id, run_id=plan.run_id, batches=source.batches(), process=process,
-            paths=paths, extra={"input_rows": input_rows},
+            paths=paths, extra={"input_rows": source.num_rows},
         )
     except ShardError as err:
         # the file is recorded as an input error and contributes no documents; the run goes on

@@ -151,11 +151,3 @@ def resolve_model_dir(model: str) -> Path:
         return model_path(model)
     except FileNotFoundError as err:
         raise EngineLoadError(str(err)) from None
-
-
-def make_engine(cfg: EngineConfig) -> Engine:
-    if cfg.kind == "vllm":
-        return VLLMEngine(resolve_model_dir(cfg.model), cfg)
-    from curation.rewrite.endpoint import EndpointEngine
-
-    return EndpointEngine(cfg)

@@ -36,6 +36,7 @@ from curation.rewrite.engines import (
     EngineResultError,
     GenerationRequest,
     GenerationResult,
+    VLLMEngine,
     resolve_model_dir,
 )
 from curation.rewrite.gates import (
@@ -56,7 +57,7 @@ from curation.rewrite.work import (
 )
 from curation.shards import write_json_atomic, write_table_atomic
 from schemas.config import LanguageConfig, NearDedupConfig
-from schemas.rewrite import GENERATION, REWRITE_FAILURE, RewriteConfig
+from schemas.rewrite import GENERATION, REWRITE_FAILURE, EngineConfig, RewriteConfig
 from warehouse.secrets import without_secrets
 from warehouse.warehouse import Warehouse
 
@@ -403,8 +404,6 @@ def summarize(ctx: RewriteContext, plan: Plan, table: pa.Table, failures: pa.Tab
 def run_rewrite(cfg: RewriteConfig, engine: Engine | None = None) -> dict:
     """Rewrite the selected curated documents; returns the summary. `engine` lets a caller reuse a
     running engine (benchmarks, tests); otherwise one is started only if there is work for it."""
-    from curation.rewrite.engines import make_engine
-
     rewrite_id, out = rewrite_dir(cfg)
     registry = load_registry(cfg.styles_dirs, cfg.styles, cfg.style_overrides)
     _check_routes(cfg, registry)
@@ -447,6 +446,16 @@ def run_rewrite(cfg: RewriteConfig, engine: Engine | None = None) -> dict:
     finally:
         if owns_engine:
             engine.close()
+
+
+def make_engine(cfg: EngineConfig) -> Engine:
+    """The engine the config names. It lives here, beside the runner that owns engines, so that
+    neither engine module imports the other."""
+    if cfg.kind == "vllm":
+        return VLLMEngine(resolve_model_dir(cfg.model), cfg)
+    from curation.rewrite.endpoint import EndpointEngine
+
+    return EndpointEngine(cfg)
 
 
 def _engine_name(cfg: RewriteConfig) -> str:
