@@ -138,7 +138,7 @@ def _curate(*args: str) -> subprocess.Popen:
 
 def test_the_same_run_id_started_twice_at_once_is_refused(tmp_path, wiki_docs):
     # quality filters on a few hundred documents keep the first process busy for a while
-    config = _config_file(tmp_path / "a", wiki_docs[:400] * 2)
+    config = _config_file(tmp_path / "a", wiki_docs[:1500])
     first = _curate("run", str(config), "--run-id", "same", "--local")
     lock_taken = tmp_path / "a/out/runs/same/run.json"  # written after the run id is held
     deadline = time.monotonic() + 60
