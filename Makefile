@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv assets models demo test test-fast bench clean
+.PHONY: venv assets models demo lint test test-fast bench clean
 
 venv: $(VENV)/.installed
 
@@ -18,13 +18,18 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 assets: venv
-	$(PY) -m curation.assets
+	$(PY) -m provision.assets
 
 models: venv
-	$(PY) -m scorers.model_assets
+	$(PY) -m provision.models
 
 demo: venv assets models
 	$(VENV)/bin/curate demo
+
+# Reports only; `ruff check --fix .` and `ruff format .` apply the fixes.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: venv assets models
 	$(PY) -m pytest -q $(PYTEST_ARGS)

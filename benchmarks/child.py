@@ -37,7 +37,7 @@ def _warm_up_tokenizer() -> None:
 
 
 class _EventRecorder:
-    """A progress reporter (curation.progress) that timestamps every stage start and shard end."""
+    """A progress reporter (schemas.progress) that timestamps every stage start and shard end."""
 
     def __init__(self):
         self.events: list[tuple[float, str, str]] = []
@@ -50,7 +50,7 @@ class _EventRecorder:
 
 
 def run_ours(spec: dict) -> dict:
-    from curation import progress
+    from schemas import progress
     from curation.runner import run_pipeline
     from schemas.config import config_from_dict
 

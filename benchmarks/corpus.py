@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.assets import asset_path
+from scorers.assets import asset_path
 
 SCHEMA = pa.schema([pa.field("id", pa.string()), pa.field("text", pa.string()), pa.field("url", pa.string())])
 

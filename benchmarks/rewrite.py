@@ -72,7 +72,7 @@ def rewrite_vs_raw(files: list[Path], work: Path, n_docs: int = 8) -> dict:
     from curation.rewrite.engines import VLLMEngine
     from curation.rewrite.runner import run_rewrite
     from schemas.rewrite import EngineConfig
-    from scorers.model_assets import model_path
+    from scorers.models import model_path
 
     try:
         path = model_path("smollm2-135m-instruct")

@@ -47,7 +47,7 @@ def apply_vs_bare(corpus_dir: Path, files: list[Path], work: Path) -> dict:
     classifier = BringYourOwnClassifier(path=str(scorer / "model.bin"), label=fasttext_scorer.POSITIVE)
     score_with_classifier(classifier, texts[:50])  # warm up: load the model once
     started = time.perf_counter()
-    model.predict([t.replace("\n", " ") for t in texts], k=-1)
+    model.predict([fasttext_scorer.preprocess(t) for t in texts], k=-1)  # bare fastText, same preprocessing
     bare_s = time.perf_counter() - started
     started = time.perf_counter()
     score_with_classifier(classifier, texts)
@@ -87,7 +87,7 @@ def apply_vs_bare(corpus_dir: Path, files: list[Path], work: Path) -> dict:
 
 def loss_throughput(files: list[Path], n_docs: int = 24) -> dict:
     from scorers.losses import document_losses, make_scorer
-    from scorers.model_assets import model_path
+    from scorers.models import model_path
 
     try:
         path = model_path("smollm2-135m-instruct")

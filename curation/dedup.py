@@ -12,9 +12,6 @@ always the document curated earliest (an earlier run's, else the first by input 
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
-from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -22,35 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.shards import write_table_atomic
-from curation.stage import SPACY_LOCK, Rejection
+from curation.stage import DocumentStage, FinishContext, GlobalStage, PlanContext, Rejection, ShardContext
 from schemas.config import NearDedupConfig
-from schemas.documents import MINHASH_BANDS
-
-EXACT_STAGE = "exact_dedup"
-NEAR_STAGE = "near_dedup"
-
-DECISIONS = pa.schema(
-    [
-        pa.field("input_file", pa.string()),
-        pa.field("input_row", pa.int64()),
-        pa.field("reason", pa.string()),  # null: keep, only annotate duplicate_cluster
-        pa.field("detail", pa.string()),
-        pa.field("duplicate_of", pa.string()),
-        pa.field("duplicate_cluster", pa.string()),
-    ]
-)
-
-RUN_BANDS = pa.schema(
-    [
-        pa.field("input_file", pa.string()),
-        pa.field("input_row", pa.int64()),
-        pa.field("doc_id", pa.string()),
-        pa.field("band", pa.int16()),
-        pa.field("band_key", pa.uint64()),
-    ]
-)
-
+from schemas.documents import DECISIONS, MINHASH_BANDS, RUN_BANDS
+from scorers.minhash import band_keys
+from warehouse.shards import write_table_atomic
 
 def _paths(files: list[Path]) -> list[str]:
     return [str(p) for p in files]
@@ -113,43 +86,18 @@ def load_decisions(path: Path, input_file: str) -> dict[int, dict]:
     return {row["input_row"]: row for row in table.to_pylist()}
 
 
-def decision_check(decisions: dict[int, dict]):
-    """Per-document check applying a global decision: reject, or annotate the cluster."""
-
-    def check(row: dict) -> Rejection | None:
-        decision = decisions.get(row["input_row"])
-        if decision is None:
-            return None
-        if decision["duplicate_cluster"] is not None:
-            row["duplicate_cluster"] = decision["duplicate_cluster"]
-        if decision["reason"] is None:
-            return None
-        return Rejection(decision["reason"], decision["detail"], decision["duplicate_of"])
-
-    return check
+def apply_decision(decision: dict | None, row: dict) -> Rejection | None:
+    """A global decision about one document: reject it, or annotate its cluster and keep it."""
+    if decision is None:
+        return None
+    if decision["duplicate_cluster"] is not None:
+        row["duplicate_cluster"] = decision["duplicate_cluster"]
+    if decision["reason"] is None:
+        return None
+    return Rejection(decision["reason"], decision["detail"], decision["duplicate_of"])
 
 
 # ---------------------------------------------------------------- near
-
-
-@lru_cache(maxsize=8)
-def _signer(n_grams: int, num_buckets: int, hashes_per_bucket: int, seed: int):
-    from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
-
-    config = MinhashConfig(n_grams=n_grams, num_buckets=num_buckets, hashes_per_bucket=hashes_per_bucket, seed=seed)
-    # the folder is never written: we only use the signature functions
-    return MinhashDedupSignature(output_folder=tempfile.gettempdir(), config=config)
-
-
-def band_keys(text: str, cfg: NearDedupConfig) -> list[int]:
-    """One 64-bit key per LSH band; empty when the text has fewer words than a shingle."""
-    signer = _signer(cfg.n_grams, cfg.num_buckets, cfg.hashes_per_bucket, cfg.seed)
-    with SPACY_LOCK:
-        shingles = signer.get_shingles(text)
-    if shingles.size == 0:
-        return []
-    signature = np.asarray(signer.get_signature(shingles), dtype=np.uint64)
-    return [int.from_bytes(hashlib.blake2b(band.tobytes(), digest_size=8).digest(), "little") for band in signature]
 
 
 def shard_bands(table: pa.Table, cfg: NearDedupConfig) -> pa.Table:
@@ -170,6 +118,17 @@ def _find(parent: np.ndarray, x: int) -> int:
 
 
 def plan_near_dedup(bands: list[Path], prior_index: list[str], out: Path) -> dict:
+    """Cluster the run's documents by shared LSH bands and decide each cluster's survivor.
+
+    Every (band, key) pair links the documents that share it; rather than materialise all pairs,
+    each document is linked to the first document (in input order) of every bucket it is in,
+    which connects the same components. Union-find over those links gives the clusters, each rooted
+    at its earliest document. A cluster that touches an earlier run's index (`prior_index`) loses
+    every member to that earlier document (`near_duplicate_of_curated`, the smallest matching id);
+    otherwise its root survives and the others are `near_duplicate`. Documents without a shingle
+    (shorter than one n-gram) have no bands and are never clustered. A survivor of a cluster of
+    two or more is kept with `duplicate_cluster` set, so clusters stay queryable.
+    """
     con = duckdb.connect()
     con.execute("CREATE TABLE b AS SELECT * FROM read_parquet(?)", [_paths(bands)])
     con.execute(
@@ -231,3 +190,44 @@ def curated_index(bands: list[Path], final_curated: list[Path], run_id: str, out
     ).to_arrow_table()
     write_table_atomic(out, table.cast(MINHASH_BANDS))
     return table.num_rows
+
+
+# ---------------------------------------------------------------- the stages
+
+
+class _DecisionApply(GlobalStage, DocumentStage):
+    """Applies the plan's decisions.parquet to a shard, row by row."""
+
+    def begin_shard(self, ctx: ShardContext) -> None:
+        self.decisions = load_decisions(ctx.stage_dir / "decisions.parquet", ctx.input_path)
+
+    def check(self, row: dict) -> Rejection | None:
+        return apply_decision(self.decisions.get(row["input_row"]), row)
+
+
+class ExactDedup(_DecisionApply):
+    name = "exact_dedup"
+    config_section = "exact_dedup"
+
+    def plan(self, ctx: PlanContext) -> dict:
+        prior = ctx.warehouse.completed_files("documents", exclude_run=ctx.run_id) if self.config.against_warehouse else []
+        return plan_exact_dedup(ctx.previous_curated, prior, ctx.stage_dir / "decisions.parquet")
+
+
+class NearDedup(_DecisionApply):
+    name = "near_dedup"
+    config_section = "near_dedup"
+    map_schema = RUN_BANDS
+    map_step = "near_dedup_signatures"
+
+    def map(self, batch: pa.Table) -> pa.Table:
+        return shard_bands(batch, self.config)
+
+    def plan(self, ctx: PlanContext) -> dict:
+        prior = ctx.warehouse.completed_files("minhash_index", exclude_run=ctx.run_id) if self.config.against_warehouse else []
+        return plan_near_dedup(ctx.map_outputs, prior, ctx.stage_dir / "decisions.parquet")
+
+    def run_files(self, ctx: FinishContext) -> dict[str, list[str]]:
+        index = ctx.run_dir / "minhash_index.parquet"
+        curated_index(ctx.map_outputs, ctx.final_curated, ctx.run_id, index)
+        return {"minhash_index": [str(index)]}

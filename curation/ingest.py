@@ -11,12 +11,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timezone
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 
-from curation.normalize import content_hash, generated_doc_id, normalize_text
-from curation.shards import (
+from scorers.normalize import content_hash, generated_doc_id, normalize_text
+from warehouse.shards import (
     InvalidUtf8,
     ShardError,
     check_text_column,
@@ -25,10 +25,9 @@ from curation.shards import (
     open_parquet,
     python_rows,
 )
-from curation.stage import Rejection, split_rows
+from curation.stage import Rejection, ShardContext, Stage, split_rows
 from schemas.config import InputConfig, IngestConfig
 
-STAGE = "ingest"
 
 
 class InputShard:
@@ -156,4 +155,28 @@ def ingest_batch(batch: pa.Table, shard: InputShard, first_row: int, run_id: str
             }
         )
         verdicts.append(verdict)
-    return split_rows(rows_out, verdicts, STAGE)
+    return split_rows(rows_out, verdicts, Ingest.name)
+
+
+class Ingest(Stage):
+    """The first stage: reads the shard's input file instead of a previous stage's output. A file
+    that cannot be read raises `ShardError`; the runner records it as an input error."""
+
+    name = "ingest"
+    config_section = "ingest"
+    reads_input = True
+
+    def begin_shard(self, ctx: ShardContext) -> None:
+        self.run_id = ctx.run_id
+        self.source = InputShard(ctx.input_path, self.run_config.input)
+        self.next_row = 0
+
+    def batches(self, previous_curated: Path | None) -> Iterator[pa.Table]:
+        return self.source.batches()
+
+    def process(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+        first, self.next_row = self.next_row, self.next_row + batch.num_rows
+        return ingest_batch(batch, self.source, first, self.run_id, self.config)
+
+    def shard_extra(self) -> dict:
+        return {"input_rows": self.source.num_rows}  # checked against the rows read

@@ -1,57 +1,35 @@
-"""Language identification with fastText's lid.176 model, fully offline.
-
-Text is passed with newlines turned into spaces: fastText predicts one line at a time.
-"""
+"""Language identification: keeps documents in the allowed languages, identified confidently
+enough, and records every document's language for the stages after it."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import pyarrow as pa
 
-from curation.assets import asset_path
-from curation.stage import BatchProcessor, Rejection, split_rows
-from schemas.config import LanguageConfig
-
-STAGE = "language"
+from curation.stage import Rejection, Stage, split_rows
+from scorers import fasttext_scorer
+from scorers.language_id import model_path, predict_languages
 
 
-@lru_cache(maxsize=4)
-def load_fasttext(path: str):
-    import fasttext
+class LanguageId(Stage):
+    name = "language"
+    config_section = "language"
 
-    try:
-        return fasttext.load_model(path)
-    except ValueError as err:
-        raise ValueError(f"cannot load fastText model {path}: {err}") from None
+    def setup(self) -> None:
+        self.model = model_path(self.config.model_path)
+        fasttext_scorer.load(self.model)  # a missing or broken model fails before any shard is written
+        self.allowed = set(self.config.allowed)
 
-
-def model_path(cfg: LanguageConfig) -> str:
-    return cfg.model_path or str(asset_path("lid.176.ftz"))
-
-
-def predict_languages(texts: list[str], path: str) -> list[tuple[str, float]]:
-    model = load_fasttext(path)
-    labels, probs = model.predict([t.replace("\n", " ") for t in texts], k=1)
-    return [(label[0].removeprefix("__label__"), float(min(prob[0], 1.0))) for label, prob in zip(labels, probs)]
-
-
-def language_processor(cfg: LanguageConfig) -> BatchProcessor:
-    path = model_path(cfg)
-    load_fasttext(path)  # fail before any shard is written if the model is missing or broken
-    allowed = set(cfg.allowed)
-
-    def process(batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+    def process(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
         rows = batch.to_pylist()
-        verdicts: list[Rejection | None] = []
-        for row, (lang, score) in zip(rows, predict_languages([r["text"] for r in rows], path)):
+        verdicts = []
+        for row, (lang, score) in zip(rows, predict_languages([r["text"] for r in rows], self.model), strict=True):
             row["language"], row["language_score"] = lang, round(score, 4)
-            if allowed and lang not in allowed:
-                verdicts.append(Rejection("language_not_allowed", f"{lang} ({score:.2f}); allowed: {sorted(allowed)}"))
-            elif score < cfg.min_score:
-                verdicts.append(Rejection("language_low_confidence", f"{lang} {score:.2f} < {cfg.min_score}"))
-            else:
-                verdicts.append(None)
-        return split_rows(rows, verdicts, STAGE)
+            verdicts.append(self.verdict(lang, score))
+        return split_rows(rows, verdicts, self.name)
 
-    return process
+    def verdict(self, lang: str, score: float) -> Rejection | None:
+        if self.allowed and lang not in self.allowed:
+            return Rejection("language_not_allowed", f"{lang} ({score:.2f}); allowed: {sorted(self.allowed)}")
+        if score < self.config.min_score:
+            return Rejection("language_low_confidence", f"{lang} {score:.2f} < {self.config.min_score}")
+        return None

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 
-from curation.stage import DocumentCheck, Rejection
-from schemas.config import PiiConfig
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-STAGE = "pii"
+from curation.stage import DocumentStage, FinishContext, Rejection
 
 # international or North-American style numbers with at least 9 digits in groups; dots are not
 # accepted as separators so that dotted IPv4 addresses and version numbers never match
@@ -34,12 +34,17 @@ def redact_phones(text: str) -> tuple[str, int]:
     return _PHONE.sub(replace, text), count
 
 
-def pii_check(cfg: PiiConfig) -> DocumentCheck:
-    from datatrove.pipeline.formatters import PIIFormatter
+class PiiRedaction(DocumentStage):
+    name = "pii"
+    config_section = "pii"
 
-    formatter = PIIFormatter(remove_emails=cfg.emails, remove_ips=cfg.ips)
+    def setup(self) -> None:
+        from datatrove.pipeline.formatters import PIIFormatter
 
-    def check(row: dict) -> Rejection | None:
+        self.formatter = PIIFormatter(remove_emails=self.config.emails, remove_ips=self.config.ips)
+
+    def check(self, row: dict) -> Rejection | None:
+        cfg, formatter = self.config, self.formatter
         text, changes = redact_phones(row["text"]) if cfg.phones else (row["text"], 0)
         if cfg.emails:
             changes += sum(1 for _ in formatter.emails_replacer.regex.finditer(text))
@@ -51,4 +56,7 @@ def pii_check(cfg: PiiConfig) -> DocumentCheck:
         row["n_chars"] = len(redacted)
         return None
 
-    return check
+    def run_summary(self, ctx: FinishContext) -> dict:
+        tables = [pq.read_table(p, columns=["pii_redactions"]) for p in ctx.final_curated]
+        redactions = pa.concat_tables(tables).column(0).to_pylist()
+        return {"pii_redactions": {"documents": sum(1 for r in redactions if r), "redactions": sum(r or 0 for r in redactions)}}

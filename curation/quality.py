@@ -14,10 +14,9 @@ from functools import lru_cache
 from datatrove.data import Document
 from datatrove.utils.text import PUNCTUATION_SET, split_into_words
 
-from curation.stage import SPACY_LOCK, DocumentCheck, Rejection
+from curation.stage import DocumentStage, Rejection
 from schemas.config import QualityConfig
-
-STAGE = "quality"
+from scorers.words import SPACY_LOCK
 
 # (name, filter function, whether it splits words with spaCy and so must hold SPACY_LOCK)
 NamedFilter = tuple[str, Callable[[Document], bool | tuple[bool, str]], bool]
@@ -80,12 +79,16 @@ def _filters_for(cfg_json: str) -> tuple[NamedFilter, ...]:
     return tuple(build_filters(QualityConfig.model_validate_json(cfg_json)))
 
 
-def quality_check(cfg: QualityConfig) -> DocumentCheck:
-    filters = _filters_for(cfg.model_dump_json())
+class Quality(DocumentStage):
+    name = "quality"
+    config_section = "quality"
 
-    def check(row: dict) -> Rejection | None:
+    def setup(self) -> None:
+        self.filters = _filters_for(self.config.model_dump_json())
+
+    def check(self, row: dict) -> Rejection | None:
         doc = Document(text=row["text"], id=row["doc_id"], metadata={"url": row["url"]} if row["url"] else {})
-        for name, apply, uses_spacy in filters:
+        for name, apply, uses_spacy in self.filters:
             if name == "url_blocklist" and not row["url"]:
                 continue
             if uses_spacy:
@@ -102,5 +105,3 @@ def quality_check(cfg: QualityConfig) -> DocumentCheck:
             row["n_words"] = len(doc.text.split())
             row["n_lines"] = doc.text.count("\n") + 1
         return None
-
-    return check

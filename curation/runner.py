@@ -20,7 +20,6 @@ import shutil
 import time
 import traceback
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,42 +29,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation import progress
-from curation.dedup import (
-    EXACT_STAGE,
-    NEAR_STAGE,
-    RUN_BANDS,
-    curated_index,
-    decision_check,
-    load_decisions,
-    plan_exact_dedup,
-    plan_near_dedup,
-    shard_bands,
+from curation.registry import STAGES, stage_named
+from curation.stage import (
+    AccountingError,
+    FinishContext,
+    GlobalStage,
+    PlanContext,
+    ShardContext,
+    Stage,
+    StagePaths,
+    StageStats,
+    process_shard,
 )
-from curation.ingest import STAGE as INGEST_STAGE
-from curation.ingest import InputShard, ingest_batch
-from curation.language import language_processor
-from curation.pii import pii_check
-from curation.quality import quality_check
-from curation.shards import (
-    ShardError,
-    expand_input_paths,
-    iter_parquet_batches,
-    write_json_atomic,
-    write_table_atomic,
-)
-from curation.stage import AccountingError, StagePaths, per_document, process_shard
-from curation.scoring import RAW_SCORES, ShardScores, plan_scoring, scoring_processor, shard_scores
-from curation.scoring import STAGE as SCORE_STAGE
-from curation.toxicity import toxicity_processor
+from schemas import progress
 from schemas.config import RunConfig
+from warehouse.files import write_json_atomic
 from warehouse.secrets import without_secrets
-from warehouse.warehouse import Warehouse
-
-# Language ID runs before the heuristic filters: they assume English (stop words, sentence rules)
-# and are ~100x slower per document, so cheap-first also saves most of the compute.
-# Model-based scoring comes after every cheaper filter, and selects among what they kept.
-STAGES = (INGEST_STAGE, EXACT_STAGE, NEAR_STAGE, "language", "quality", "toxicity", SCORE_STAGE, "pii")
+from warehouse.shards import ShardError, expand_input_paths, write_table_atomic
+from warehouse.warehouse import RUN, Warehouse
 
 
 class RunError(RuntimeError):
@@ -91,8 +72,24 @@ class RunPlan:
     # a forced recompute of a completed run is built beside it; this is the folder it replaces
     replaces: Path | None = None
 
+    # the ordered stage classes the run may use (curation/registry.py; a test may add its own)
+    registry: tuple[type[Stage], ...] = STAGES
+
     def stage_dir(self, stage: str) -> Path:
-        return self.run_dir / f"{STAGES.index(stage):02d}_{stage}"
+        index = [s.name for s in self.registry].index(stage)
+        return self.run_dir / f"{index:02d}_{stage}"
+
+    def stage(self, name: str) -> Stage:
+        """A fresh, set-up instance of an enabled stage (models are cached per process)."""
+        stage = stage_named(name, self.registry)(self.config)
+        stage.setup()
+        return stage
+
+    def shard_context(self, stage: str, shard: Shard) -> ShardContext:
+        return ShardContext(self.run_id, shard.id, shard.input_path, self.stage_dir(stage))
+
+    def map_outputs(self, stage: str) -> list[Path]:
+        return [self.stage_dir(stage) / "map" / f"{s.id}.parquet" for s in self.shards]
 
     def paths(self, stage: str, shard: Shard) -> StagePaths:
         return StagePaths.for_shard(self.stage_dir(stage), shard.id)
@@ -110,10 +107,15 @@ class RunPlan:
 
 @dataclass(frozen=True)
 class Step:
+    """One unit the drivers schedule: per shard (one task per shard) or global (one task)."""
+
     name: str
     stage: str
     per_shard: bool
-    fn: Callable[[RunPlan, Shard | None], dict | None]
+    work: Callable[[str, RunPlan, Shard | None], dict | None]
+
+    def fn(self, plan: RunPlan, shard: Shard | None) -> dict | None:
+        return self.work(self.stage, plan, shard)
 
 
 # ---------------------------------------------------------------- planning
@@ -154,17 +156,15 @@ def exclusive_run(cfg: RunConfig, run_id: str) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def enabled_stages(cfg: RunConfig) -> list[str]:
-    switches = {
-        EXACT_STAGE: cfg.exact_dedup.enabled,
-        NEAR_STAGE: cfg.near_dedup.enabled,
-        "quality": cfg.quality.enabled,
-        "language": cfg.language.enabled,
-        "toxicity": cfg.toxicity.enabled,
-        "pii": cfg.pii.enabled,
-        SCORE_STAGE: cfg.scoring.enabled,
-    }
-    return [s for s in STAGES if switches.get(s, True)]
+def enabled_stages(cfg: RunConfig, registry: tuple[type[Stage], ...] = STAGES) -> list[str]:
+    return [stage.name for stage in registry if stage.enabled(cfg)]
+
+
+def setup_stages(plan: RunPlan) -> None:
+    """Load every enabled stage's models and lists in the driver, before any step: a missing or
+    broken model fails the run before a shard is touched."""
+    for name in plan.stages:
+        plan.stage(name)
 
 
 def _config_fingerprint(cfg: RunConfig) -> str:
@@ -202,21 +202,23 @@ def _remove_partial_files(run_dir: Path) -> None:
             partial.unlink()
 
 
-def prepare_run(cfg: RunConfig, run_id: str | None = None, force: bool = False) -> RunPlan:
+def prepare_run(
+    cfg: RunConfig, run_id: str | None = None, force: bool = False, registry: tuple[type[Stage], ...] = STAGES
+) -> RunPlan:
     """Fix what the run is. Call it inside `exclusive_run`. A run the warehouse has completed stays
     visible: asked for again it is not recomputed, and with `force` its replacement is built in a
     new folder and swapped in only when it completes."""
     run_id = run_id or new_run_id()
     check_run_id(run_id)
     runs_root = Path(cfg.output.root).resolve() / "runs"
-    known = Warehouse(cfg.warehouse.path).run_status(run_id)
+    known = Warehouse(cfg.warehouse.path).job_status(RUN, run_id)
     run_dir, replaces = runs_root / run_id, None
     if known and known[0] == "completed":
         current = Path(known[1])
         if not force:
             _same_config_manifest(run_id, current, cfg)
             summary = json.loads((current / "summary.json").read_text())
-            return RunPlan(run_id, cfg, current, [], [], completed_summary=summary)
+            return RunPlan(run_id, cfg, current, [], [], completed_summary=summary, registry=registry)
         run_dir, replaces = _replacement_dir(runs_root, run_id, current), current
     elif known:
         run_dir = Path(known[1])  # running or failed: resume where it was being built
@@ -247,43 +249,39 @@ def prepare_run(cfg: RunConfig, run_id: str | None = None, force: bool = False) 
             },
         )
     plan = RunPlan(
-        run_id=run_id, config=cfg, run_dir=run_dir, shards=shards, stages=enabled_stages(cfg),
-        input_errors=input_errors, replaces=replaces,
+        run_id=run_id, config=cfg, run_dir=run_dir, shards=shards, stages=enabled_stages(cfg, registry),
+        input_errors=input_errors, replaces=replaces, registry=registry,
     )
-    plan.warehouse.run_started(run_id, run_dir, [s.input_path for s in shards], cfg.model_dump(mode="json"))
+    plan.warehouse.job_started(RUN, run_id, run_dir, cfg.model_dump(mode="json"), [s.input_path for s in shards])
     return plan
 
 
 # ---------------------------------------------------------------- steps
 
 
-def _previous_batches(plan: RunPlan, stage: str, shard: Shard):
-    return iter_parquet_batches(plan.paths(plan.previous(stage), shard).curated, plan.config.input.batch_size)
-
-
-def ingest_step(plan: RunPlan, shard: Shard) -> dict | None:
-    paths = plan.paths(INGEST_STAGE, shard)
+def _apply_step(name: str, plan: RunPlan, shard: Shard) -> dict | None:
+    """A stage over one shard: its batches through `process`, outputs and stats written by
+    `process_shard`. The first stage's unreadable input file is recorded as an input error and
+    contributes no documents; the run goes on."""
+    paths = plan.paths(name, shard)
     if paths.done():
         return None
-    error_marker = plan.run_dir / "input_errors" / f"{shard.id}.json"
+    stage = plan.stage(name)
+    previous = None if stage.reads_input else plan.paths(plan.previous(name), shard).curated
+    overhead = _overhead(plan, name, shard) if isinstance(stage, GlobalStage) else 0.0
     try:
-        source = InputShard(shard.input_path, plan.config.input)
-        next_row = 0
-
-        def process(batch):
-            nonlocal next_row
-            first, next_row = next_row, next_row + batch.num_rows
-            return ingest_batch(batch, source, first, plan.run_id, plan.config.ingest)
-
+        stage.begin_shard(plan.shard_context(name, shard))
         return process_shard(
-            stage=INGEST_STAGE, shard=shard.id, run_id=plan.run_id, batches=source.batches(), process=process,
-            paths=paths, extra={"input_rows": source.num_rows},
+            stage=name, shard=shard.id, run_id=plan.run_id, batches=stage.batches(previous), process=stage.process,
+            paths=paths, extra=stage.shard_extra, extra_seconds=overhead,
         )
     except ShardError as err:
-        # the file is recorded as an input error and contributes no documents; the run goes on
-        write_json_atomic(error_marker, {"run_id": plan.run_id, "input_file": shard.input_path, "error": err.reason})
+        if not stage.reads_input:
+            raise
+        marker = plan.run_dir / "input_errors" / f"{shard.id}.json"
+        write_json_atomic(marker, {"run_id": plan.run_id, "input_file": shard.input_path, "error": err.reason})
         return process_shard(
-            stage=INGEST_STAGE, shard=shard.id, run_id=plan.run_id, batches=[], process=None, paths=paths, extra={"input_error": str(err)}
+            stage=name, shard=shard.id, run_id=plan.run_id, batches=[], process=None, paths=paths, extra={"input_error": str(err)}
         )
 
 
@@ -297,7 +295,7 @@ def _timed(marker: Path, work: Callable[[], dict]) -> dict:
 
 
 def _overhead(plan: RunPlan, stage: str, shard: Shard) -> float:
-    """This shard's share of the stage's signature and planning time."""
+    """This shard's share of the stage's map and planning time."""
     seconds = json.loads((plan.stage_dir(stage) / "decisions.json").read_text())["seconds"] / len(plan.shards)
     mapped = plan.stage_dir(stage) / "map" / f"{shard.id}.json"
     if mapped.exists():
@@ -305,148 +303,54 @@ def _overhead(plan: RunPlan, stage: str, shard: Shard) -> float:
     return seconds
 
 
-def _step_done(out: Path) -> bool:
-    """A map or plan output is complete once its timing marker (written after it) exists: a
-    process killed between the two redoes the step, which rewrites the same output."""
-    return out.with_suffix(".json").exists()
-
-
-def exact_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
-    out = plan.stage_dir(EXACT_STAGE) / "decisions.parquet"
-    if _step_done(out):
+def _map_step(name: str, plan: RunPlan, shard: Shard) -> dict | None:
+    """The per-shard first part of a global stage: keys (MinHash bands, scores) of every document,
+    for the plan to read. Done once its timing marker (written after the output) exists: a process
+    killed between the two redoes the step, which rewrites the same output."""
+    out = plan.map_outputs(name)[plan.shards.index(shard)]
+    marker = out.with_suffix(".json")
+    if marker.exists():
         return None
-    cfg = plan.config.exact_dedup
-    prior = plan.warehouse.completed_files("documents", exclude_run=plan.run_id) if cfg.against_warehouse else []
-    curated = plan.curated_files(plan.previous(EXACT_STAGE))
-    return _timed(out.with_suffix(".json"), lambda: plan_exact_dedup(curated, prior, out))
+    stage = plan.stage(name)
+
+    def work() -> dict:
+        previous = plan.paths(plan.previous(name), shard).curated
+        tables = [stage.map(batch) for batch in stage.batches(previous)]
+        write_table_atomic(out, pa.concat_tables(tables) if tables else stage.map_schema.empty_table())
+        return {"rows": sum(t.num_rows for t in tables)}
+
+    result = _timed(marker, work)
+    progress.shard_done(_map_step_name(stage), shard.id, 0, 0)
+    return result
 
 
-def _map_outputs(plan: RunPlan, stage: str) -> list[Path]:
-    return [plan.stage_dir(stage) / "map" / f"{s.id}.parquet" for s in plan.shards]
-
-
-def _map_step(stage: str, name: str, schema: pa.Schema, compute: Callable[[pa.Table, RunConfig], pa.Table]):
-    """The per-shard first step of a global stage: keys (MinHash bands, scores) of every document,
-    for the global plan to read; timed, so the stage's stats can carry its cost."""
-
-    def step(plan: RunPlan, shard: Shard) -> dict | None:
-        out = plan.stage_dir(stage) / "map" / f"{shard.id}.parquet"
-        if _step_done(out):
-            return None
-
-        def work() -> dict:
-            tables = [compute(b, plan.config) for b in _previous_batches(plan, stage, shard)]
-            write_table_atomic(out, pa.concat_tables(tables) if tables else schema.empty_table())
-            return {"rows": sum(t.num_rows for t in tables)}
-
-        result = _timed(out.with_suffix(".json"), work)
-        progress.shard_done(name, shard.id, 0, 0)
-        return result
-
-    return step
-
-
-def near_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
-    out = plan.stage_dir(NEAR_STAGE) / "decisions.parquet"
-    if _step_done(out):
+def _plan_step(name: str, plan: RunPlan, _: Shard | None = None) -> dict | None:
+    marker = plan.stage_dir(name) / "decisions.json"
+    if marker.exists():
         return None
-    cfg = plan.config.near_dedup
-    prior = plan.warehouse.completed_files("minhash_index", exclude_run=plan.run_id) if cfg.against_warehouse else []
-    bands = _map_outputs(plan, NEAR_STAGE)
-    return _timed(out.with_suffix(".json"), lambda: plan_near_dedup(bands, prior, out))
-
-
-def _decision_apply(stage: str):
-    def step(plan: RunPlan, shard: Shard) -> dict | None:
-        paths = plan.paths(stage, shard)
-        if paths.done():
-            return None
-        decisions = load_decisions(plan.stage_dir(stage) / "decisions.parquet", shard.input_path)
-        return process_shard(
-            stage=stage,
-            shard=shard.id,
-            run_id=plan.run_id,
-            batches=_previous_batches(plan, stage, shard),
-            process=per_document(stage, decision_check(decisions)),
-            paths=paths,
-            extra_seconds=_overhead(plan, stage, shard),
-        )
-
-    return step
-
-
-def _filter_step(stage: str, make_processor: Callable[[RunConfig], Callable]):
-    def step(plan: RunPlan, shard: Shard) -> dict | None:
-        paths = plan.paths(stage, shard)
-        if paths.done():
-            return None
-        return process_shard(
-            stage=stage,
-            shard=shard.id,
-            run_id=plan.run_id,
-            batches=_previous_batches(plan, stage, shard),
-            process=make_processor(plan.config),
-            paths=paths,
-        )
-
-    return step
-
-
-def score_plan_step(plan: RunPlan, _: Shard | None = None) -> dict | None:
-    out = plan.stage_dir(SCORE_STAGE) / "decisions.json"
-    if out.exists():
-        return None
-    raw = _map_outputs(plan, SCORE_STAGE)
-    return _timed(out, lambda: plan_scoring(raw, plan.config.scoring))
-
-
-def score_apply_step(plan: RunPlan, shard: Shard) -> dict | None:
-    paths = plan.paths(SCORE_STAGE, shard)
-    if paths.done():
-        return None
-    scoring_plan = json.loads((plan.stage_dir(SCORE_STAGE) / "decisions.json").read_text())
-    scores = ShardScores(plan.stage_dir(SCORE_STAGE) / "map" / f"{shard.id}.parquet", scoring_plan)
-    write_table_atomic(plan.stage_dir(SCORE_STAGE) / "scores" / f"{shard.id}.parquet", scores.warehouse_rows(plan.run_id))
-    preselect = scoring_plan["scorers"].get("preselect", {})
-    return process_shard(
-        stage=SCORE_STAGE,
-        shard=shard.id,
-        run_id=plan.run_id,
-        batches=_previous_batches(plan, SCORE_STAGE, shard),
-        process=scoring_processor(scores, scoring_plan),
-        paths=paths,
-        extra={k: preselect[k] for k in ("threshold", "rule") if k in preselect},
-        extra_seconds=_overhead(plan, SCORE_STAGE, shard),
+    stage = plan.stage(name)
+    ctx = PlanContext(
+        run_id=plan.run_id, stage_dir=plan.stage_dir(name), map_outputs=plan.map_outputs(name),
+        previous_curated=plan.curated_files(plan.previous(name)), warehouse=plan.warehouse,
     )
+    return _timed(marker, lambda: stage.plan(ctx))
 
 
-_FILTERS = {
-    "quality": lambda cfg: per_document("quality", quality_check(cfg.quality)),
-    "language": lambda cfg: language_processor(cfg.language),
-    "toxicity": lambda cfg: toxicity_processor(cfg.toxicity),
-    "pii": lambda cfg: per_document("pii", pii_check(cfg.pii)),
-}
+def _map_step_name(stage: type[Stage] | Stage) -> str:
+    return stage.map_step or f"{stage.name}_map"
 
 
 def run_steps(plan: RunPlan) -> list[Step]:
-    steps = [Step("ingest", INGEST_STAGE, True, ingest_step)]
-    for stage in plan.stages[1:]:
-        if stage == EXACT_STAGE:
-            steps += [Step("exact_dedup_plan", stage, False, exact_plan_step), Step("exact_dedup", stage, True, _decision_apply(stage))]
-        elif stage == SCORE_STAGE:
-            steps += [
-                Step("score_map", stage, True, _map_step(stage, "score_map", RAW_SCORES, lambda b, cfg: shard_scores(b, cfg.scoring))),
-                Step("score_plan", stage, False, score_plan_step),
-                Step("score", stage, True, score_apply_step),
-            ]
-        elif stage == NEAR_STAGE:
-            steps += [
-                Step("near_dedup_signatures", stage, True, _map_step(stage, "near_dedup_signatures", RUN_BANDS, lambda b, cfg: shard_bands(b, cfg.near_dedup))),
-                Step("near_dedup_plan", stage, False, near_plan_step),
-                Step("near_dedup", stage, True, _decision_apply(stage)),
-            ]
-        else:
-            steps.append(Step(stage, stage, True, _filter_step(stage, _FILTERS[stage])))
+    """The run's steps in order: a per-shard stage is one step; a global stage is its map step (if
+    it has one), its plan, then its per-shard apply."""
+    steps = []
+    for name in plan.stages:
+        stage = stage_named(name, plan.registry)
+        if issubclass(stage, GlobalStage):
+            if stage.map_schema is not None:
+                steps.append(Step(_map_step_name(stage), name, True, _map_step))
+            steps.append(Step(f"{name}_plan", name, False, _plan_step))
+        steps.append(Step(name, name, True, _apply_step))
     return steps
 
 
@@ -475,20 +379,21 @@ def check_accounting(plan: RunPlan, stats: list[dict]) -> None:
     those footer rows equal the rows in the final curated files plus every rejected file, counted
     from the files themselves, so a stats file that lies cannot balance the books."""
     by_key = {(s["stage"], s["shard"]): s for s in stats}
+    first = plan.stages[0]
     problems = []
     input_rows = 0
     for shard in plan.shards:
         where = f"{shard.id} ({shard.input_path})"
-        ingest = by_key[(INGEST_STAGE, shard.id)]
+        ingest = by_key[(first, shard.id)]
         declared = json.loads(ingest["extra"]).get("input_rows")
         if declared is not None:
             input_rows += declared
             if ingest["docs_in"] != declared:
-                problems.append(f"{INGEST_STAGE}/{where}: the file declares {declared} rows, ingest read {ingest['docs_in']}")
+                problems.append(f"{first}/{where}: the file declares {declared} rows, ingest read {ingest['docs_in']}")
         for i, stage in enumerate(plan.stages):
             s = by_key[(stage, shard.id)]
             paths = plan.paths(stage, shard)
-            if s["docs_in"] != s["docs_out"] + s["docs_rejected"]:
+            if not StageStats.from_record(s).balances():
                 problems.append(f"{stage}/{where}: in {s['docs_in']} != out {s['docs_out']} + rejected {s['docs_rejected']}")
             if _rows_in(paths.curated) != s["docs_out"]:
                 problems.append(f"{stage}/{where}: {paths.curated} holds {_rows_in(paths.curated)} rows, stats say {s['docs_out']}")
@@ -505,7 +410,7 @@ def check_accounting(plan: RunPlan, stats: list[dict]) -> None:
 
 
 def _check_some_input_was_read(plan: RunPlan, stats: list[dict]) -> None:
-    readable = [s for s in stats if s["stage"] == INGEST_STAGE and "input_error" not in json.loads(s["extra"])]
+    readable = [s for s in stats if s["stage"] == plan.stages[0] and "input_error" not in json.loads(s["extra"])]
     if not readable:
         markers = [json.loads(m.read_text()) for m in sorted((plan.run_dir / "input_errors").glob("*.json"))]
         errors = [f"{e['input_file']}: {e['error']}" for e in [*plan.input_errors, *markers]]
@@ -513,21 +418,19 @@ def _check_some_input_was_read(plan: RunPlan, stats: list[dict]) -> None:
 
 
 def funnel(plan: RunPlan, stats: list[dict]) -> list[dict]:
+    """Per stage, the sum of its shards' stats."""
     rows = []
     for stage in plan.stages:
-        mine = [s for s in stats if s["stage"] == stage]
-        reasons: Counter[str] = Counter()
-        for s in mine:
-            reasons.update(json.loads(s["reasons"]))
-        rows.append(
-            {
-                "stage": stage,
-                **{k: sum(s[k] for s in mine) for k in ("docs_in", "docs_out", "docs_rejected", "bytes_in", "bytes_out", "bytes_rejected")},
-                "seconds": round(sum(s["seconds"] for s in mine), 3),
-                "reasons": dict(reasons.most_common()),
-            }
-        )
+        total = sum((StageStats.from_record(s) for s in stats if s["stage"] == stage), StageStats())
+        rows.append(total.funnel_row(stage))
     return rows
+
+
+def _finish_context(plan: RunPlan, stage: str, final_curated: list[Path]) -> FinishContext:
+    return FinishContext(
+        run_id=plan.run_id, run_dir=plan.run_dir, stage_dir=plan.stage_dir(stage), map_outputs=plan.map_outputs(stage),
+        final_curated=final_curated, shard_ids=[s.id for s in plan.shards],
+    )
 
 
 def finalize_run(plan: RunPlan) -> dict:
@@ -540,13 +443,9 @@ def finalize_run(plan: RunPlan) -> dict:
         "documents": [str(p) for p in final_curated],
         "rejected": [str(plan.paths(stage, s).rejected) for stage in plan.stages for s in plan.shards],
     }
-    if NEAR_STAGE in plan.stages:
-        index = plan.run_dir / "minhash_index.parquet"
-        bands = _map_outputs(plan, NEAR_STAGE)
-        curated_index(bands, final_curated, plan.run_id, index)
-        files["minhash_index"] = [str(index)]
-    if SCORE_STAGE in plan.stages:
-        files["scores"] = [str(plan.stage_dir(SCORE_STAGE) / "scores" / f"{s.id}.parquet") for s in plan.shards]
+    finishing = {name: _finish_context(plan, name, final_curated) for name in plan.stages}
+    for name, ctx in finishing.items():
+        files.update(stage_named(name, plan.registry)(plan.config).run_files(ctx))
     input_errors = list(plan.input_errors)
     for marker in sorted((plan.run_dir / "input_errors").glob("*.json")):
         input_errors.append(json.loads(marker.read_text()))
@@ -566,29 +465,34 @@ def finalize_run(plan: RunPlan) -> dict:
         "funnel": rows,
         "input_errors": input_errors,
     }
-    if "pii" in plan.stages:
-        redactions = pa.concat_tables([pq.read_table(p, columns=["pii_redactions"]) for p in final_curated]).column(0).to_pylist()
-        summary["pii_redactions"] = {"documents": sum(1 for r in redactions if r), "redactions": sum(r or 0 for r in redactions)}
+    for name, ctx in finishing.items():
+        summary.update(stage_named(name, plan.registry)(plan.config).run_summary(ctx))
     # the summary first: a run the warehouse calls completed always has one to show
     write_json_atomic(plan.run_dir / "summary.json", summary)
-    plan.warehouse.run_completed(plan.run_id, files, stats, input_errors, totals, output_dir=plan.run_dir)
+    plan.warehouse.job_completed(
+        RUN, plan.run_id, files, totals, output_dir=plan.run_dir, config=plan.config.model_dump(mode="json"),
+        input_paths=[s.input_path for s in plan.shards], stats=stats, input_errors=input_errors,
+    )
     if plan.replaces is not None:
         shutil.rmtree(plan.replaces, ignore_errors=True)
     return summary
 
 
 def fail_run(plan: RunPlan, err: BaseException) -> None:
-    plan.warehouse.run_failed(plan.run_id, "".join(traceback.format_exception_only(err)).strip())
+    plan.warehouse.job_failed(RUN, plan.run_id, "".join(traceback.format_exception_only(err)).strip())
 
 
-def run_pipeline(cfg: RunConfig, run_id: str | None = None, force: bool = False) -> dict:
+def run_pipeline(
+    cfg: RunConfig, run_id: str | None = None, force: bool = False, registry: tuple[type[Stage], ...] = STAGES
+) -> dict:
     """Run every step serially in this process, without Prefect."""
     run_id = run_id or new_run_id()
     with exclusive_run(cfg, run_id):
-        plan = prepare_run(cfg, run_id, force)
+        plan = prepare_run(cfg, run_id, force, registry)
         if plan.completed_summary is not None:
             return plan.completed_summary
         try:
+            setup_stages(plan)
             for step in run_steps(plan):
                 if step.per_shard:
                     progress.stage_started(step.name, len(plan.shards))

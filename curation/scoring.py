@@ -9,49 +9,36 @@ PreSelect threshold are rejected with their score. The threshold actually used i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.stage import BatchProcessor
+from curation.stage import FinishContext, GlobalStage, PlanContext, ShardContext
 from schemas.config import ScoringConfig
 from schemas.documents import REJECTED_DOCUMENT
-from schemas.scoring import SCORES, BringYourOwnClassifier
+from schemas.scoring import RAW_SCORES, SCORES, BringYourOwnClassifier
 from scorers import fasttext_scorer
-from scorers.ensemble import bucket_edges, load_classifier, score_with_classifier, to_buckets
-from scorers.preselect import MODEL_FILE, load_card
+from scorers.ensemble import bucket_edges, score_with_classifier, to_buckets
+from scorers.preselect import as_classifier
 from scorers.selection import threshold_for_rule
+from warehouse.shards import write_table_atomic
 
-STAGE = "score"
 PRESELECT_ID = "preselect"
-
-RAW_SCORES = pa.schema(
-    [
-        pa.field("input_file", pa.string()),
-        pa.field("input_row", pa.int64()),
-        pa.field("doc_id", pa.string()),
-        pa.field("n_chars", pa.int64()),
-        pa.field("n_words", pa.int64()),
-        pa.field("scorer_id", pa.string()),
-        pa.field("score", pa.float64()),
-    ]
-)
-
 
 def scorers_of(cfg: ScoringConfig) -> dict[str, BringYourOwnClassifier]:
     """Every scorer of the run by id; the PreSelect scorer is a fastText classifier like the others."""
     found: dict[str, BringYourOwnClassifier] = {}
     if cfg.preselect:
-        card = load_card(cfg.preselect.scorer_dir)
-        path = Path(cfg.preselect.scorer_dir) / MODEL_FILE
-        found[PRESELECT_ID] = BringYourOwnClassifier(path=str(path), label=card.get("label", fasttext_scorer.POSITIVE), name=PRESELECT_ID)
+        found[PRESELECT_ID] = as_classifier(cfg.preselect.scorer_dir, name=PRESELECT_ID)
     for classifier in cfg.classifiers:
         if classifier.scorer_id in found:
             raise ValueError(f"two scorers named {classifier.scorer_id!r}: give classifiers distinct names")
-        load_classifier(classifier.path)  # a missing or broken model fails before any output (cached: once per process)
         found[classifier.scorer_id] = classifier
+    for classifier in found.values():
+        fasttext_scorer.load(classifier.path)  # a missing or broken model fails before any output (cached per process)
     return found
 
 
@@ -105,29 +92,55 @@ class ShardScores:
         return pa.Table.from_pylist(rows, schema=SCORES)
 
 
-def scoring_processor(scores: ShardScores, plan: dict) -> BatchProcessor:
-    """Annotate a batch with `preselect_score` and `quality_bucket` and split it at the PreSelect
-    threshold, column-wise: this stage must cost little next to the classifier itself."""
-    preselect = plan["scorers"].get(PRESELECT_ID)
+class Score(GlobalStage):
+    """Map: every scorer scores every document. Plan: bucket edges per scorer and the PreSelect
+    threshold. Apply: annotate `preselect_score` and `quality_bucket`, drop what is below the
+    threshold (column-wise: this must cost little next to the classifiers), and keep every score
+    for the warehouse `scores` view."""
 
-    def process(batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+    name = "score"
+    config_section = "scoring"
+    map_schema = RAW_SCORES
+
+    def setup(self) -> None:
+        scorers_of(self.config)
+
+    def map(self, batch: pa.Table) -> pa.Table:
+        return shard_scores(batch, self.config)
+
+    def plan(self, ctx: PlanContext) -> dict:
+        return plan_scoring(ctx.map_outputs, self.config)
+
+    def begin_shard(self, ctx: ShardContext) -> None:
+        self.plan_made = json.loads((ctx.stage_dir / "decisions.json").read_text())
+        self.scores = ShardScores(ctx.map_output, self.plan_made)
+        self.preselect = self.plan_made["scorers"].get(PRESELECT_ID)
+        write_table_atomic(ctx.stage_dir / "scores" / f"{ctx.shard_id}.parquet", self.scores.warehouse_rows(ctx.run_id))
+
+    def shard_extra(self) -> dict:
+        preselect = self.preselect or {}
+        return {k: preselect[k] for k in ("threshold", "rule") if k in preselect}
+
+    def run_files(self, ctx: FinishContext) -> dict[str, list[str]]:
+        return {"scores": [str(ctx.stage_dir / "scores" / f"{shard}.parquet") for shard in ctx.shard_ids]}
+
+    def process(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
         rows = batch.column("input_row").to_pylist()
-        best = [max(buckets[r] for buckets in scores.buckets.values()) for r in rows]
+        best = [max(buckets[r] for buckets in self.scores.buckets.values()) for r in rows]
         batch = batch.set_column(batch.schema.get_field_index("quality_bucket"), "quality_bucket", pa.array(best, pa.int8()))
+        preselect = self.preselect
         if preselect is None:
             return batch, REJECTED_DOCUMENT.empty_table()
-        values = [scores.scores[PRESELECT_ID][r] for r in rows]
+        values = [self.scores.scores[PRESELECT_ID][r] for r in rows]
         batch = batch.set_column(batch.schema.get_field_index("preselect_score"), "preselect_score", pa.array(values, pa.float64()))
         keep = pc.greater_equal(batch.column("preselect_score"), preselect["threshold"])
         dropped = batch.filter(pc.invert(keep))
         n = dropped.num_rows
         details = [f"score {v:.4f} < threshold {preselect['threshold']:.4f}" for v in dropped.column("preselect_score").to_pylist()]
         rejected = (
-            dropped.append_column("stage", pa.array([STAGE] * n, pa.string()))
+            dropped.append_column("stage", pa.array([self.name] * n, pa.string()))
             .append_column("reason", pa.array(["preselect_below_threshold"] * n, pa.string()))
             .append_column("detail", pa.array(details, pa.string()))
             .append_column("duplicate_of", pa.nulls(n, pa.string()))
         )
         return batch.filter(keep), rejected.cast(REJECTED_DOCUMENT)
-
-    return process

@@ -1,83 +1,43 @@
-"""Toxicity: a word-list score from LDNOOBW, plus an optional fastText classifier.
-
-The word-list score is flagged words per word. A document is dropped when it has at least
-`min_matches` flagged words and its score exceeds `max_score`: a single bad word in a long
-article (a medical text, a quote) is not enough on its own, unlike C4's any-match rule.
-"""
+"""Toxicity: drops documents the word-list rule (scorers/toxicity.py) or an optional fastText
+classifier flags, and records both scores on every document it keeps."""
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
 
-from curation.assets import asset_path
-from curation.language import load_fasttext
-from curation.stage import BatchProcessor, Rejection, split_rows
-from schemas.config import ToxicityConfig
-
-STAGE = "toxicity"
-FALLBACK_LANGUAGE = "en"
+from curation.stage import Rejection, Stage, split_rows
+from scorers import fasttext_scorer
+from scorers.toxicity import check_wordlist_dir, classifier_scores, default_wordlist_dir, word_list_score
 
 
-def wordlist_dir(cfg: ToxicityConfig) -> Path:
-    return Path(cfg.wordlist_dir) if cfg.wordlist_dir else asset_path("ldnoobw")
+class Toxicity(Stage):
+    name = "toxicity"
+    config_section = "toxicity"
 
+    def setup(self) -> None:
+        self.lists = Path(self.config.wordlist_dir) if self.config.wordlist_dir else default_wordlist_dir()
+        check_wordlist_dir(self.lists)
+        self.classifier = self.config.classifier
+        if self.classifier:
+            fasttext_scorer.load(self.classifier.path)
 
-@lru_cache(maxsize=64)
-def word_pattern(path: str) -> re.Pattern | None:
-    words = [
-        line.strip().lower()
-        for line in Path(path).read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    if not words:
-        return None
-    # longest first so that phrases win over their first word; \b only where the term has a word edge
-    alternatives = "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
-
-
-def flagged_words(text: str, language: str | None, lists: Path) -> list[str]:
-    path = lists / f"{language}.txt"
-    if not language or not path.exists():
-        path = lists / f"{FALLBACK_LANGUAGE}.txt"
-    pattern = word_pattern(str(path))
-    return pattern.findall(text.lower()) if pattern else []
-
-
-def toxicity_processor(cfg: ToxicityConfig) -> BatchProcessor:
-    lists = wordlist_dir(cfg)
-    if not (lists / f"{FALLBACK_LANGUAGE}.txt").exists():
-        raise FileNotFoundError(f"toxicity.wordlist_dir {lists} has no {FALLBACK_LANGUAGE}.txt word list")
-    classifier = cfg.classifier
-    if classifier:
-        load_fasttext(classifier.path)
-
-    def process(batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+    def process(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
         rows = batch.to_pylist()
-        classifier_scores = _classifier_scores([r["text"] for r in rows], classifier) if classifier else [None] * len(rows)
-        verdicts: list[Rejection | None] = []
-        for row, model_score in zip(rows, classifier_scores):
-            hits = flagged_words(row["text"], row["language"], lists)
-            words = max(row["n_words"] or len(row["text"].split()), 1)
-            row["toxicity_score"] = round(len(hits) / words, 6)
+        texts = [r["text"] for r in rows]
+        model_scores = classifier_scores(texts, self.classifier.path, self.classifier.label) if self.classifier else [None] * len(rows)
+        verdicts = []
+        for row, model_score in zip(rows, model_scores, strict=True):
+            words = word_list_score(row["text"], row["language"], self.lists, row["n_words"])
+            row["toxicity_score"] = words.score
             row["toxicity_classifier_score"] = model_score
-            if len(hits) >= cfg.min_matches and row["toxicity_score"] > cfg.max_score:
-                shown = ", ".join(sorted(set(hits))[:5])
-                verdicts.append(Rejection("toxic_words", f"{len(hits)} flagged of {words} words ({shown})"))
-            elif model_score is not None and model_score >= classifier.threshold:
-                verdicts.append(Rejection("toxic_classifier", f"{classifier.label} p={model_score:.3f} >= {classifier.threshold}"))
-            else:
-                verdicts.append(None)
-        return split_rows(rows, verdicts, STAGE)
+            verdicts.append(self.verdict(words, model_score))
+        return split_rows(rows, verdicts, self.name)
 
-    return process
-
-
-def _classifier_scores(texts: list[str], classifier) -> list[float]:
-    model = load_fasttext(classifier.path)
-    labels, probs = model.predict([t.replace("\n", " ") for t in texts], k=-1)
-    return [round(float(dict(zip(ls, ps)).get(classifier.label, 0.0)), 6) for ls, ps in zip(labels, probs)]
+    def verdict(self, words, model_score: float | None) -> Rejection | None:
+        if words.is_toxic(self.config.min_matches, self.config.max_score):
+            return Rejection("toxic_words", words.describe())
+        if model_score is not None and model_score >= self.classifier.threshold:
+            return Rejection("toxic_classifier", f"{self.classifier.label} p={model_score:.3f} >= {self.classifier.threshold}")
+        return None

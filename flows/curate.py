@@ -12,8 +12,10 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from curation import progress
-from curation.runner import RunPlan, Shard, Step, exclusive_run, fail_run, finalize_run, new_run_id, prepare_run, run_steps
+from schemas import progress
+from curation.runner import (
+    RunPlan, Shard, Step, exclusive_run, fail_run, finalize_run, new_run_id, prepare_run, run_steps, setup_stages,
+)
 from schemas.config import RunConfig, load_config
 
 
@@ -50,6 +52,7 @@ def curate_flow(config: RunConfig, run_id: str | None = None, force: bool = Fals
             return plan.completed_summary
         logger.info("run %s: %d shards, stages %s", plan.run_id, len(plan.shards), " -> ".join(plan.stages))
         try:
+            setup_stages(plan)
             for step in run_steps(plan):
                 if step.per_shard:
                     progress.stage_started(step.name, len(plan.shards))

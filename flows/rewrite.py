@@ -10,12 +10,12 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from curation.rewrite.engines import EngineLoadError
+from scorers.models import ModelLoadError
 from curation.rewrite.runner import run_rewrite
 from curation.rewrite.styles import StyleError
 from schemas.config import ConfigError, load_rewrite_config
 
-_FINAL = (EngineLoadError, StyleError, ConfigError, FileNotFoundError)
+_FINAL = (ModelLoadError, StyleError, ConfigError, FileNotFoundError)  # a bad engine is a ModelLoadError too
 
 
 def _retry_unless_final(task, task_run, state) -> bool:

@@ -67,6 +67,30 @@ STAGE_STATS = pa.schema(
     ]
 )
 
+# A global stage's decision about one document (deduplication): reject it, or only annotate the
+# cluster it belongs to (reason null). Written by the plan step, read by the per-shard apply.
+DECISIONS = pa.schema(
+    [
+        pa.field("input_file", pa.string()),
+        pa.field("input_row", pa.int64()),
+        pa.field("reason", pa.string()),  # null: keep, only annotate duplicate_cluster
+        pa.field("detail", pa.string()),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("duplicate_cluster", pa.string()),
+    ]
+)
+
+# LSH band keys of every document of a run, by input position: the near-duplicate plan's input.
+RUN_BANDS = pa.schema(
+    [
+        pa.field("input_file", pa.string()),
+        pa.field("input_row", pa.int64()),
+        pa.field("doc_id", pa.string()),
+        pa.field("band", pa.int16()),
+        pa.field("band_key", pa.uint64()),
+    ]
+)
+
 # LSH band keys of curated documents: the near-duplicate index later runs are compared against.
 MINHASH_BANDS = pa.schema(
     [

@@ -56,6 +56,21 @@ SCORES = pa.schema(
 )
 
 
+# Every scorer's raw score of every document of a run, by input position: the score plan's input
+# (bucket edges and the PreSelect threshold need the whole run).
+RAW_SCORES = pa.schema(
+    [
+        pa.field("input_file", pa.string()),
+        pa.field("input_row", pa.int64()),
+        pa.field("doc_id", pa.string()),
+        pa.field("n_chars", pa.int64()),
+        pa.field("n_words", pa.int64()),
+        pa.field("scorer_id", pa.string()),
+        pa.field("score", pa.float64()),
+    ]
+)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 

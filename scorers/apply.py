@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from curation.shards import ShardWriter
+from warehouse.shards import ShardWriter
 from schemas.scoring import SCORES, SelectionRule
-from scorers import fasttext_scorer
-from scorers.preselect import MODEL_FILE, load_card
+from scorers.ensemble import score_with_classifier
+from scorers.preselect import as_classifier, load_card
 from scorers.selection import select
 from warehouse.warehouse import Warehouse
 
@@ -32,9 +32,8 @@ class ApplyResult:
 
 
 def apply_to_run(scorer_dir: Path, warehouse_path: Path, run_id: str, rule: SelectionRule, batch_size: int = 10_000) -> ApplyResult:
-    card = load_card(scorer_dir)
-    scorer_id = card.get("scorer_id", Path(scorer_dir).name)
-    model = fasttext_scorer.load(Path(scorer_dir) / MODEL_FILE)
+    scorer_id = load_card(scorer_dir).get("scorer_id", Path(scorer_dir).name)
+    classifier = as_classifier(scorer_dir, name=scorer_id)
     warehouse = Warehouse(warehouse_path)
     scores_path = Path(scorer_dir) / "applied" / f"{run_id}.parquet"
     scores, n_chars = [], []
@@ -44,7 +43,7 @@ def apply_to_run(scorer_dir: Path, warehouse_path: Path, run_id: str, rule: Sele
         reader = con.execute("SELECT doc_id, text, n_chars FROM documents WHERE run_id = ? ORDER BY doc_id", [run_id]).to_arrow_reader(batch_size)
         with ShardWriter(scores_path, SCORES) as writer:
             for batch in reader:
-                values = fasttext_scorer.score(model, batch.column("text").to_pylist(), label=card.get("label", fasttext_scorer.POSITIVE))
+                values = score_with_classifier(classifier, batch.column("text").to_pylist())
                 scores += values
                 n_chars += batch.column("n_chars").to_pylist()
                 writer.write(

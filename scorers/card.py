@@ -8,10 +8,7 @@ counts derived from the models, and writes both files.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,20 +19,13 @@ import pyarrow.compute as pc
 from schemas.scoring import LABEL_NEGATIVE, LABEL_POSITIVE, FastTextParams
 from scorers.fasttext_scorer import TrainResult
 from scorers.labels import compared_pairs
+from warehouse.files import sha256_file, write_text_atomic
 
-__all__ = ["REQUIRED_KEYS", "card_from_training", "pair_summary", "render_markdown", "sha256_file", "write_card"]
+__all__ = ["REQUIRED_KEYS", "card_from_training", "pair_summary", "render_markdown", "write_card"]
 
 CARD_JSON = "scorer_card.json"
 CARD_MD = "scorer_card.md"
 REQUIRED_KEYS = ("models", "labels", "fasttext_params", "holdout", "sha256", "top_features")
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pair_summary(models: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -104,8 +94,8 @@ def write_card(out_dir: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
     card = {**card, **{k: v for k, v in pair_summary(card["models"]).items() if k not in card}}
     out_dir = Path(out_dir)
     json_path, md_path = out_dir / CARD_JSON, out_dir / CARD_MD
-    _write_atomic(json_path, json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n")
-    _write_atomic(md_path, render_markdown(card))
+    write_text_atomic(json_path, json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_text_atomic(md_path, render_markdown(card))
     return json_path, md_path
 
 
@@ -150,11 +140,3 @@ def _fmt(v: Any) -> str:
 
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("`", "\\`")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    # written under a temporary name and renamed, so a reader never sees half a card
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

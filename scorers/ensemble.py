@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 
 import numpy as np
 
@@ -19,7 +18,7 @@ from schemas.scoring import BringYourOwnClassifier
 from scorers import fasttext_scorer
 from scorers.selection import weighted_scores
 
-__all__ = ["BringYourOwnClassifier", "bucket_edges", "ensemble_buckets", "load_classifier", "score_with_classifier", "to_buckets"]
+__all__ = ["BringYourOwnClassifier", "bucket_edges", "ensemble_buckets", "score_with_classifier", "to_buckets"]
 
 
 def bucket_edges(scores: Sequence[float], token_counts: Sequence[int], n_buckets: int = 20) -> list[float]:
@@ -64,11 +63,6 @@ def ensemble_buckets(per_classifier_buckets: Mapping[str, Sequence[int]] | Seque
 
 
 def score_with_classifier(classifier: BringYourOwnClassifier, texts: Sequence[str]) -> list[float]:
-    """Probability of the classifier's label for each text, with the scorer's preprocessing."""
-    return fasttext_scorer.score(load_classifier(classifier.path), texts, label=classifier.label)
-
-
-@lru_cache(maxsize=8)
-def load_classifier(path: str):
-    # one load per process and path: a large classifier takes seconds to read
-    return fasttext_scorer.load(path)
+    """Probability of the classifier's label for each text, with the scorer's preprocessing: the
+    one way every scorer (PreSelect's included) is applied, in a run or to a finished run."""
+    return fasttext_scorer.score(fasttext_scorer.load(classifier.path), texts, label=classifier.label)

@@ -13,6 +13,7 @@ import os
 import random
 import re
 from contextlib import contextmanager
+from functools import lru_cache
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from schemas.scoring import LABEL_NEGATIVE, LABEL_POSITIVE, FastTextParams
+from warehouse.files import atomic_path
 
 __all__ = [
     "NEGATIVE",
@@ -108,9 +110,8 @@ def train(
             )
     except RuntimeError as err:
         raise RuntimeError(f"fastText training on {train_path} failed: {err}") from None
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    model.save_model(str(tmp))
-    os.replace(tmp, out_path)  # a model file that exists is complete
+    with atomic_path(out_path) as tmp:  # a model file that exists is complete
+        model.save_model(str(tmp))
 
     holdout_path, accuracy, auc = None, None, None
     if pos_hold or neg_hold:
@@ -135,15 +136,29 @@ def train(
 
 
 def load(path: str | Path):
-    """A fastText model from a .bin (or quantized .ftz) file, with the path in any error."""
-    import fasttext
-
+    """A fastText model from a .bin (or quantized .ftz) file, with the path in any error. Loaded
+    once per process and file version: a large model takes seconds to read, and a model written
+    again under the same path (a retrained scorer) is read again."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no fastText model at {path}")
+    stat = Path(path).stat()
+    return _load(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, _mtime_ns: int, _size: int):
+    import fasttext
+
     try:
-        return fasttext.load_model(str(path))
+        return fasttext.load_model(path)
     except ValueError as err:
         raise ValueError(f"cannot load fastText model {path}: {err}") from None
+
+
+def top_labels(model, texts: Sequence[str]) -> list[tuple[str, float]]:
+    """Each text's most likely label (without fastText's prefix) and its probability."""
+    labels, probs = model.predict([preprocess(t) for t in texts], k=1)
+    return [(label[0].removeprefix(LABEL_PREFIX), min(float(prob[0]), 1.0)) for label, prob in zip(labels, probs)]
 
 
 def score(model, texts: Sequence[str], label: str = POSITIVE, batch_size: int = 10_000) -> list[float]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation import progress
-from curation.shards import write_table_atomic
+from schemas import progress
+from warehouse.shards import write_table_atomic
 from schemas.scoring import LOSSES
 from scorers.losses import DocumentLoss
 

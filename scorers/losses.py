@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from scorers.models import ModelLoadError, resolve_model
+
 LN2 = math.log(2)
-
-
-class ModelLoadError(RuntimeError):
-    """A configured model path that does not exist or cannot be loaded."""
 
 
 class TokenScorer(Protocol):
@@ -113,20 +111,13 @@ def weights_fingerprint(model_dir: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _check_model_dir(path: str | Path) -> Path:
-    root = Path(path)
-    if not (root / "config.json").is_file():
-        raise ModelLoadError(f"model path {root} does not exist or has no config.json (a Hugging Face model folder is expected)")
-    return root
-
-
 class TransformersScorer:
     """Reference engine with no vLLM: plain forward passes in float32."""
 
     engine = "transformers"
 
     def __init__(self, model_path: str | Path, max_len: int = 2048, batch_size: int = 4):
-        root = _check_model_dir(model_path)
+        root = resolve_model(model_path)
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -188,7 +179,7 @@ class VLLMScorer:
     engine = "vllm"
 
     def __init__(self, model_path: str | Path, max_len: int = 2048, **engine_kwargs):
-        root = _check_model_dir(model_path)
+        root = resolve_model(model_path)
         for key, value in VLLM_CPU_ENV.items():
             os.environ.setdefault(key, value)
         os.environ.setdefault("VLLM_CACHE_ROOT", str(Path.home() / ".cache" / "cpt-curate-vllm"))

@@ -17,36 +17,31 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from curation.normalize import content_hash
-from curation.shards import (
-    TEXT_TYPES, ShardError, check_text_column, expand_input_paths, iter_parquet_batches, open_parquet,
-    write_json_atomic, write_table_atomic,
+from scorers.normalize import content_hash
+from warehouse.shards import (
+    ShardError, check_text_column, decode_utf8, expand_input_paths, iter_parquet_batches, open_parquet, python_rows,
+    write_table_atomic,
 )
-from schemas.scoring import LABEL_NEGATIVE, LABEL_POSITIVE, PreSelectModel, PreSelectTrainingConfig, TrainingDocuments
+from schemas.scoring import (
+    LABEL_NEGATIVE, LABEL_POSITIVE, BringYourOwnClassifier, PreSelectModel, PreSelectTrainingConfig, TrainingDocuments,
+)
 from scorers import fasttext_scorer
 from scorers.benchmark import load_mmlu_jsonl, multiple_choice_accuracy, sample_questions
 from scorers.card import card_from_training, write_card
 from scorers.labels import TooFewLabelsError, assign_labels, predictive_strength, rank_normalize
 from scorers.loss_cache import CacheDocument, losses_with_cache
 from scorers.losses import document_losses, make_scorer, weights_fingerprint
+from scorers.models import resolve_model
+from warehouse.files import write_json_atomic
 
 MODEL_FILE = "model.bin"
 log = logging.getLogger(__name__)
 
 
-def resolve_model_path(model: PreSelectModel) -> Path:
-    path = Path(model.path)
-    if path.is_dir() or "/" in model.path:
-        return path
-    from scorers.model_assets import model_path
-
-    return model_path(model.path)
-
-
 def model_key(model: PreSelectModel) -> str:
     """Cache key of a model: its name plus a fingerprint of its weights, so that swapping the
     weights under the same name never reuses stale losses."""
-    return f"{model.name}@{weights_fingerprint(resolve_model_path(model))}"
+    return f"{model.name}@{weights_fingerprint(resolve_model(model.path))}"
 
 
 @dataclass(frozen=True)
@@ -60,21 +55,12 @@ NOT_UTF8 = object()  # stands for a value whose bytes are not UTF-8
 PARQUET_BATCH_ROWS = 10_000
 
 
-def _as_strings(column: pa.ChunkedArray) -> list:
-    """The column's values as str (None stays None), NOT_UTF8 where a string is not UTF-8.
-    String columns are read as bytes: pyarrow and DuckDB both fail on the whole file otherwise."""
-    if column.type not in TEXT_TYPES:
-        return [None if v is None else str(v) for v in column.to_pylist()]
-    return [_decode(v) for v in column.cast(pa.large_binary()).to_pylist()]
-
-
-def _decode(value: bytes | None):
-    if value is None:
-        return None
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return NOT_UTF8
+def _as_text(value) -> str | None:
+    """An id or text value as str (None stays None); NOT_UTF8 for bytes that are not UTF-8."""
+    if isinstance(value, bytes):
+        text, problem = decode_utf8(value, "")
+        return NOT_UTF8 if problem else text
+    return None if value is None else str(value)
 
 
 def _parquet_rows(path: str, source: TrainingDocuments) -> tuple[list[tuple], list[int]]:
@@ -87,9 +73,10 @@ def _parquet_rows(path: str, source: TrainingDocuments) -> tuple[list[tuple], li
     rows, invalid = [], []
     try:
         for batch in iter_parquet_batches(path, PARQUET_BATCH_ROWS, columns=[source.id_column, source.text_column]):
-            pairs = zip(_as_strings(batch.column(source.id_column)), _as_strings(batch.column(source.text_column)))
-            for doc_id, text in pairs:
-                if doc_id is NOT_UTF8 or text is NOT_UTF8:
+            batch_rows, bad_values = python_rows(batch)  # a string that is not UTF-8 costs only its row
+            for row, bad in zip(batch_rows, bad_values, strict=True):
+                doc_id, text = _as_text(row[source.id_column]), _as_text(row[source.text_column])
+                if bad or doc_id is NOT_UTF8 or text is NOT_UTF8:
                     invalid.append(len(rows) + len(invalid))
                 else:
                     rows.append((doc_id, text))
@@ -153,7 +140,7 @@ class LazyEngine:
     @property
     def scorer(self):
         if self._scorer is None:
-            self._scorer = make_scorer(self.cfg.engine, resolve_model_path(self.model), max_len=self.cfg.max_len)
+            self._scorer = make_scorer(self.cfg.engine, resolve_model(self.model.path), max_len=self.cfg.max_len)
         return self._scorer
 
 
@@ -170,7 +157,7 @@ def model_losses(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents:
 def benchmark_score(cfg: PreSelectTrainingConfig, model: PreSelectModel, engine: LazyEngine | None = None) -> float:
     if model.benchmark_score is not None:
         return model.benchmark_score
-    from curation.assets import asset_path
+    from scorers.assets import asset_path
 
     engine = engine or LazyEngine(cfg, model)
     path = cfg.benchmark.path or str(asset_path("mmlu.jsonl"))
@@ -208,7 +195,7 @@ def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores
     )
     model = fasttext_scorer.load(result.model_path)
     card = card_from_training(
-        models=[{"name": m.name, "path": str(resolve_model_path(m)), "benchmark_score": scores[m.name]} for m in cfg.models],
+        models=[{"name": m.name, "path": m.path, "benchmark_score": scores[m.name]} for m in cfg.models],  # as configured: losses may all come from the cache
         labels=labels,
         result=result,
         top_features=fasttext_scorer.top_features(model, k=20),
@@ -245,3 +232,10 @@ def load_card(scorer_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{scorer_dir} is not a scorer folder (no scorer_card.json): train one with `curate preselect train`")
     return json.loads(path.read_text())
+
+
+def as_classifier(scorer_dir: str | Path, name: str = "preselect") -> BringYourOwnClassifier:
+    """A trained PreSelect scorer is a fastText classifier like any other: its model file and the
+    label its card says is positive."""
+    card = load_card(scorer_dir)
+    return BringYourOwnClassifier(path=str(Path(scorer_dir) / MODEL_FILE), label=card.get("label", fasttext_scorer.POSITIVE), name=name)

@@ -15,7 +15,8 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
-from curation.assets import assets_dir, fetch_assets  # noqa: E402
+from provision.assets import fetch_assets  # noqa: E402
+from scorers.assets import assets_dir  # noqa: E402
 from schemas.config import config_from_dict  # noqa: E402
 
 

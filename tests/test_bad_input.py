@@ -14,7 +14,7 @@ import pytest
 from conftest import curated_rows, make_config, rejected_rows, write_shard
 
 from curation.runner import RunError, run_pipeline
-from curation.shards import python_rows
+from warehouse.shards import python_rows
 
 CHEAP = {"quality": {"enabled": False}, "language": {"enabled": False}, "toxicity": {"enabled": False}}
 
@@ -344,9 +344,10 @@ def test_no_readable_input_at_all_fails_loudly(tmp_path):
 
 def test_missing_language_model_fails_before_writing_output(tmp_path, good_shard):
     cfg = make_config(tmp_path, [str(tmp_path / "in/*.parquet")], language={"model_path": str(tmp_path / "nope.ftz")})
-    with pytest.raises(ValueError, match="nope.ftz"):
+    with pytest.raises(FileNotFoundError, match="nope.ftz"):
         run_pipeline(cfg, run_id="nomodel")
-    assert not list((tmp_path / "out/runs/nomodel").glob("*language*/curated/*.parquet"))
+    # every stage is set up before the first step: not even ingest touched a shard
+    assert not list((tmp_path / "out/runs/nomodel").rglob("*.parquet"))
     from warehouse.warehouse import Warehouse
 
     _, rows = Warehouse(tmp_path / "warehouse.duckdb").query("SELECT status FROM runs WHERE run_id = 'nomodel'")

@@ -105,7 +105,7 @@ def test_cache_computes_only_what_is_missing(tmp_path):
 @pytest.mark.slow
 def test_real_models_measure_mmlu_and_engines_agree(assets):
     from scorers.losses import make_scorer
-    from scorers.model_assets import model_path
+    from scorers.models import model_path
 
     questions = sample_questions(load_mmlu_jsonl(assets / "mmlu.jsonl").questions, 24, seed=0)
     accuracies = {}

@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation import assets as assets_mod
-from curation.assets import AssetFetchError, asset_path, assets_dir, fetch_assets
-from curation.demo_corpus import BLOCKLISTED_DOMAINS, PLANTED_KINDS, SCHEMA, DemoCorpus, build_demo_corpus
+from scorers import assets as assets_mod
+from provision.assets import AssetFetchError, fetch_assets
+from scorers.assets import asset_path, assets_dir
+from provision.demo_corpus import BLOCKLISTED_DOMAINS, PLANTED_KINDS, SCHEMA, DemoCorpus, build_demo_corpus
 
 EXACT_KINDS = ("exact_dup", "exact_dup_case_ws", "recrawl_exact_dup")
 NEAR_KINDS = ("near_dup", "recrawl_near_dup")

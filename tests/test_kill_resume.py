@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 # Runs `curate run` in this process after arranging a SIGKILL at the point named by argv[1].
 CHILD = r"""
 import os, signal, sys
-from curation import progress, runner
+from curation import dedup
+from curation.quality import Quality
+from schemas import progress
 from warehouse.warehouse import Warehouse
 
 point, argv = sys.argv[1], sys.argv[2:]
@@ -42,29 +44,26 @@ if point == "signatures":
             die()
     progress.shard_done = die_on_second_shard
 elif point == "near_plan":
-    real_plan = runner.plan_near_dedup
+    real_plan = dedup.plan_near_dedup
     def plan_then_die(*args, **kwargs):
         real_plan(*args, **kwargs)  # the decisions are on disk, the step's marker is not
         die()
-    runner.plan_near_dedup = plan_then_die
+    dedup.plan_near_dedup = plan_then_die
 elif point == "quality":
-    real_quality, batches = runner._FILTERS["quality"], [0]  # counted over the shards
-    def quality_that_dies(cfg):
-        process = real_quality(cfg)
-        def counted(batch):
-            batches[0] += 1
-            if batches[0] == 5:  # shard 2's first batch: shard 1 done, shard 2's file half written
-                die()
-            return process(batch)
-        return counted
-    runner._FILTERS["quality"] = quality_that_dies
+    real_process, batches = Quality.process, [0]  # counted over the shards
+    def process_then_die(self, batch):
+        batches[0] += 1
+        if batches[0] == 5:  # shard 2's first batch: shard 1 done, shard 2's file half written
+            die()
+        return real_process(self, batch)
+    Quality.process = process_then_die
 elif point in ("before_register", "after_register"):
-    real_completed = Warehouse.run_completed
+    real_completed = Warehouse.job_completed
     def completed_then_die(self, *args, **kwargs):
         if point == "after_register":
             real_completed(self, *args, **kwargs)
         die()
-    Warehouse.run_completed = completed_then_die
+    Warehouse.job_completed = completed_then_die
 
 from cli.main import app
 app(argv)

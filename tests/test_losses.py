@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from scorers.losses import LN2, ModelLoadError, document_losses, plan_windows
+from scorers.losses import LN2, document_losses, plan_windows
+from scorers.models import ModelLoadError
 
 
 def test_windows_score_every_token_once_with_context():
@@ -54,14 +55,14 @@ def test_document_loss_counts_each_token_once():
 def test_missing_model_path_is_a_clear_error(tmp_path):
     from scorers.losses import TransformersScorer
 
-    with pytest.raises(ModelLoadError, match="does not exist or has no config.json"):
+    with pytest.raises(ModelLoadError, match="nope does not exist"):
         TransformersScorer(tmp_path / "nope")
 
 
 @pytest.mark.slow
 def test_vllm_and_transformers_agree_on_real_text(wiki_docs):
     from scorers.losses import make_scorer
-    from scorers.model_assets import model_path
+    from scorers.models import model_path
 
     path = model_path("smollm2-135m-instruct")
     texts = [wiki_docs[0][:600], wiki_docs[1][:900], "Paris is the capital of France."]

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from schemas.scoring import LABELS, LOSSES, SCORES, BringYourOwnClassifier, FastTextParams, SelectionRule
 from scorers import fasttext_scorer as fts
-from scorers.card import card_from_training, pair_summary, sha256_file, write_card
+from scorers.card import card_from_training, pair_summary, write_card
+from warehouse.files import sha256_file
 from scorers.ensemble import bucket_edges, ensemble_buckets, score_with_classifier, to_buckets
 from scorers.labels import LossTableError, TooFewLabelsError, assign_labels, predictive_strength
 from scorers.selection import select, threshold_for_rule, threshold_for_top_share

@@ -8,7 +8,7 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
-from curation import progress
+from schemas import progress
 from schemas.scoring import LOSSES
 from scorers.loss_cache import CacheDocument, losses_with_cache
 from scorers.losses import document_losses
@@ -109,9 +109,9 @@ def test_progress_is_reported_per_batch_per_model(tmp_path, recorder):
 
 @pytest.mark.slow
 def test_real_model_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, wiki_docs):
-    from curation.normalize import content_hash
+    from scorers.normalize import content_hash
     from scorers.losses import make_scorer
-    from scorers.model_assets import model_path
+    from scorers.models import model_path
 
     scorer = make_scorer("transformers", model_path("smollm2-135m-instruct"), max_len=128)
     docs = [CacheDocument(f"w{i}", content_hash(t), t) for i, t in enumerate(d[:300] for d in wiki_docs[:5])]

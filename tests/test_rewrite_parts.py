@@ -40,7 +40,7 @@ from schemas.rewrite import (
     SamplingConfig,
     StyleSpec,
 )
-from scorers.model_assets import model_path
+from scorers.models import model_path
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_identical_chunks_cost_one_generation(counter, wiki_docs):
 
 
 def _ctx(assets, chunk, **kw):
-    from curation.assets import asset_path
+    from scorers.assets import asset_path
 
     settings = GateSettings(**kw.pop("settings", {}))
     return GateContext(chunk=chunk, language=kw.pop("language", "en"), finish_reason=kw.pop("finish_reason", "stop"),

@@ -210,7 +210,7 @@ def test_an_unset_api_key_is_a_clear_error(server, monkeypatch):
 
 def test_failed_work_is_kept_then_retried_by_the_next_run(curated, server, monkeypatch):
     monkeypatch.setenv("TEST_ENDPOINT_KEY", "sk-secret-123")
-    from scorers.model_assets import model_path
+    from scorers.models import model_path
 
     engine = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "served_model": "smol",
               "tokenizer": str(model_path("smollm2-135m-instruct")), "api_key_env": "TEST_ENDPOINT_KEY",
@@ -285,11 +285,11 @@ def test_cli_rewrite_commands(curated):
 
 
 def test_a_model_that_is_not_there_is_a_clear_error(curated):
-    from curation.rewrite.engines import EngineLoadError
+    from scorers.models import ModelLoadError
 
     cfg = rewrite_config(curated, rewrite_id="nomodel", routes=[{"styles": [{"style": "wrap_qa"}]}],
                          engine={"model": str(curated / "no-such-model")})
-    with pytest.raises(EngineLoadError, match="no-such-model does not exist"):
+    with pytest.raises(ModelLoadError, match="no-such-model does not exist"):
         run_rewrite(cfg)
     assert records(curated, "SELECT status FROM rewrites WHERE rewrite_id = 'nomodel'") == [{"status": "failed"}]
 
@@ -298,7 +298,7 @@ def test_a_model_that_is_not_there_is_a_clear_error(curated):
 
 
 def endpoint_config(base_url: str) -> dict:
-    from scorers.model_assets import model_path
+    from scorers.models import model_path
 
     return {"kind": "openai", "base_url": base_url, "served_model": "smol", "max_retries": 0,
             "tokenizer": str(model_path("smollm2-135m-instruct"))}

@@ -25,7 +25,7 @@ from curation.runner import run_pipeline
 from schemas.config import load_rewrite_config
 from schemas.rewrite import GENERATION
 from scorers.losses import VLLM_CPU_ENV, weights_fingerprint
-from scorers.model_assets import model_path
+from scorers.models import model_path
 from warehouse.warehouse import Warehouse
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import make_config, write_shard
 
-from curation import progress
+from schemas import progress
 from curation.rewrite.runner import run_rewrite
 from curation.runner import RunError, new_run_id, run_pipeline
 from schemas.rewrite import RewriteConfig
@@ -182,6 +182,6 @@ def test_credentials_in_input_urls_are_never_stored(tmp_path, crawl):
         data = path.read_bytes()
         assert b"hunter2pass" not in data and b"t0psecretsig" not in data, path
     # DuckDB may compress what it stores: ask it too
-    for table in ("_runs", "_input_errors", "_run_files"):
+    for table in ("_jobs", "_input_errors", "_job_files"):
         cols, rows = Warehouse(tmp_path / "warehouse.duckdb").query(f"SELECT * FROM {table}")
         assert "hunter2pass" not in repr(rows) and "t0psecretsig" not in repr(rows), table

@@ -1,9 +1,16 @@
-"""The DuckDB warehouse: a catalogue of runs and views over their Parquet outputs.
+"""The DuckDB warehouse: one catalogue of jobs and views over their Parquet outputs.
 
-Data stays in Parquet under the output root; the database holds small tables (runs, stage stats,
-input errors, the list of each run's files) and views over the files by absolute path, so plain
-`duckdb <file>` sees the same thing `curate sql` does. Only completed runs' files are in the
-views: a run in progress or a failed one never leaks half its output into `documents`.
+Data stays in Parquet under the output root; the database holds small tables (the jobs, stage
+stats, input errors, the list of each job's files) and views over the files by absolute path, so
+plain `duckdb <file>` sees the same thing `curate sql` does.
+
+A job is a curation run or a rewrite. Both kinds live one life in one table, `_jobs`, keyed by
+(kind, id): started, then completed or failed. Only completed jobs' files are in the views, so a
+job in progress or a failed one never leaks half its output into `documents` or `generations`,
+and a completed job stays completed, its files visible, until a replacement completes. Ids are
+unique within a kind only, so every lookup names the kind. What differs by kind is data, not
+life: a job's summary is JSON (a run's totals, a rewrite's counts), a run also records stage stats
+and unreadable inputs, and the `runs` and `rewrites` views give each kind the columns users query.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import json
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -29,7 +36,7 @@ from schemas.rewrite import GENERATION, REWRITE_FAILURE
 from schemas.scoring import SCORES
 from warehouse.secrets import without_secrets
 
-# view name -> (kind of run file it reads, schema of those files)
+# view name -> (kind of job file it reads, schema of those files)
 FILE_VIEWS = {
     "documents": ("documents", CURATED_DOCUMENT),
     "rejected": ("rejected", REJECTED_DOCUMENT),
@@ -45,39 +52,68 @@ DERIVED_VIEWS = {
     "synthetic_rejected": "SELECT * FROM generations WHERE NOT accepted",
 }
 
-# Every file belongs to a job of one kind: a curation run or a rewrite. Ids are unique within a
-# kind only, so every lookup of a job's files names its kind too: a rewrite named like a run must
-# never hide, replace or delete that run's files.
+# Every file belongs to a job of one kind: a curation run or a rewrite. A rewrite named like a run
+# must never hide, replace or delete that run's files, so files are listed under (kind, id).
 RUN, REWRITE = "run", "rewrite"
+JOB_KINDS = (RUN, REWRITE)
 JOB_KIND_OF_FILES = {
-    "documents": RUN, "rejected": RUN, "minhash_index": RUN, "scores": RUN,
-    "generations": REWRITE, "rewrite_failures": REWRITE,
+    "documents": RUN,
+    "rejected": RUN,
+    "minhash_index": RUN,
+    "scores": RUN,
+    "generations": REWRITE,
+    "rewrite_failures": REWRITE,
 }
 
-# a file is in the views once the job that wrote it has completed
-_COMPLETED = """SELECT 'run' AS job_kind, run_id, started_at FROM _runs WHERE status = 'completed'
-                UNION ALL SELECT 'rewrite', rewrite_id, started_at FROM _rewrites WHERE status = 'completed'"""
+# a run's summary in the catalogue: its totals, which the `runs` view shows as columns
+RUN_TOTALS = ("docs_in", "docs_out", "docs_rejected", "input_errors")
+_RUN_TOTAL_COLUMNS = ", ".join(f"CAST(json_extract_string(summary, '$.{t}') AS BIGINT) AS {t}" for t in RUN_TOTALS)
+
+_JOBS_DDL = [
+    """CREATE TABLE IF NOT EXISTS _jobs (
+        job_kind VARCHAR NOT NULL, job_id VARCHAR NOT NULL, status VARCHAR, started_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ, output_dir VARCHAR, input_paths VARCHAR, config VARCHAR, summary VARCHAR,
+        error VARCHAR, PRIMARY KEY (job_kind, job_id))""",
+    "CREATE TABLE IF NOT EXISTS _job_files (job_kind VARCHAR, job_id VARCHAR, kind VARCHAR, path VARCHAR)",
+]
 
 _DDL = [
-    """CREATE TABLE IF NOT EXISTS _runs (
-        run_id VARCHAR PRIMARY KEY, status VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
-        output_dir VARCHAR, input_paths VARCHAR, config VARCHAR,
-        docs_in BIGINT, docs_out BIGINT, docs_rejected BIGINT, input_errors BIGINT, error VARCHAR)""",
-    "CREATE TABLE IF NOT EXISTS _run_files (run_id VARCHAR, kind VARCHAR, path VARCHAR, job_kind VARCHAR)",
-    "CREATE OR REPLACE VIEW runs AS SELECT * FROM _runs",
+    *_JOBS_DDL,
+    f"""CREATE OR REPLACE VIEW runs AS SELECT job_id AS run_id, status, started_at, finished_at, output_dir,
+        input_paths, config, {_RUN_TOTAL_COLUMNS}, error FROM _jobs WHERE job_kind = '{RUN}'""",
+    f"""CREATE OR REPLACE VIEW rewrites AS SELECT job_id AS rewrite_id, status, started_at, finished_at,
+        output_dir, config, summary, error FROM _jobs WHERE job_kind = '{REWRITE}'""",
     """CREATE TABLE IF NOT EXISTS _scorers (
         scorer_id VARCHAR PRIMARY KEY, path VARCHAR, trained_at TIMESTAMPTZ, holdout_accuracy DOUBLE,
         holdout_roc_auc DOUBLE, positives BIGINT, negatives BIGINT, card VARCHAR)""",
     "CREATE OR REPLACE VIEW scorers AS SELECT * FROM _scorers",
-    """CREATE TABLE IF NOT EXISTS _rewrites (
-        rewrite_id VARCHAR PRIMARY KEY, status VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
-        output_dir VARCHAR, config VARCHAR, summary VARCHAR, error VARCHAR)""",
-    "CREATE OR REPLACE VIEW rewrites AS SELECT * FROM _rewrites",
 ]
+
+# files of completed jobs, oldest job first
+_COMPLETED_FILES = """SELECT f.path, f.job_id, j.started_at FROM _job_files f JOIN _jobs j USING (job_kind, job_id)
+                      WHERE j.status = 'completed' AND f.kind = ?"""
 
 
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]).fetchall())
+
+
+def _has_legacy_catalogue(con: duckdb.DuckDBPyConnection) -> bool:
+    """Warehouses written before the job catalogue kept runs in `_runs` and rewrites in `_rewrites`."""
+    return _has_table(con, "_runs")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in JOB_KINDS:
+        raise ValueError(f"unknown job kind {kind!r}: one of {', '.join(JOB_KINDS)}")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Warehouse:
@@ -112,46 +148,96 @@ class Warehouse:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    @contextmanager
+    def _read_catalogue(self):
+        """A read-only connection to the job catalogue, or None where there is none yet (no file,
+        or one no writer has opened). An old layout is migrated first: the one write a reader makes."""
+        if self.path.exists():
+            with self.connect(read_only=True) as con:
+                legacy = _has_legacy_catalogue(con)
+            if legacy:
+                with self.connect():
+                    pass
+        if not self.path.exists():
+            yield None
+            return
+        with self.connect(read_only=True) as con:
+            yield con if _has_table(con, "_jobs") else None
+
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        if _has_legacy_catalogue(con):
+            self._migrate_legacy_catalogue(con)
         for ddl in _DDL:
             con.execute(ddl)
-        self._add_job_kind(con)
         for name, schema in (("_stage_stats", STAGE_STATS), ("_input_errors", INPUT_ERROR)):
-            if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]).fetchall():
+            if not _has_table(con, name):
                 empty = schema.empty_table()  # noqa: F841 - read by DuckDB's replacement scan
                 con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
         con.execute("CREATE OR REPLACE VIEW stage_stats AS SELECT * FROM _stage_stats")
         con.execute("CREATE OR REPLACE VIEW input_errors AS SELECT * FROM _input_errors")
         for view, (_, schema) in FILE_VIEWS.items():
-            if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [view]).fetchall():
+            if not _has_table(con, view):
                 self._create_file_view(con, view, schema, [])
         for view, sql in DERIVED_VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {sql}")
 
     @staticmethod
-    def _add_job_kind(con) -> None:
-        """Warehouses written before jobs had kinds: every file kind belongs to one job kind."""
-        columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = '_run_files'").fetchall()}
-        if "job_kind" in columns:
-            return
-        con.execute("ALTER TABLE _run_files ADD COLUMN job_kind VARCHAR")
-        for kind, job_kind in JOB_KIND_OF_FILES.items():
-            con.execute("UPDATE _run_files SET job_kind = ? WHERE kind = ?", [job_kind, kind])
+    def _migrate_legacy_catalogue(con: duckdb.DuckDBPyConnection) -> None:
+        """Move `_runs`, `_rewrites` and `_run_files` into the job catalogue, every row, in one
+        transaction (a process killed halfway leaves the old layout whole). `_rewrites` came with
+        the rewrite stage and `_run_files.job_kind` later still: before it, a file's kind told
+        which kind of job wrote it."""
+        con.execute("BEGIN TRANSACTION")
+        for ddl in _JOBS_DDL:
+            con.execute(ddl)
+        totals = ", ".join(f"'{t}', {t}" for t in RUN_TOTALS)
+        con.execute(
+            f"""INSERT INTO _jobs (job_kind, job_id, status, started_at, finished_at, output_dir, input_paths, config, summary, error)
+                SELECT '{RUN}', run_id, status, started_at, finished_at, output_dir, input_paths, config,
+                       CASE WHEN coalesce({", ".join(RUN_TOTALS)}) IS NULL THEN NULL ELSE json_object({totals})::VARCHAR END,
+                       error
+                FROM _runs"""
+        )
+        if _has_table(con, "_rewrites"):
+            con.execute(
+                f"""INSERT INTO _jobs (job_kind, job_id, status, started_at, finished_at, output_dir, config, summary, error)
+                    SELECT '{REWRITE}', rewrite_id, status, started_at, finished_at, output_dir, config, summary, error
+                    FROM _rewrites"""
+            )
+        if _has_table(con, "_run_files"):
+            by_file_kind = " ".join(f"WHEN {_sql_str(k)} THEN {_sql_str(j)}" for k, j in JOB_KIND_OF_FILES.items())
+            job_kind = f"CASE kind {by_file_kind} END"
+            columns = {
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = '_run_files'"
+                ).fetchall()
+            }
+            if "job_kind" in columns:
+                job_kind = f"coalesce(job_kind, {job_kind})"
+            con.execute(
+                f"INSERT INTO _job_files (job_kind, job_id, kind, path) SELECT {job_kind}, run_id, kind, path FROM _run_files"
+            )
+        for view in ("runs", "rewrites"):
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        for table in ("_runs", "_rewrites", "_run_files"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute("COMMIT")
 
     def _set_files(self, con, job_kind: str, job_id: str, files: dict[str, list]) -> None:
-        con.execute("DELETE FROM _run_files WHERE job_kind = ? AND run_id = ?", [job_kind, job_id])
+        con.execute("DELETE FROM _job_files WHERE job_kind = ? AND job_id = ?", [job_kind, job_id])
         for kind, paths in files.items():
             if JOB_KIND_OF_FILES[kind] != job_kind:
                 raise ValueError(f"{kind} files belong to a {JOB_KIND_OF_FILES[kind]}, not a {job_kind}")
             con.executemany(
-                "INSERT INTO _run_files (run_id, kind, path, job_kind) VALUES (?, ?, ?, ?)",
-                [[job_id, kind, str(Path(p).resolve()), job_kind] for p in paths],
+                "INSERT INTO _job_files (job_kind, job_id, kind, path) VALUES (?, ?, ?, ?)",
+                [[job_kind, job_id, kind, str(Path(p).resolve())] for p in paths],
             )
 
     @staticmethod
     def _create_file_view(con, view: str, schema: pa.Schema, files: list[str]) -> None:
         empty_name = f"_empty_{view}"
-        if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [empty_name]).fetchall():
+        if not _has_table(con, empty_name):
             empty = schema.empty_table()  # noqa: F841 - read by DuckDB's replacement scan
             con.execute(f"CREATE TABLE {empty_name} AS SELECT * FROM empty")
         if files:
@@ -163,97 +249,128 @@ class Warehouse:
 
     def _refresh_file_views(self, con) -> None:
         for view, (kind, schema) in FILE_VIEWS.items():
-            files = [
-                r[0]
-                for r in con.execute(
-                    f"""SELECT f.path FROM _run_files f JOIN ({_COMPLETED}) r USING (job_kind, run_id)
-                        WHERE f.kind = ? ORDER BY r.started_at, f.path""",
-                    [kind],
-                ).fetchall()
-            ]
-            self._create_file_view(con, view, schema, files)
+            rows = con.execute(f"SELECT path FROM ({_COMPLETED_FILES}) ORDER BY started_at, path", [kind]).fetchall()
+            self._create_file_view(con, view, schema, [r[0] for r in rows])
 
-    # ------------------------------------------------------------------ writes
+    # ------------------------------------------------------------------ the job lifecycle
 
-    def run_status(self, run_id: str) -> tuple[str, str] | None:
-        """(status, output_dir) of a run, or None if the warehouse has never seen it."""
-        if not self.path.exists():
-            return None
-        with self.connect() as con:
-            rows = con.execute("SELECT status, output_dir FROM _runs WHERE run_id = ?", [run_id]).fetchall()
+    def job_status(self, kind: str, job_id: str) -> tuple[str, str] | None:
+        """(status, output_dir) of a job, or None if the warehouse has never seen it."""
+        _check_kind(kind)
+        with self._read_catalogue() as con:
+            if con is None:
+                return None
+            rows = con.execute(
+                "SELECT status, output_dir FROM _jobs WHERE job_kind = ? AND job_id = ?", [kind, job_id]
+            ).fetchall()
         return rows[0] if rows else None
 
-    def run_started(self, run_id: str, output_dir: Path, input_paths: list[str], config: dict) -> None:
-        """Record a run as running. A completed run is never set back to running: its files stay
-        in the views until a replacement completes (`run_completed` swaps them in one transaction)."""
+    def job_started(self, kind: str, job_id: str, output_dir: Path, config: dict, input_paths: list[str] | None = None) -> None:
+        """Record a job as running. A completed job is never set back to running: its files stay
+        in the views until a replacement completes (`job_completed` swaps them in one transaction)."""
+        _check_kind(kind)
+        key = [kind, job_id]
         with self.connect() as con:
-            if con.execute("SELECT 1 FROM _runs WHERE run_id = ? AND status = 'completed'", [run_id]).fetchall():
+            con.execute("BEGIN TRANSACTION")
+            if con.execute("SELECT 1 FROM _jobs WHERE job_kind = ? AND job_id = ? AND status = 'completed'", key).fetchall():
+                con.execute("ROLLBACK")
                 return
-            con.execute("DELETE FROM _runs WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM _jobs WHERE job_kind = ? AND job_id = ?", key)
             con.execute(
-                "INSERT INTO _runs (run_id, status, started_at, output_dir, input_paths, config) VALUES (?, 'running', ?, ?, ?, ?)",
+                """INSERT INTO _jobs (job_kind, job_id, status, started_at, output_dir, input_paths, config)
+                   VALUES (?, ?, 'running', ?, ?, ?, ?)""",
                 [
-                    run_id, datetime.now(timezone.utc), str(output_dir), json.dumps(without_secrets(input_paths)),
+                    *key,
+                    _now(),
+                    str(output_dir),
+                    self._input_paths_json(input_paths),
                     json.dumps(without_secrets(config), default=str),
                 ],
             )
-            self._refresh_file_views(con)
+            con.execute("COMMIT")
 
-    def run_failed(self, run_id: str, error: str) -> None:
-        """A failed replacement of a completed run leaves the completed version visible and says why."""
+    def job_failed(self, kind: str, job_id: str, error: str) -> None:
+        """A failed job says why; a failed replacement of a completed job leaves the completed
+        version visible and says why the replacement failed."""
+        _check_kind(kind)
+        error = without_secrets(error)
         with self.connect() as con:
             con.execute(
-                """UPDATE _runs SET status = CASE WHEN status = 'completed' THEN status ELSE 'failed' END,
+                """UPDATE _jobs SET status = CASE WHEN status = 'completed' THEN status ELSE 'failed' END,
                    finished_at = CASE WHEN status = 'completed' THEN finished_at ELSE ? END,
                    error = CASE WHEN status = 'completed' THEN 'replacement failed: ' || ? ELSE ? END
-                   WHERE run_id = ?""",
-                [datetime.now(timezone.utc), without_secrets(error), without_secrets(error), run_id],
+                   WHERE job_kind = ? AND job_id = ?""",
+                [_now(), error, error, kind, job_id],
             )
 
-    def run_completed(
+    def job_completed(
         self,
-        run_id: str,
-        files: dict[str, list[str]],
-        stats: Iterable[dict],
-        input_errors: Iterable[dict],
-        totals: dict[str, int],
+        kind: str,
+        job_id: str,
+        files: dict[str, list],
+        summary: dict,
+        *,
         output_dir: Path | None = None,
+        config: dict | None = None,
+        input_paths: list[str] | None = None,
+        stats: Iterable[dict] = (),
+        input_errors: Iterable[dict] = (),
     ) -> None:
-        stats_table = pa.Table.from_pylist(list(stats), schema=STAGE_STATS)  # noqa: F841
-        errors_table = pa.Table.from_pylist(without_secrets(list(input_errors)), schema=INPUT_ERROR)  # noqa: F841
+        """Mark a job completed and swap its files into the views, in one transaction. `output_dir`,
+        `config` and `input_paths`, when given, replace what was recorded: a replacement's may
+        differ from the completed version it replaces. A run (and only a run) also records its
+        stage stats and unreadable inputs, replacing its earlier version's."""
+        _check_kind(kind)
+        stats, input_errors = list(stats), list(input_errors)
+        if kind != RUN and (stats or input_errors):
+            raise ValueError(f"a {kind} has no stage stats or input errors")
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            self._set_files(con, RUN, run_id, files)
-            con.execute("DELETE FROM _stage_stats WHERE run_id = ?", [run_id])
-            con.execute("DELETE FROM _input_errors WHERE run_id = ?", [run_id])
-            con.execute("INSERT INTO _stage_stats SELECT * FROM stats_table")
-            con.execute("INSERT INTO _input_errors SELECT * FROM errors_table")
+            self._set_files(con, kind, job_id, files)
+            if kind == RUN:
+                self._set_run_records(con, job_id, stats, input_errors)
             con.execute(
-                """UPDATE _runs SET status = 'completed', finished_at = ?, docs_in = ?, docs_out = ?,
-                   docs_rejected = ?, input_errors = ?, error = NULL, output_dir = coalesce(?, output_dir)
-                   WHERE run_id = ?""",
+                """UPDATE _jobs SET status = 'completed', finished_at = ?, summary = ?, error = NULL,
+                   output_dir = coalesce(?, output_dir), config = coalesce(?, config), input_paths = coalesce(?, input_paths)
+                   WHERE job_kind = ? AND job_id = ?""",
                 [
-                    datetime.now(timezone.utc), totals["docs_in"], totals["docs_out"], totals["docs_rejected"],
-                    totals["input_errors"], str(output_dir) if output_dir else None, run_id,
+                    _now(),
+                    json.dumps(without_secrets(summary), default=str),
+                    str(output_dir) if output_dir else None,
+                    json.dumps(without_secrets(config), default=str) if config is not None else None,
+                    self._input_paths_json(input_paths),
+                    kind,
+                    job_id,
                 ],
             )
             self._refresh_file_views(con)
             con.execute("COMMIT")
 
+    @staticmethod
+    def _input_paths_json(input_paths: list[str] | None) -> str | None:
+        return None if input_paths is None else json.dumps(without_secrets(list(input_paths)))
+
+    @staticmethod
+    def _set_run_records(con, run_id: str, stats: list[dict], input_errors: list[dict]) -> None:
+        stats_table = pa.Table.from_pylist(stats, schema=STAGE_STATS)  # noqa: F841 - read by DuckDB
+        errors_table = pa.Table.from_pylist(without_secrets(input_errors), schema=INPUT_ERROR)  # noqa: F841
+        con.execute("DELETE FROM _stage_stats WHERE run_id = ?", [run_id])
+        con.execute("DELETE FROM _input_errors WHERE run_id = ?", [run_id])
+        con.execute("INSERT INTO _stage_stats SELECT * FROM stats_table")
+        con.execute("INSERT INTO _input_errors SELECT * FROM errors_table")
+
     def add_run_files(self, run_id: str, kind: str, paths: list[Path]) -> None:
-        """Attach more files to a completed run (e.g. scores computed later); idempotent."""
+        """Attach more files to a completed job (e.g. a run's scores computed later); the file kind
+        names the job kind. Idempotent."""
+        job_kind = JOB_KIND_OF_FILES[kind]
         with self.connect() as con:
             for path in paths:
-                resolved = str(Path(path).resolve())
-                con.execute(
-                    "DELETE FROM _run_files WHERE job_kind = ? AND run_id = ? AND kind = ? AND path = ?",
-                    [JOB_KIND_OF_FILES[kind], run_id, kind, resolved],
-                )
-                con.execute(
-                    "INSERT INTO _run_files (run_id, kind, path, job_kind) VALUES (?, ?, ?, ?)",
-                    [run_id, kind, resolved, JOB_KIND_OF_FILES[kind]],
-                )
+                row = [job_kind, run_id, kind, str(Path(path).resolve())]
+                con.execute("DELETE FROM _job_files WHERE job_kind = ? AND job_id = ? AND kind = ? AND path = ?", row)
+                con.execute("INSERT INTO _job_files (job_kind, job_id, kind, path) VALUES (?, ?, ?, ?)", row)
             self._refresh_file_views(con)
+
+    # ------------------------------------------------------------------ other writes
 
     def register_scorer(self, scorer_id: str, path: Path, card: dict) -> None:
         with self.connect() as con:
@@ -261,38 +378,16 @@ class Warehouse:
             con.execute(
                 "INSERT INTO _scorers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    scorer_id, str(Path(path).resolve()), datetime.now(timezone.utc),
-                    card["holdout"]["accuracy"], card["holdout"]["roc_auc"],
-                    card["labels"]["positive"], card["labels"]["negative"], json.dumps(card),
+                    scorer_id,
+                    str(Path(path).resolve()),
+                    _now(),
+                    card["holdout"]["accuracy"],
+                    card["holdout"]["roc_auc"],
+                    card["labels"]["positive"],
+                    card["labels"]["negative"],
+                    json.dumps(card),
                 ],
             )
-
-    def rewrite_started(self, rewrite_id: str, output_dir: Path, config: dict) -> None:
-        with self.connect() as con:
-            con.execute("DELETE FROM _rewrites WHERE rewrite_id = ?", [rewrite_id])
-            con.execute(
-                "INSERT INTO _rewrites (rewrite_id, status, started_at, output_dir, config) VALUES (?, 'running', ?, ?, ?)",
-                [rewrite_id, datetime.now(timezone.utc), str(output_dir), json.dumps(without_secrets(config), default=str)],
-            )
-            self._refresh_file_views(con)
-
-    def rewrite_failed(self, rewrite_id: str, error: str) -> None:
-        with self.connect() as con:
-            con.execute(
-                "UPDATE _rewrites SET status = 'failed', finished_at = ?, error = ? WHERE rewrite_id = ?",
-                [datetime.now(timezone.utc), without_secrets(error), rewrite_id],
-            )
-
-    def rewrite_completed(self, rewrite_id: str, files: dict[str, list[Path]], summary: dict) -> None:
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            self._set_files(con, REWRITE, rewrite_id, files)
-            con.execute(
-                "UPDATE _rewrites SET status = 'completed', finished_at = ?, summary = ?, error = NULL WHERE rewrite_id = ?",
-                [datetime.now(timezone.utc), json.dumps(without_secrets(summary), default=str), rewrite_id],
-            )
-            self._refresh_file_views(con)
-            con.execute("COMMIT")
 
     # ------------------------------------------------------------------ reads
 
@@ -303,16 +398,13 @@ class Warehouse:
 
     def completed_files(self, kind: str, exclude_run: str | None = None) -> list[str]:
         """Files of one kind from completed jobs, e.g. what a new run deduplicates against;
-        `exclude_run` names a job of the kind that writes such files."""
-        if not self.path.exists():
-            return []
-        with self.connect(read_only=True) as con:
-            if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = '_rewrites'").fetchall():
-                return []  # an empty warehouse, or one no writer of this version has opened yet
+        `exclude_run` names a job of the kind that writes such files (a run for `documents`, a
+        rewrite for `generations`)."""
+        with self._read_catalogue() as con:
+            if con is None:
+                return []
             rows = con.execute(
-                f"""SELECT f.path FROM _run_files f JOIN ({_COMPLETED}) r USING (job_kind, run_id)
-                    WHERE f.kind = ? AND r.run_id IS DISTINCT FROM ? ORDER BY f.path""",
-                [kind, exclude_run],
+                f"SELECT path FROM ({_COMPLETED_FILES}) WHERE job_id IS DISTINCT FROM ? ORDER BY path", [kind, exclude_run]
             ).fetchall()
         return [r[0] for r in rows]
 

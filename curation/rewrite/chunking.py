@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from curation.stage import SPACY_LOCK
+from scorers.words import SPACY_LOCK
 
 _LINE = re.compile(r"[^\n]+")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from schemas.rewrite import EngineConfig
+from scorers.models import ModelLoadError
 
 # failure reasons a result can carry (also REWRITE_FAILURE.reason)
 ENGINE_ERROR, TIMEOUT, MALFORMED = "engine_error", "timeout", "malformed_response"
@@ -52,7 +53,7 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-class EngineLoadError(RuntimeError):
+class EngineLoadError(ModelLoadError):
     """The model or server cannot be used at all; nothing was generated."""
 
 
@@ -136,18 +137,3 @@ class VLLMEngine:
 
     def close(self) -> None:
         self.llm = None
-
-
-def resolve_model_dir(model: str) -> Path:
-    """A prepared model name (models/<name>) or a folder path."""
-    path = Path(model)
-    if path.is_dir():
-        return path.resolve()
-    if "/" in model or model.startswith("."):
-        raise EngineLoadError(f"model folder {model} does not exist")
-    from scorers.model_assets import model_path
-
-    try:
-        return model_path(model)
-    except FileNotFoundError as err:
-        raise EngineLoadError(str(err)) from None

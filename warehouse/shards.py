@@ -1,10 +1,9 @@
-"""Shard I/O: finding and validating input shards, streaming batches, atomic writes."""
+"""Parquet shard I/O: finding and validating input shards, streaming batches, writing shards
+atomically (through `warehouse.files`)."""
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +12,8 @@ from pathlib import Path
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from warehouse.files import temporary_name
 
 TEXT_TYPES = (pa.string(), pa.large_string(), pa.binary(), pa.large_binary())
 
@@ -209,7 +210,7 @@ class ShardWriter:
         self.schema = schema
         self.rows = 0
         self.bytes = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self._tmp = temporary_name(self.path)
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> ShardWriter:
@@ -241,13 +242,6 @@ def text_bytes(table: pa.Table) -> int:
 
     total = pc.sum(pc.binary_length(table.column("text"))).as_py()
     return int(total or 0)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_table_atomic(path: Path, table: pa.Table) -> None:

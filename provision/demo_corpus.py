@@ -1,6 +1,6 @@
 """The bundled demo corpus: two small "crawls" of real text with planted problems.
 
-Built from the offline assets (see :mod:`curation.assets`):
+Built from the offline assets (see :mod:`provision.assets`):
 
 * good "web pages": 3-7 English Wikipedia lead sections of one topic, one
   paragraph each, joined with blank lines;
@@ -14,7 +14,7 @@ Built from the offline assets (see :mod:`curation.assets`):
 ``out_dir/planted.json`` lists every planted document (kind, file, row, id and,
 for copies, the file and row of the original) as ground truth for tests.
 
-``python -m curation.demo_corpus OUT_DIR [--seed N] [--assets DIR]``
+``python -m provision.demo_corpus OUT_DIR [--seed N] [--assets DIR]``
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.assets import asset_path, assets_dir
+from scorers.assets import asset_path, assets_dir
+from warehouse.files import atomic_path, write_text_atomic
 
 __all__ = [
     "BLOCKLISTED_DOMAINS",
@@ -753,23 +754,8 @@ def _shingle_jaccard(a: str, b: str) -> float:
 
 
 def _write_atomic_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _shard_name(i: int) -> str:
@@ -837,13 +823,13 @@ def build_demo_corpus(out_dir: Path, assets: Path | None = None, seed: int = 0) 
         },
         "planted_docs": records,
     }
-    _write_atomic_text(json.dumps(ground_truth, indent=1) + "\n", out_dir / "planted.json")
+    write_text_atomic(out_dir / "planted.json", json.dumps(ground_truth, indent=1) + "\n")
     return DemoCorpus(crawl1=paths["crawl1"], crawl2=paths["crawl2"], planted=planted)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m curation.demo_corpus",
+        prog="python -m provision.demo_corpus",
         description="Build the demo corpus (Parquet shards with planted problems) from the offline assets.",
     )
     parser.add_argument("out_dir", type=Path)
