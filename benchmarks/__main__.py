@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import measure, rewrite, scoring
@@ -89,8 +89,15 @@ def run(args: argparse.Namespace) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: dict = {
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "args": {"docs": args.docs, "shard_docs": args.shard_docs, "seed": args.seed, "quick": args.quick, "sections": args.sections, "memory_base_docs": args.memory_base_docs},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "args": {
+            "docs": args.docs,
+            "shard_docs": args.shard_docs,
+            "seed": args.seed,
+            "quick": args.quick,
+            "sections": args.sections,
+            "memory_base_docs": args.memory_base_docs,
+        },
         "environment": _environment(),
     }
     try:
@@ -102,7 +109,9 @@ def run(args: argparse.Namespace) -> dict:
 
         def whole_pipeline(docs: int):
             if docs not in runs:
-                info = corpus if docs == corpus.docs else generate_corpus(work / f"corpus-{docs}", docs, args.shard_docs, args.seed)
+                info = (
+                    corpus if docs == corpus.docs else generate_corpus(work / f"corpus-{docs}", docs, args.shard_docs, args.seed)
+                )
                 _log(f"whole pipeline on {docs} docs in {len(info.files)} shards (child process)")
                 runs[docs] = (info, measure.run_full_pipeline(info.root, work, f"pipeline-{docs}"))
             return runs[docs]

@@ -50,8 +50,8 @@ class _EventRecorder:
 
 
 def run_ours(spec: dict) -> dict:
-    from schemas import progress
     from curation.runner import run_pipeline
+    from schemas import progress
     from schemas.config import config_from_dict
 
     cfg = config_from_dict(spec["config"], source="benchmark")

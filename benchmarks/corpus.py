@@ -48,9 +48,18 @@ COPY_KINDS = ("exact_copy", "near_copy")
 NLP_CORPUS_FILES = 12  # doc-0 .. doc-11: 12k sentences is plenty of variety
 
 SITES = [
-    "dailyledger.com", "worldnotes.org", "cityforum.net", "learnhub.io", "thereadingroom.co.uk",
-    "openencyclo.net", "factfinder.info", "morningpost.news", "talkboard.org", "wikimirror.xyz",
-    "studyguide.edu", "travelnotes.blog",
+    "dailyledger.com",
+    "worldnotes.org",
+    "cityforum.net",
+    "learnhub.io",
+    "thereadingroom.co.uk",
+    "openencyclo.net",
+    "factfinder.info",
+    "morningpost.news",
+    "talkboard.org",
+    "wikimirror.xyz",
+    "studyguide.edu",
+    "travelnotes.blog",
 ]
 MENU_LINES = [
     "Home | News | Sport | Culture | Contact",
@@ -235,7 +244,10 @@ class _Generator:
         elif choice == 2:
             text = " ".join(r.choice(SPAM_WORDS) for _ in range(r.randint(40, 200)))
         elif choice == 3:
-            rows = [f"Item {r.randint(1000, 9999)} | {r.randint(1, 99)} pcs | ${r.randint(1, 500)}.{r.randint(0, 99):02d}" for _ in range(r.randint(10, 40))]
+            rows = [
+                f"Item {r.randint(1000, 9999)} | {r.randint(1, 99)} pcs | ${r.randint(1, 500)}.{r.randint(0, 99):02d}"
+                for _ in range(r.randint(10, 40))
+            ]
             text = "Product | Qty | Price\n" + "\n".join(rows)
         elif choice == 4:
             text = r.choice(self.src.sentences)
@@ -304,4 +316,12 @@ def generate_corpus(out_dir: Path, docs: int, shard_docs: int, seed: int = 1234)
         path = out_dir / f"shard-{s:04d}.parquet"
         pq.write_table(pa.table(rows, schema=SCHEMA), path)
         files.append(path)
-    return CorpusInfo(root=out_dir, files=files, docs=docs, shard_docs=shard_docs, seed=seed, bytes=total_bytes, kinds=dict(sorted(kinds.items())))
+    return CorpusInfo(
+        root=out_dir,
+        files=files,
+        docs=docs,
+        shard_docs=shard_docs,
+        seed=seed,
+        bytes=total_bytes,
+        kinds=dict(sorted(kinds.items())),
+    )

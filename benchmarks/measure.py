@@ -142,7 +142,9 @@ def _ingest_changed(run_dir: Path, corpus_files: list[Path]) -> int:
 
 def run_ours_chain(corpus_dir: Path, work: Path, alpha_words_rule: str) -> dict:
     out_root = work / f"chain-ours-{alpha_words_rule}"
-    child = run_child("pipeline", {"config": chain_config(corpus_dir, out_root, alpha_words_rule)}, work, f"chain-ours-{alpha_words_rule}")
+    child = run_child(
+        "pipeline", {"config": chain_config(corpus_dir, out_root, alpha_words_rule)}, work, f"chain-ours-{alpha_words_rule}"
+    )
     summary = child.result["summary"]
     quality = next(r for r in summary["funnel"] if r["stage"] == "quality")
     run_dir = Path(summary["run_dir"])

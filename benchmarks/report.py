@@ -47,7 +47,10 @@ def render(results: dict) -> str:
     if "stages" in results:
         s = results["stages"]
         lines += ["", "1. docs/s per stage: run_pipeline on the corpus, all stages (pii on)"]
-        rows = [[r["stage"], r["docs_in"], r["docs_out"], r["stage_s"], r["docs_per_s"], r["wall_s"], r["docs_per_s_wall"]] for r in s["stages"]]
+        rows = [
+            [r["stage"], r["docs_in"], r["docs_out"], r["stage_s"], r["docs_per_s"], r["wall_s"], r["docs_per_s_wall"]]
+            for r in s["stages"]
+        ]
         rows.append(["(prepare + finalize)", None, None, None, None, round(s["prepare_s"] + s["finalize_s"], 3), None])
         rows.append(["whole pipeline", s["docs_in"], s["docs_out"], None, None, s["total_s"], s["docs_per_s_total"]])
         lines += _table(["stage", "docs_in", "docs_out", "stage_s", "docs/s", "wall_s", "docs/s wall"], rows)
@@ -56,11 +59,26 @@ def render(results: dict) -> str:
     if "chain" in results:
         ch = results["chain"]
         dt = ch["datatrove"]
-        lines += ["", "2. heuristic chain vs datatrove (same shards; GopherRepetition, GopherQuality, C4, FineWeb; default params)"]
-        rows = [["datatrove LocalPipelineExecutor", dt["docs"], dt["seconds"], dt["docs_per_s"], "1.00", dt["kept"], "(reference)"]]
+        lines += [
+            "",
+            "2. heuristic chain vs datatrove (same shards; GopherRepetition, GopherQuality, C4, FineWeb; default params)",
+        ]
+        rows = [
+            ["datatrove LocalPipelineExecutor", dt["docs"], dt["seconds"], dt["docs_per_s"], "1.00", dt["kept"], "(reference)"]
+        ]
         labels = {"tokens": "ours, alpha_words_rule=tokens", "words": "ours, alpha_words_rule=words (default)"}
         for rule, o in ch["ours"].items():
-            rows.append([labels[rule], o["docs"], o["seconds"], o["docs_per_s"], _fmt(o["ratio_vs_datatrove"], 2), o["kept"], _fmt(o["identical_pct"], 2)])
+            rows.append(
+                [
+                    labels[rule],
+                    o["docs"],
+                    o["seconds"],
+                    o["docs_per_s"],
+                    _fmt(o["ratio_vs_datatrove"], 2),
+                    o["kept"],
+                    _fmt(o["identical_pct"], 2),
+                ]
+            )
         lines += _table(["implementation", "docs", "seconds", "docs/s", "ratio", "kept", "identical %"], rows)
         t = ch["ours"].get("tokens")
         if t:
@@ -91,7 +109,15 @@ def render(results: dict) -> str:
         m = results["memory"]
         lines += ["", "3. peak memory: whole pipeline in a child process (peak RSS from wait4; VmHWM as a cross-check)"]
         rows = [
-            [k, m[k]["docs"], m[k]["shards"], m[k]["rss_before_run_mb"], m[k]["peak_rss_mb"], m[k]["vmhwm_mb"], m[k]["pipeline_s"]]
+            [
+                k,
+                m[k]["docs"],
+                m[k]["shards"],
+                m[k]["rss_before_run_mb"],
+                m[k]["peak_rss_mb"],
+                m[k]["vmhwm_mb"],
+                m[k]["pipeline_s"],
+            ]
             for k in ("1x", "4x")
         ]
         lines += _table(["corpus", "docs", "shards", "RSS before run MB", "peak RSS MB", "VmHWM MB", "seconds"], rows)
@@ -106,9 +132,23 @@ def render(results: dict) -> str:
         lines += ["", "4. scoring stage vs a bare fastText predict loop (same texts, same process)"]
         lines += _table(
             ["implementation", "docs", "seconds", "docs/s", "ratio"],
-            [["bare model.predict loop", sc["docs"], sc["bare_predict_s"], sc["bare_docs_per_s"], "1.00"],
-             ["our scorer (preprocess, predict, label prob.)", sc["docs"], sc["scorer_s"], sc["scorer_docs_per_s"], sc["ratio"]],
-             ["whole score stage (+ Parquet I/O, threshold)", sc["docs"], sc["stage_s"], sc["stage_docs_per_s"], sc["stage_ratio"]]],
+            [
+                ["bare model.predict loop", sc["docs"], sc["bare_predict_s"], sc["bare_docs_per_s"], "1.00"],
+                [
+                    "our scorer (preprocess, predict, label prob.)",
+                    sc["docs"],
+                    sc["scorer_s"],
+                    sc["scorer_docs_per_s"],
+                    sc["ratio"],
+                ],
+                [
+                    "whole score stage (+ Parquet I/O, threshold)",
+                    sc["docs"],
+                    sc["stage_s"],
+                    sc["stage_docs_per_s"],
+                    sc["stage_ratio"],
+                ],
+            ],
         )
         lines.append(f"   ratio {sc['ratio']} [target >= {sc['target']}: {_verdict(sc['ratio'] >= sc['target'])}]")
 
@@ -132,8 +172,16 @@ def render(results: dict) -> str:
         else:
             lines += _table(
                 ["side", "requests", "tokens out", "seconds", "tokens/s"],
-                [["raw LLM.generate", rw["requests"], rw["raw"]["tokens"], rw["raw"]["seconds"], rw["raw"]["tokens_per_s"]],
-                 ["rewrite stage (plan, generate, gates, write)", rw["requests"], rw["stage"]["tokens"], rw["stage"]["seconds"], rw["stage"]["tokens_per_s"]]],
+                [
+                    ["raw LLM.generate", rw["requests"], rw["raw"]["tokens"], rw["raw"]["seconds"], rw["raw"]["tokens_per_s"]],
+                    [
+                        "rewrite stage (plan, generate, gates, write)",
+                        rw["requests"],
+                        rw["stage"]["tokens"],
+                        rw["stage"]["seconds"],
+                        rw["stage"]["tokens_per_s"],
+                    ],
+                ],
             )
             lines.append(f"   ratio {rw['ratio']} [target >= {rw['target']}: {_verdict(rw['ratio'] >= rw['target'])}]")
             lines.append(

@@ -23,14 +23,16 @@ def _curated_warehouse(files: list[Path], work: Path) -> Path:
     from schemas.config import config_from_dict
 
     root = work / "rewrite-bench"
-    cfg = config_from_dict({
-        "input": {"paths": [str(f) for f in files[:1]]},
-        "output": {"root": str(root / "out")},
-        "warehouse": {"path": str(root / "curated.duckdb")},
-        "near_dedup": {"enabled": False},
-        "quality": {"enabled": False},
-        "toxicity": {"enabled": False},
-    })
+    cfg = config_from_dict(
+        {
+            "input": {"paths": [str(f) for f in files[:1]]},
+            "output": {"root": str(root / "out")},
+            "warehouse": {"path": str(root / "curated.duckdb")},
+            "near_dedup": {"enabled": False},
+            "quality": {"enabled": False},
+            "toxicity": {"enabled": False},
+        }
+    )
     run_pipeline(cfg, run_id="bench")
     return root / "curated.duckdb"
 
@@ -38,14 +40,16 @@ def _curated_warehouse(files: list[Path], work: Path) -> Path:
 def _config(root: Path, warehouse: Path, n_docs: int, label: str):
     from schemas.rewrite import RewriteConfig
 
-    return RewriteConfig.model_validate({
-        "rewrite_id": label,
-        "warehouse": str(warehouse),
-        "output_root": str(root / label),
-        "source": {"limit": n_docs},
-        "routes": [{"styles": [{"style": s} for s in STYLES]}],
-        "batch_size": 1000,  # one engine call, like the raw side
-    })
+    return RewriteConfig.model_validate(
+        {
+            "rewrite_id": label,
+            "warehouse": str(warehouse),
+            "output_root": str(root / label),
+            "source": {"limit": n_docs},
+            "routes": [{"styles": [{"style": s} for s in STYLES]}],
+            "batch_size": 1000,  # one engine call, like the raw side
+        }
+    )
 
 
 def _raw_requests(cfg, engine):
@@ -58,8 +62,15 @@ def _raw_requests(cfg, engine):
 
     sql, params = selection_sql(cfg.source)
     docs = Warehouse(cfg.warehouse).select(sql, params)
-    plan = plan_work(docs, cfg.routes, load_registry(), TokenCounter(tokenizer_dir(cfg)),
-                     ModelIdentity(engine.model_name, engine.model_hash), cfg.sampling, cfg.engine.max_model_len)
+    plan = plan_work(
+        docs,
+        cfg.routes,
+        load_registry(),
+        TokenCounter(tokenizer_dir(cfg)),
+        ModelIdentity(engine.model_name, engine.model_hash),
+        cfg.sampling,
+        cfg.engine.max_model_len,
+    )
     tokenizer = engine.llm.get_tokenizer()
     prompts, sampling = [], []
     for item in plan.items:

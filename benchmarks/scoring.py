@@ -33,7 +33,9 @@ def _train_scorer(texts: list[str], work: Path) -> Path:
     """A scorer of the real layout; what it learned does not matter for throughput."""
     out = work / "bench-scorer"
     half = len(texts) // 2
-    fasttext_scorer.train(texts[:half][:400], texts[half:][:400], FastTextParams(bucket=200_000), 0.0, 0, out_path=out / "model.bin")
+    fasttext_scorer.train(
+        texts[:half][:400], texts[half:][:400], FastTextParams(bucket=200_000), 0.0, 0, out_path=out / "model.bin"
+    )
     (out / "scorer_card.json").write_text(json.dumps({"scorer_id": "bench", "label": fasttext_scorer.POSITIVE}))
     return out
 

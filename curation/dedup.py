@@ -25,6 +25,7 @@ from schemas.documents import DECISIONS, MINHASH_BANDS, RUN_BANDS
 from scorers.minhash import band_keys
 from warehouse.shards import write_table_atomic
 
+
 def _paths(files: list[Path]) -> list[str]:
     return [str(p) for p in files]
 
@@ -104,7 +105,15 @@ def shard_bands(table: pa.Table, cfg: NearDedupConfig) -> pa.Table:
     rows = []
     for doc in table.select(["input_file", "input_row", "doc_id", "text"]).to_pylist():
         for band, key in enumerate(band_keys(doc["text"], cfg)):
-            rows.append({"input_file": doc["input_file"], "input_row": doc["input_row"], "doc_id": doc["doc_id"], "band": band, "band_key": key})
+            rows.append(
+                {
+                    "input_file": doc["input_file"],
+                    "input_row": doc["input_row"],
+                    "doc_id": doc["doc_id"],
+                    "band": band,
+                    "band_key": key,
+                }
+            )
     return pa.Table.from_pylist(rows, schema=RUN_BANDS)
 
 
@@ -167,16 +176,38 @@ def plan_near_dedup(bands: list[Path], prior_index: list[str], out: Path) -> dic
         root = int(roots[node])
         if root in cluster_prior:
             prior_doc = cluster_prior[root]
-            decisions.append((input_file, input_row, "near_duplicate_of_curated", "MinHash LSH match with a document curated by an earlier run", prior_doc, prior_doc))
+            decisions.append(
+                (
+                    input_file,
+                    input_row,
+                    "near_duplicate_of_curated",
+                    "MinHash LSH match with a document curated by an earlier run",
+                    prior_doc,
+                    prior_doc,
+                )
+            )
         elif sizes[root] > 1:
             representative = nodes[root][2]
             if node == root:
                 decisions.append((input_file, input_row, None, None, None, doc_id))
             else:
-                decisions.append((input_file, input_row, "near_duplicate", "MinHash LSH match earlier in this run", representative, representative))
+                decisions.append(
+                    (
+                        input_file,
+                        input_row,
+                        "near_duplicate",
+                        "MinHash LSH match earlier in this run",
+                        representative,
+                        representative,
+                    )
+                )
     table = pa.Table.from_pylist([dict(zip(DECISIONS.names, d)) for d in decisions], schema=DECISIONS)
     write_table_atomic(out, table)
-    return {"decisions": table.num_rows, "clusters": int(sum(1 for r in set(roots.tolist()) if sizes[r] > 1)), "prior_matches": len(prior_match)}
+    return {
+        "decisions": table.num_rows,
+        "clusters": int(sum(1 for r in set(roots.tolist()) if sizes[r] > 1)),
+        "prior_matches": len(prior_match),
+    }
 
 
 def curated_index(bands: list[Path], final_curated: list[Path], run_id: str, out: Path) -> int:

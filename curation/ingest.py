@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 
+from curation.stage import Rejection, ShardContext, Stage, split_rows
+from schemas.config import IngestConfig, InputConfig
 from scorers.normalize import content_hash, generated_doc_id, normalize_text
 from warehouse.shards import (
     InvalidUtf8,
@@ -25,9 +27,6 @@ from warehouse.shards import (
     open_parquet,
     python_rows,
 )
-from curation.stage import Rejection, ShardContext, Stage, split_rows
-from schemas.config import InputConfig, IngestConfig
-
 
 
 class InputShard:
@@ -57,9 +56,7 @@ class InputShard:
     def batches(self) -> Iterator[pa.Table]:
         try:
             for batch in iter_parquet_batches(self.path, self.cfg.batch_size):
-                yield batch.rename_columns(
-                    ["text" if n == self.cfg.text_column else f"__in_{n}" for n in batch.schema.names]
-                )
+                yield batch.rename_columns(["text" if n == self.cfg.text_column else f"__in_{n}" for n in batch.schema.names])
         except ShardError:
             raise
         except (pa.ArrowException, OSError) as err:
@@ -92,13 +89,13 @@ def _as_datetime(value: object) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
 
 
@@ -120,7 +117,9 @@ def _metadata(row: dict, shard: InputShard, extra: dict) -> str | None:
     return json.dumps(meta, default=str, sort_keys=True) if meta else None
 
 
-def ingest_batch(batch: pa.Table, shard: InputShard, first_row: int, run_id: str, limits: IngestConfig) -> tuple[pa.Table, pa.Table]:
+def ingest_batch(
+    batch: pa.Table, shard: InputShard, first_row: int, run_id: str, limits: IngestConfig
+) -> tuple[pa.Table, pa.Table]:
     rows_out, verdicts = [], []
     rows, invalid = python_rows(batch)
     for offset, row in enumerate(rows):
@@ -129,13 +128,15 @@ def ingest_batch(batch: pa.Table, shard: InputShard, first_row: int, run_id: str
         raw_id = row.get(f"__in_{shard.id_column}") if shard.id_column else None
         doc_id = str(raw_id) if raw_id is not None else generated_doc_id(shard.path, input_row)
 
-        def field(name: str):
+        def field(name: str, row: dict = row):
             return row.get(f"__in_{shard.mapped[name]}") if name in shard.mapped else None
 
         source = field("source")
         crawl_date = _as_datetime(field("crawl_date"))
         # a value we cannot read as a date is kept, not dropped
-        unparsed = {"crawl_date_unparsed": str(field("crawl_date"))} if crawl_date is None and field("crawl_date") is not None else {}
+        unparsed = (
+            {"crawl_date_unparsed": str(field("crawl_date"))} if crawl_date is None and field("crawl_date") is not None else {}
+        )
         rows_out.append(
             {
                 "doc_id": doc_id,

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -124,7 +124,7 @@ class Step:
 def new_run_id() -> str:
     """A fresh id: readable time, plus random hex so that runs started in the same second (two
     schedules of one config) never resume each other."""
-    return "run-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    return "run-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
 def check_run_id(run_id: str) -> None:
@@ -146,8 +146,7 @@ def exclusive_run(cfg: RunConfig, run_id: str) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             raise RunError(
-                f"run {run_id} is already running (process {holder}, {runs_root}); wait for it to finish "
-                "or pick another --run-id"
+                f"run {run_id} is already running (process {holder}, {runs_root}); wait for it to finish or pick another --run-id"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -245,12 +244,18 @@ def prepare_run(
                 "config": without_secrets(cfg.model_dump(mode="json")),
                 "shards": [s.__dict__ for s in shards],
                 "input_errors": input_errors,
-                "created_at": datetime.now(timezone.utc).isoformat(),
+                "created_at": datetime.now(UTC).isoformat(),
             },
         )
     plan = RunPlan(
-        run_id=run_id, config=cfg, run_dir=run_dir, shards=shards, stages=enabled_stages(cfg, registry),
-        input_errors=input_errors, replaces=replaces, registry=registry,
+        run_id=run_id,
+        config=cfg,
+        run_dir=run_dir,
+        shards=shards,
+        stages=enabled_stages(cfg, registry),
+        input_errors=input_errors,
+        replaces=replaces,
+        registry=registry,
     )
     plan.warehouse.job_started(RUN, run_id, run_dir, cfg.model_dump(mode="json"), [s.input_path for s in shards])
     return plan
@@ -272,8 +277,14 @@ def _apply_step(name: str, plan: RunPlan, shard: Shard) -> dict | None:
     try:
         stage.begin_shard(plan.shard_context(name, shard))
         return process_shard(
-            stage=name, shard=shard.id, run_id=plan.run_id, batches=stage.batches(previous), process=stage.process,
-            paths=paths, extra=stage.shard_extra, extra_seconds=overhead,
+            stage=name,
+            shard=shard.id,
+            run_id=plan.run_id,
+            batches=stage.batches(previous),
+            process=stage.process,
+            paths=paths,
+            extra=stage.shard_extra,
+            extra_seconds=overhead,
         )
     except ShardError as err:
         if not stage.reads_input:
@@ -330,8 +341,11 @@ def _plan_step(name: str, plan: RunPlan, _: Shard | None = None) -> dict | None:
         return None
     stage = plan.stage(name)
     ctx = PlanContext(
-        run_id=plan.run_id, stage_dir=plan.stage_dir(name), map_outputs=plan.map_outputs(name),
-        previous_curated=plan.curated_files(plan.previous(name)), warehouse=plan.warehouse,
+        run_id=plan.run_id,
+        stage_dir=plan.stage_dir(name),
+        map_outputs=plan.map_outputs(name),
+        previous_curated=plan.curated_files(plan.previous(name)),
+        warehouse=plan.warehouse,
     )
     return _timed(marker, lambda: stage.plan(ctx))
 
@@ -396,9 +410,13 @@ def check_accounting(plan: RunPlan, stats: list[dict]) -> None:
             if not StageStats.from_record(s).balances():
                 problems.append(f"{stage}/{where}: in {s['docs_in']} != out {s['docs_out']} + rejected {s['docs_rejected']}")
             if _rows_in(paths.curated) != s["docs_out"]:
-                problems.append(f"{stage}/{where}: {paths.curated} holds {_rows_in(paths.curated)} rows, stats say {s['docs_out']}")
+                problems.append(
+                    f"{stage}/{where}: {paths.curated} holds {_rows_in(paths.curated)} rows, stats say {s['docs_out']}"
+                )
             if _rows_in(paths.rejected) != s["docs_rejected"]:
-                problems.append(f"{stage}/{where}: {paths.rejected} holds {_rows_in(paths.rejected)} rows, stats say {s['docs_rejected']}")
+                problems.append(
+                    f"{stage}/{where}: {paths.rejected} holds {_rows_in(paths.rejected)} rows, stats say {s['docs_rejected']}"
+                )
             if i and by_key[(plan.stages[i - 1], shard.id)]["docs_out"] != s["docs_in"]:
                 problems.append(f"{stage}/{where}: in {s['docs_in']} != previous stage's out")
     written = sum(_rows_in(p) for p in plan.curated_files(plan.stages[-1]))
@@ -428,8 +446,12 @@ def funnel(plan: RunPlan, stats: list[dict]) -> list[dict]:
 
 def _finish_context(plan: RunPlan, stage: str, final_curated: list[Path]) -> FinishContext:
     return FinishContext(
-        run_id=plan.run_id, run_dir=plan.run_dir, stage_dir=plan.stage_dir(stage), map_outputs=plan.map_outputs(stage),
-        final_curated=final_curated, shard_ids=[s.id for s in plan.shards],
+        run_id=plan.run_id,
+        run_dir=plan.run_dir,
+        stage_dir=plan.stage_dir(stage),
+        map_outputs=plan.map_outputs(stage),
+        final_curated=final_curated,
+        shard_ids=[s.id for s in plan.shards],
     )
 
 
@@ -470,8 +492,15 @@ def finalize_run(plan: RunPlan) -> dict:
     # the summary first: a run the warehouse calls completed always has one to show
     write_json_atomic(plan.run_dir / "summary.json", summary)
     plan.warehouse.job_completed(
-        RUN, plan.run_id, files, totals, output_dir=plan.run_dir, config=plan.config.model_dump(mode="json"),
-        input_paths=[s.input_path for s in plan.shards], stats=stats, input_errors=input_errors,
+        RUN,
+        plan.run_id,
+        files,
+        totals,
+        output_dir=plan.run_dir,
+        config=plan.config.model_dump(mode="json"),
+        input_paths=[s.input_path for s in plan.shards],
+        stats=stats,
+        input_errors=input_errors,
     )
     if plan.replaces is not None:
         shutil.rmtree(plan.replaces, ignore_errors=True)

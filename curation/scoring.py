@@ -28,6 +28,7 @@ from warehouse.shards import write_table_atomic
 
 PRESELECT_ID = "preselect"
 
+
 def scorers_of(cfg: ScoringConfig) -> dict[str, BringYourOwnClassifier]:
     """Every scorer of the run by id; the PreSelect scorer is a fastText classifier like the others."""
     found: dict[str, BringYourOwnClassifier] = {}
@@ -48,7 +49,9 @@ def shard_scores(table: pa.Table, cfg: ScoringConfig) -> pa.Table:
     parts = []
     for scorer_id, classifier in scorers_of(cfg).items():
         scores = pa.array(score_with_classifier(classifier, texts), pa.float64())
-        parts.append(keys.append_column("scorer_id", pa.array([scorer_id] * len(texts), pa.string())).append_column("score", scores))
+        parts.append(
+            keys.append_column("scorer_id", pa.array([scorer_id] * len(texts), pa.string())).append_column("score", scores)
+        )
     return pa.concat_tables(parts).cast(RAW_SCORES) if parts else RAW_SCORES.empty_table()
 
 
@@ -132,11 +135,15 @@ class Score(GlobalStage):
         if preselect is None:
             return batch, REJECTED_DOCUMENT.empty_table()
         values = [self.scores.scores[PRESELECT_ID][r] for r in rows]
-        batch = batch.set_column(batch.schema.get_field_index("preselect_score"), "preselect_score", pa.array(values, pa.float64()))
+        batch = batch.set_column(
+            batch.schema.get_field_index("preselect_score"), "preselect_score", pa.array(values, pa.float64())
+        )
         keep = pc.greater_equal(batch.column("preselect_score"), preselect["threshold"])
         dropped = batch.filter(pc.invert(keep))
         n = dropped.num_rows
-        details = [f"score {v:.4f} < threshold {preselect['threshold']:.4f}" for v in dropped.column("preselect_score").to_pylist()]
+        details = [
+            f"score {v:.4f} < threshold {preselect['threshold']:.4f}" for v in dropped.column("preselect_score").to_pylist()
+        ]
         rejected = (
             dropped.append_column("stage", pa.array([self.name] * n, pa.string()))
             .append_column("reason", pa.array(["preselect_below_threshold"] * n, pa.string()))

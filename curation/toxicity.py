@@ -26,7 +26,9 @@ class Toxicity(Stage):
     def process(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
         rows = batch.to_pylist()
         texts = [r["text"] for r in rows]
-        model_scores = classifier_scores(texts, self.classifier.path, self.classifier.label) if self.classifier else [None] * len(rows)
+        model_scores = (
+            classifier_scores(texts, self.classifier.path, self.classifier.label) if self.classifier else [None] * len(rows)
+        )
         verdicts = []
         for row, model_score in zip(rows, model_scores, strict=True):
             words = word_list_score(row["text"], row["language"], self.lists, row["n_words"])

@@ -12,10 +12,19 @@ from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from schemas import progress
 from curation.runner import (
-    RunPlan, Shard, Step, exclusive_run, fail_run, finalize_run, new_run_id, prepare_run, run_steps, setup_stages,
+    RunPlan,
+    Shard,
+    Step,
+    exclusive_run,
+    fail_run,
+    finalize_run,
+    new_run_id,
+    prepare_run,
+    run_steps,
+    setup_stages,
 )
+from schemas import progress
 from schemas.config import RunConfig, load_config
 
 

@@ -20,7 +20,9 @@ from warehouse.warehouse import Warehouse
 
 
 @task(cache_policy=NO_CACHE, task_run_name="measure-{model.name}")
-def measure_task(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]) -> tuple[ModelLosses, float]:
+def measure_task(
+    cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]
+) -> tuple[ModelLosses, float]:
     return measure_model(cfg, model, documents)
 
 
@@ -41,7 +43,10 @@ def preselect_flow(config_path: str) -> str:
     sample = training_documents(cfg)
     logger.info(
         "%d training documents (%d empty and %d not UTF-8 skipped), %d models",
-        len(sample.documents), sample.skipped_empty, sample.skipped_invalid_utf8, len(cfg.models),
+        len(sample.documents),
+        sample.skipped_empty,
+        sample.skipped_invalid_utf8,
+        len(cfg.models),
     )
     measured = [measure_task(cfg, model, sample.documents) for model in cfg.models]
     for model, (losses, score) in zip(cfg.models, measured):

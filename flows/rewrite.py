@@ -10,10 +10,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from scorers.models import ModelLoadError
 from curation.rewrite.runner import run_rewrite
 from curation.rewrite.styles import StyleError
 from schemas.config import ConfigError, load_rewrite_config
+from scorers.models import ModelLoadError
 
 _FINAL = (ModelLoadError, StyleError, ConfigError, FileNotFoundError)  # a bad engine is a ModelLoadError too
 
@@ -38,7 +38,11 @@ def rewrite_flow(config_path: str) -> dict:
     summary = rewrite_task(config_path)
     get_run_logger().info(
         "rewrite %s: %d records (%d accepted), %d generated now, %d already done, failures %s",
-        summary["rewrite_id"], summary["records"], summary["accepted"], summary["generated_now"],
-        summary["already_done"], summary["failures"],
+        summary["rewrite_id"],
+        summary["records"],
+        summary["accepted"],
+        summary["generated_now"],
+        summary["already_done"],
+        summary["failures"],
     )
     return summary

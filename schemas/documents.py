@@ -45,9 +45,12 @@ CURATED_DOCUMENT = pa.schema(
 )
 
 # A rejected document keeps every curated column (as it stood when it was dropped) plus why.
-REJECTED_DOCUMENT = CURATED_DOCUMENT.append(pa.field("stage", pa.string(), nullable=False)).append(
-    pa.field("reason", pa.string(), nullable=False)
-).append(pa.field("detail", pa.string())).append(pa.field("duplicate_of", pa.string()))
+REJECTED_DOCUMENT = (
+    CURATED_DOCUMENT.append(pa.field("stage", pa.string(), nullable=False))
+    .append(pa.field("reason", pa.string(), nullable=False))
+    .append(pa.field("detail", pa.string()))
+    .append(pa.field("duplicate_of", pa.string()))
+)
 
 # One row per (run, stage, shard); the warehouse view sums them per stage.
 STAGE_STATS = pa.schema(

@@ -7,9 +7,9 @@ imports nothing of ours.
 
 from __future__ import annotations
 
-import pyarrow as pa
 from typing import Literal
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # One row per (model, document): the loss cache. A document's loss depends only on the model and the

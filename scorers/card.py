@@ -116,7 +116,18 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     lines += [f"- {k}: {v}" for k, v in card["fasttext_params"].items()]
     lines += ["", "## Held-out evaluation", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in card["holdout"].items()]
-    method = {k: card[k] for k in ("scorer_id", "engine", "loss_normalization", "benchmark", "skipped_empty_documents", "skipped_invalid_utf8_documents") if k in card}
+    method = {
+        k: card[k]
+        for k in (
+            "scorer_id",
+            "engine",
+            "loss_normalization",
+            "benchmark",
+            "skipped_empty_documents",
+            "skipped_invalid_utf8_documents",
+        )
+        if k in card
+    }
     if method:
         lines += ["", "## Method", ""]
         lines += [f"- {k}: {v}" for k, v in method.items()]

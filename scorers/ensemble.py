@@ -53,7 +53,9 @@ def to_buckets(scores: Sequence[float], edges: Sequence[float]) -> list[int]:
 
 def ensemble_buckets(per_classifier_buckets: Mapping[str, Sequence[int]] | Sequence[Sequence[int]]) -> list[int]:
     """Per document, the highest bucket any classifier gives it (Nemotron-CC's ensemble rule)."""
-    columns = list(per_classifier_buckets.values()) if isinstance(per_classifier_buckets, Mapping) else list(per_classifier_buckets)
+    columns = (
+        list(per_classifier_buckets.values()) if isinstance(per_classifier_buckets, Mapping) else list(per_classifier_buckets)
+    )
     if not columns:
         raise ValueError("no classifier buckets to combine")
     lengths = {len(c) for c in columns}

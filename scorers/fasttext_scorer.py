@@ -12,10 +12,10 @@ import ctypes
 import os
 import random
 import re
-from contextlib import contextmanager
-from functools import lru_cache
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -105,9 +105,7 @@ def train(
 
     try:
         with _zero_filled_allocations():
-            model = fasttext.train_supervised(
-                input=str(train_path), **params.model_dump(), seed=seed, thread=1, verbose=0
-            )
+            model = fasttext.train_supervised(input=str(train_path), **params.model_dump(), seed=seed, thread=1, verbose=0)
     except RuntimeError as err:
         raise RuntimeError(f"fastText training on {train_path} failed: {err}") from None
     with atomic_path(out_path) as tmp:  # a model file that exists is complete

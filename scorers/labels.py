@@ -240,5 +240,7 @@ def rank_normalize(losses: pa.Table) -> pa.Table:
             tied = values == value
             ranks[tied] = ranks[tied].mean()
         denominator = max(len(values) - 1, 1)
-        parts.append(mine.set_column(mine.schema.get_field_index("bits_per_char"), "bits_per_char", pa.array(ranks / denominator)))
+        parts.append(
+            mine.set_column(mine.schema.get_field_index("bits_per_char"), "bits_per_char", pa.array(ranks / denominator))
+        )
     return pa.concat_tables(parts)

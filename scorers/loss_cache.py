@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import progress
-from warehouse.shards import write_table_atomic
 from schemas.scoring import LOSSES
 from scorers.losses import DocumentLoss
+from warehouse.shards import write_table_atomic
 
 DEFAULT_BATCH_SIZE = 64  # documents per computed batch and per cache part
 
@@ -47,8 +47,13 @@ def cached_hashes(cache_dir: Path, model: str) -> dict[str, dict]:
 def _loss_rows(model: str, documents: list[CacheDocument], losses: list[DocumentLoss]) -> list[dict]:
     return [
         {
-            "model": model, "doc_hash": d.doc_hash, "doc_id": d.doc_id, "n_chars": loss.n_chars,
-            "n_tokens": loss.n_tokens, "total_nats": loss.total_nats, "bits_per_char": loss.bits_per_char,
+            "model": model,
+            "doc_hash": d.doc_hash,
+            "doc_id": d.doc_id,
+            "n_chars": loss.n_chars,
+            "n_tokens": loss.n_tokens,
+            "total_nats": loss.total_nats,
+            "bits_per_char": loss.bits_per_char,
         }
         for d, loss in zip(documents, losses, strict=True)
     ]

@@ -151,7 +151,6 @@ class TransformersScorer:
                 out[i] = [0.0] + logp[row, : len(sequences[i]) - 1].tolist()
         return out
 
-
     def choose(self, contexts: Sequence[Sequence[int]], candidates: Sequence[int]) -> list[int]:
         import torch
 
@@ -207,7 +206,6 @@ class VLLMScorer:
             positions = output.prompt_logprobs
             result.append([0.0] + [positions[p][tok].logprob for p, tok in enumerate(seq) if p > 0])
         return result
-
 
     def choose(self, contexts: Sequence[Sequence[int]], candidates: Sequence[int]) -> list[int]:
         from vllm import SamplingParams

@@ -17,13 +17,13 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from scorers.normalize import content_hash
-from warehouse.shards import (
-    ShardError, check_text_column, decode_utf8, expand_input_paths, iter_parquet_batches, open_parquet, python_rows,
-    write_table_atomic,
-)
 from schemas.scoring import (
-    LABEL_NEGATIVE, LABEL_POSITIVE, BringYourOwnClassifier, PreSelectModel, PreSelectTrainingConfig, TrainingDocuments,
+    LABEL_NEGATIVE,
+    LABEL_POSITIVE,
+    BringYourOwnClassifier,
+    PreSelectModel,
+    PreSelectTrainingConfig,
+    TrainingDocuments,
 )
 from scorers import fasttext_scorer
 from scorers.benchmark import load_mmlu_jsonl, multiple_choice_accuracy, sample_questions
@@ -31,8 +31,19 @@ from scorers.card import card_from_training, write_card
 from scorers.labels import TooFewLabelsError, assign_labels, predictive_strength, rank_normalize
 from scorers.loss_cache import CacheDocument, losses_with_cache
 from scorers.losses import document_losses, make_scorer, weights_fingerprint
-from scorers.models import resolve_model
+from scorers.models import ModelLoadError, resolve_model
+from scorers.normalize import content_hash
 from warehouse.files import write_json_atomic
+from warehouse.shards import (
+    ShardError,
+    check_text_column,
+    decode_utf8,
+    expand_input_paths,
+    iter_parquet_batches,
+    open_parquet,
+    python_rows,
+    write_table_atomic,
+)
 
 MODEL_FILE = "model.bin"
 log = logging.getLogger(__name__)
@@ -89,7 +100,11 @@ def _warn_not_utf8(path: str, source: TrainingDocuments, rows: list[int]) -> Non
     shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
     log.warning(
         "%s: %d document(s) skipped, their %r or %r column is not valid UTF-8 (rows %s)",
-        path, len(rows), source.id_column, source.text_column, shown,
+        path,
+        len(rows),
+        source.id_column,
+        source.text_column,
+        shown,
     )
 
 
@@ -144,7 +159,9 @@ class LazyEngine:
         return self._scorer
 
 
-def model_losses(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument], engine: LazyEngine | None = None) -> ModelLosses:
+def model_losses(
+    cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument], engine: LazyEngine | None = None
+) -> ModelLosses:
     engine = engine or LazyEngine(cfg, model)
 
     def compute(texts: list[str]):
@@ -165,12 +182,25 @@ def benchmark_score(cfg: PreSelectTrainingConfig, model: PreSelectModel, engine:
     return multiple_choice_accuracy(engine.scorer, questions, engine.scorer.bos_id)
 
 
-def measure_model(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]) -> tuple[ModelLosses, float]:
+def measure_model(
+    cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]
+) -> tuple[ModelLosses, float]:
     engine = LazyEngine(cfg, model)
     return model_losses(cfg, model, documents, engine), benchmark_score(cfg, model, engine)
 
 
-def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores: dict[str, float], sample: TrainingSample) -> Path:
+def _where(model: PreSelectModel) -> str:
+    """The model's folder for the card; as configured when it is not on this machine (every loss
+    may come from the cache, measured elsewhere)."""
+    try:
+        return str(resolve_model(model.path))
+    except ModelLoadError:
+        return model.path
+
+
+def train_scorer(
+    cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores: dict[str, float], sample: TrainingSample
+) -> Path:
     """Label, train and write the scorer folder; returns it."""
     out = Path(cfg.output_dir) / cfg.scorer_id
     keys = {m.name: ml.model for m, ml in zip(cfg.models, losses)}
@@ -191,11 +221,16 @@ def train_scorer(cfg: PreSelectTrainingConfig, losses: list[ModelLosses], scores
         if row["label"] in by_label:
             by_label[row["label"]].append(text_of[row["doc_id"]])
     result = fasttext_scorer.train(
-        by_label[LABEL_POSITIVE], by_label[LABEL_NEGATIVE], cfg.fasttext, cfg.holdout_fraction, cfg.seed, out_path=out / MODEL_FILE
+        by_label[LABEL_POSITIVE],
+        by_label[LABEL_NEGATIVE],
+        cfg.fasttext,
+        cfg.holdout_fraction,
+        cfg.seed,
+        out_path=out / MODEL_FILE,
     )
     model = fasttext_scorer.load(result.model_path)
     card = card_from_training(
-        models=[{"name": m.name, "path": m.path, "benchmark_score": scores[m.name]} for m in cfg.models],  # as configured: losses may all come from the cache
+        models=[{"name": m.name, "path": _where(m), "benchmark_score": scores[m.name]} for m in cfg.models],
         labels=labels,
         result=result,
         top_features=fasttext_scorer.top_features(model, k=20),
@@ -230,7 +265,9 @@ def run_training(cfg: PreSelectTrainingConfig) -> Path:
 def load_card(scorer_dir: str | Path) -> dict:
     path = Path(scorer_dir) / "scorer_card.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{scorer_dir} is not a scorer folder (no scorer_card.json): train one with `curate preselect train`")
+        raise FileNotFoundError(
+            f"{scorer_dir} is not a scorer folder (no scorer_card.json): train one with `curate preselect train`"
+        )
     return json.loads(path.read_text())
 
 
@@ -238,4 +275,6 @@ def as_classifier(scorer_dir: str | Path, name: str = "preselect") -> BringYourO
     """A trained PreSelect scorer is a fastText classifier like any other: its model file and the
     label its card says is positive."""
     card = load_card(scorer_dir)
-    return BringYourOwnClassifier(path=str(Path(scorer_dir) / MODEL_FILE), label=card.get("label", fasttext_scorer.POSITIVE), name=name)
+    return BringYourOwnClassifier(
+        path=str(Path(scorer_dir) / MODEL_FILE), label=card.get("label", fasttext_scorer.POSITIVE), name=name
+    )

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
 from provision.assets import fetch_assets  # noqa: E402
-from scorers.assets import assets_dir  # noqa: E402
 from schemas.config import config_from_dict  # noqa: E402
+from scorers.assets import assets_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +88,15 @@ def curated_rows(summary: dict) -> list[dict]:
 # what legitimately differs between two runs of the same work in two folders: timings, and where
 # the run and its warehouse live (which the config, and so its fingerprint, names)
 _VOLATILE = {
-    "seconds", "created_at", "run_dir", "documents_dir", "warehouse", "generated_at", "batch_seconds",
-    "config", "config_fingerprint",
+    "seconds",
+    "created_at",
+    "run_dir",
+    "documents_dir",
+    "warehouse",
+    "generated_at",
+    "batch_seconds",
+    "config",
+    "config_fingerprint",
 }
 
 

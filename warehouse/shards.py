@@ -72,9 +72,7 @@ def open_parquet(path: str) -> Iterator[pq.ParquetFile]:
 
 def check_text_column(path: str, schema: pa.Schema, text_column: str) -> None:
     if text_column not in schema.names:
-        raise ShardError(
-            path, f"missing text column {text_column!r} (columns: {schema.names}); set input.text_column"
-        )
+        raise ShardError(path, f"missing text column {text_column!r} (columns: {schema.names}); set input.text_column")
     column_type = schema.field(text_column).type
     if column_type not in TEXT_TYPES:
         raise ShardError(path, f"column {text_column!r} has type {column_type}, expected string or binary")
@@ -162,7 +160,9 @@ def _with_binary_strings(typ: pa.DataType) -> pa.DataType:
         return pa.dictionary(typ.index_type, _with_binary_strings(typ.value_type), typ.ordered)
     if pa.types.is_map(typ):
         key, item = typ.key_field, typ.item_field
-        return pa.map_(key.with_type(_with_binary_strings(key.type)), item.with_type(_with_binary_strings(item.type)), typ.keys_sorted)
+        return pa.map_(
+            key.with_type(_with_binary_strings(key.type)), item.with_type(_with_binary_strings(item.type)), typ.keys_sorted
+        )
     if pa.types.is_struct(typ):
         return pa.struct([f.with_type(_with_binary_strings(f.type)) for f in typ])
     for is_list, make in _LISTS:

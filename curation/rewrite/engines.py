@@ -109,9 +109,7 @@ class VLLMEngine:
         if not requests:
             return []
         try:
-            outputs = self.llm.chat(
-                [r.messages for r in requests], [self.sampling_params(r) for r in requests], use_tqdm=False
-            )
+            outputs = self.llm.chat([r.messages for r in requests], [self.sampling_params(r) for r in requests], use_tqdm=False)
         except Exception:  # noqa: BLE001 - isolate the request that broke the batch
             if len(requests) == 1:
                 raise

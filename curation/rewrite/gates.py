@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.rewrite import GateSettings
 from scorers.language_id import predict_languages
 from scorers.toxicity import word_list_score
-from schemas.rewrite import GateSettings
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _CONTENT_WORD = re.compile(r"[^\W\d_]{4,}", re.UNICODE)
@@ -38,6 +38,7 @@ _REFUSALS = [
     r"\bas an (?:AI|artificial intelligence|language model)\b",
     r"\bI apologi[sz]e\b",
 ]
+
 
 @dataclass(frozen=True)
 class GateContext:
@@ -190,7 +191,11 @@ _QA_PAIR = re.compile(
 
 
 def qa_pairs(text: str) -> list[tuple[str, str]]:
-    return [(m.group("q").strip(), m.group("a").strip()) for m in _QA_PAIR.finditer(text) if m.group("q").strip() and m.group("a").strip()]
+    return [
+        (m.group("q").strip(), m.group("a").strip())
+        for m in _QA_PAIR.finditer(text)
+        if m.group("q").strip() and m.group("a").strip()
+    ]
 
 
 def append_qa_sample(chunk: str, output: str, pairs: int, seed: int) -> str | None:

@@ -18,18 +18,13 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas import progress
-from scorers.assets import asset_path
-from scorers.models import resolve_model
-from scorers.language_id import model_path as lid_model_path
-from scorers.minhash import band_keys
 from curation.rewrite.chunking import TokenCounter, sentence_spans
 from curation.rewrite.engines import (
     MISSING_RESULT,
@@ -47,7 +42,6 @@ from curation.rewrite.gates import (
     strip_preamble,
 )
 from curation.rewrite.styles import StyleError, load_registry
-from curation.stage import StageStats
 from curation.rewrite.work import (
     ModelIdentity,
     Plan,
@@ -56,11 +50,17 @@ from curation.rewrite.work import (
     selection_sql,
     sha,
 )
-from warehouse.files import write_json_atomic
-from warehouse.shards import write_table_atomic
+from curation.stage import StageStats
+from schemas import progress
 from schemas.config import NearDedupConfig
 from schemas.rewrite import GENERATION, REWRITE_FAILURE, EngineConfig, RewriteConfig
+from scorers.assets import asset_path
+from scorers.language_id import model_path as lid_model_path
+from scorers.minhash import band_keys
+from scorers.models import resolve_model
+from warehouse.files import write_json_atomic
 from warehouse.secrets import without_secrets
+from warehouse.shards import write_table_atomic
 from warehouse.warehouse import REWRITE, Warehouse
 
 STAGE = "rewrite"
@@ -146,8 +146,13 @@ def _sampling_json(item: WorkItem, cfg: RewriteConfig) -> str:
         return json.dumps({"seed": item.seed})
     s = cfg.sampling
     return json.dumps(
-        {"temperature": s.temperature, "top_p": s.top_p, "repetition_penalty": s.repetition_penalty,
-         "max_tokens": item.max_tokens, "seed": item.seed},
+        {
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "repetition_penalty": s.repetition_penalty,
+            "max_tokens": item.max_tokens,
+            "seed": item.seed,
+        },
         sort_keys=True,
     )
 
@@ -162,8 +167,12 @@ def judge(item: WorkItem, result: GenerationResult, ctx: RewriteContext, batch_s
     else:
         output, stripped = raw.strip(), False
     gate_ctx = GateContext(
-        chunk=item.chunk.text, language=item.language, finish_reason=result.finish_reason,
-        settings=settings, lid_model=ctx.lid_model, wordlists=ctx.wordlists,
+        chunk=item.chunk.text,
+        language=item.language,
+        finish_reason=result.finish_reason,
+        settings=settings,
+        lid_model=ctx.lid_model,
+        wordlists=ctx.wordlists,
     )
     verdicts, reason = run_gates(output, gate_ctx)
     if stripped:
@@ -205,25 +214,35 @@ def judge(item: WorkItem, result: GenerationResult, ctx: RewriteContext, batch_s
         "tokens_in": result.tokens_in or (item.prompt_tokens if style.kind == "llm" else 0),
         "tokens_out": result.tokens_out,
         "finish_reason": result.finish_reason,
-        "generated_at": datetime.now(timezone.utc),
+        "generated_at": datetime.now(UTC),
         "batch_seconds": batch_seconds,
     }
 
 
 def failure_row(item: WorkItem, rewrite_id: str, reason: str, detail: str | None) -> dict:
     return {
-        "record_id": item.key, "rewrite_id": rewrite_id, "doc_id": item.doc_id, "chunk_index": item.chunk.index,
-        "variant": item.variant, "style": item.style.id, "reason": reason,
+        "record_id": item.key,
+        "rewrite_id": rewrite_id,
+        "doc_id": item.doc_id,
+        "chunk_index": item.chunk.index,
+        "variant": item.variant,
+        "style": item.style.id,
+        "reason": reason,
         "detail": without_secrets(detail),  # failure parts do not pass through the warehouse's scrubber
-        "failed_at": datetime.now(timezone.utc),
+        "failed_at": datetime.now(UTC),
     }
 
 
 def request_for(item: WorkItem, cfg: RewriteConfig) -> GenerationRequest:
     s = cfg.sampling
     return GenerationRequest(
-        key=item.key, messages=item.messages, max_tokens=item.max_tokens, temperature=s.temperature,
-        top_p=s.top_p, repetition_penalty=s.repetition_penalty, seed=item.seed,
+        key=item.key,
+        messages=item.messages,
+        max_tokens=item.max_tokens,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        repetition_penalty=s.repetition_penalty,
+        seed=item.seed,
     )
 
 
@@ -254,7 +273,9 @@ def result_for(item: WorkItem, results: dict[str, GenerationResult]) -> Generati
     failure, retried by the next run: a stand-in text would carry the model's provenance."""
     if item.style.kind != "llm":
         return shuffled_chunk(item)
-    missing = GenerationResult(key=item.key, text=None, error=MISSING_RESULT, detail="the engine returned no result for this request")
+    missing = GenerationResult(
+        key=item.key, text=None, error=MISSING_RESULT, detail="the engine returned no result for this request"
+    )
     return results.get(item.key, missing)
 
 
@@ -347,8 +368,15 @@ def finalize(ctx: RewriteContext, warehouse: Warehouse, plan: Plan) -> tuple[lis
 
     done = set(table.column("record_id").to_pylist())
     failure_parts = sorted((ctx.out / "failures").glob("*.parquet"))
-    failures = pa.concat_tables([pq.read_table(p, schema=REWRITE_FAILURE) for p in failure_parts]) if failure_parts else REWRITE_FAILURE.empty_table()
-    too_long = [failure_row(i, ctx.rewrite_id, TOO_LONG, f"prompt of {i.prompt_tokens} tokens leaves {i.max_tokens} for the output") for i in plan.too_long]
+    failures = (
+        pa.concat_tables([pq.read_table(p, schema=REWRITE_FAILURE) for p in failure_parts])
+        if failure_parts
+        else REWRITE_FAILURE.empty_table()
+    )
+    too_long = [
+        failure_row(i, ctx.rewrite_id, TOO_LONG, f"prompt of {i.prompt_tokens} tokens leaves {i.max_tokens} for the output")
+        for i in plan.too_long
+    ]
     failures = pa.concat_tables([failures, pa.Table.from_pylist(too_long, schema=REWRITE_FAILURE)])
     # only the latest failure of work that never succeeded
     latest: dict[str, dict] = {}
@@ -433,8 +461,13 @@ def run_rewrite(cfg: RewriteConfig, engine: Engine | None = None) -> dict:
     try:
         model = model_identity(cfg) if engine is None else ModelIdentity(engine.model_name, engine.model_hash)
         ctx = RewriteContext(
-            cfg=cfg, rewrite_id=rewrite_id, out=out, lid_model=lid_model_path(),
-            wordlists=asset_path("ldnoobw"), engine_name=engine.name if engine else _engine_name(cfg), model=model,
+            cfg=cfg,
+            rewrite_id=rewrite_id,
+            out=out,
+            lid_model=lid_model_path(),
+            wordlists=asset_path("ldnoobw"),
+            engine_name=engine.name if engine else _engine_name(cfg),
+            model=model,
             registry=registry,
         )
         sql, params = selection_sql(cfg.source)
@@ -459,7 +492,10 @@ def run_rewrite(cfg: RewriteConfig, engine: Engine | None = None) -> dict:
         summary = summarize(ctx, plan, table, failures, len(plan.items) - len(pending), engine_seconds)
         write_json_atomic(out / "summary.json", summary)
         warehouse.job_completed(
-            REWRITE, rewrite_id, {"generations": generation_files, "rewrite_failures": failure_files}, summary,
+            REWRITE,
+            rewrite_id,
+            {"generations": generation_files, "rewrite_failures": failure_files},
+            summary,
             config=cfg.model_dump(mode="json"),
         )
         return summary

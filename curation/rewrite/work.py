@@ -149,7 +149,9 @@ def plan_work(
         for choice in rule.styles:
             style = registry[choice.style]
             if style.chunk_tokens not in by_budget:
-                by_budget[style.chunk_tokens] = [c for c in chunk_text(doc["text"], style.chunk_tokens, counter) if c.text.strip()]
+                by_budget[style.chunk_tokens] = [
+                    c for c in chunk_text(doc["text"], style.chunk_tokens, counter) if c.text.strip()
+                ]
                 plan.chunks += len(by_budget[style.chunk_tokens])
             for chunk in by_budget[style.chunk_tokens]:
                 chunk_hash = sha(chunk.text)[:32]
@@ -163,10 +165,19 @@ def plan_work(
                         continue
                     seen.add(key)
                     item = WorkItem(
-                        key=key, doc_id=doc["doc_id"], source_run_id=doc["run_id"], source=doc["source"],
-                        language=doc["language"], chunk=chunk, chunk_hash=chunk_hash, style=style, variant=variant,
-                        seed=seed_for(key), messages=messages,
-                        prompt_tokens=prompt_tokens, max_tokens=budget,
+                        key=key,
+                        doc_id=doc["doc_id"],
+                        source_run_id=doc["run_id"],
+                        source=doc["source"],
+                        language=doc["language"],
+                        chunk=chunk,
+                        chunk_hash=chunk_hash,
+                        style=style,
+                        variant=variant,
+                        seed=seed_for(key),
+                        messages=messages,
+                        prompt_tokens=prompt_tokens,
+                        max_tokens=budget,
                     )
                     if messages and budget < MIN_OUTPUT_TOKENS:
                         plan.too_long.append(item)

@@ -47,7 +47,10 @@ NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "to
 def test_preselect_keeps_the_top_share_and_rejects_the_rest_with_scores(tmp_path, wiki_docs, scorer_dir, classifier):
     docs = wiki_docs[300:330]
     write_shard(tmp_path / "in/0.parquet", {"id": [f"w{i}" for i in range(20)], "text": docs[:20]})
-    write_shard(tmp_path / "in/1.parquet", {"id": [f"w{i}" for i in range(20, 30)] + ["j1", "j2"], "text": docs[20:] + [_junk(1), _junk(5)]})
+    write_shard(
+        tmp_path / "in/1.parquet",
+        {"id": [f"w{i}" for i in range(20, 30)] + ["j1", "j2"], "text": docs[20:] + [_junk(1), _junk(5)]},
+    )
     scoring = {
         "enabled": True,
         "preselect": {"scorer_dir": str(scorer_dir), "rule": {"top_share": 0.5}},
@@ -69,7 +72,9 @@ def test_preselect_keeps_the_top_share_and_rejects_the_rest_with_scores(tmp_path
     assert 0.5 <= kept_chars / all_chars < 0.5 + max(r["n_chars"] for r in kept) / all_chars
     assert all(0 <= r["quality_bucket"] < 5 for r in kept + rejected)
 
-    cols, rows = Warehouse(summary["warehouse"]).query("SELECT scorer_id, count(*), min(bucket), max(bucket) FROM scores GROUP BY ALL ORDER BY 1")
+    cols, rows = Warehouse(summary["warehouse"]).query(
+        "SELECT scorer_id, count(*), min(bucket), max(bucket) FROM scores GROUP BY ALL ORDER BY 1"
+    )
     assert rows == [("preselect", 32, 0, 4), ("science", 32, 0, 4)]
     _, bucket_check = Warehouse(summary["warehouse"]).query(
         """SELECT count(*) FROM (SELECT doc_id, max(bucket) AS b FROM scores GROUP BY doc_id) s
@@ -82,12 +87,16 @@ def test_preselect_keeps_the_top_share_and_rejects_the_rest_with_scores(tmp_path
 def test_fixed_threshold_and_classifiers_alone(tmp_path, wiki_docs, scorer_dir, classifier):
     write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[330:340] + [_junk(2)]})
     fixed = {"enabled": True, "preselect": {"scorer_dir": str(scorer_dir), "rule": {"threshold": 0.5}}}
-    summary = run_pipeline(make_config(tmp_path / "a", [str(tmp_path / "in/*.parquet")], scoring=fixed, **NO_FILTERS), run_id="fixed")
+    summary = run_pipeline(
+        make_config(tmp_path / "a", [str(tmp_path / "in/*.parquet")], scoring=fixed, **NO_FILTERS), run_id="fixed"
+    )
     assert [r["preselect_score"] < 0.5 for r in rejected_rows(summary)] == [True] * len(rejected_rows(summary))
     assert all(r["preselect_score"] >= 0.5 for r in curated_rows(summary))
 
     only = {"enabled": True, "classifiers": [{"path": str(classifier), "label": "__label__positive"}]}
-    summary = run_pipeline(make_config(tmp_path / "b", [str(tmp_path / "in/*.parquet")], scoring=only, **NO_FILTERS), run_id="byo")
+    summary = run_pipeline(
+        make_config(tmp_path / "b", [str(tmp_path / "in/*.parquet")], scoring=only, **NO_FILTERS), run_id="byo"
+    )
     assert summary["totals"]["docs_rejected"] == 0
     assert all(r["preselect_score"] is None and r["quality_bucket"] is not None for r in curated_rows(summary))
 
@@ -98,11 +107,20 @@ def test_scoring_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="names neither a preselect scorer nor classifiers"):
         make_config(tmp_path, ["x"], scoring={"enabled": True})
     with pytest.raises(ConfigError, match="either top_share or threshold"):
-        make_config(tmp_path, ["x"], scoring={"enabled": True, "preselect": {"scorer_dir": "d", "rule": {"top_share": 0.1, "threshold": 0.2}}})
+        make_config(
+            tmp_path,
+            ["x"],
+            scoring={"enabled": True, "preselect": {"scorer_dir": "d", "rule": {"top_share": 0.1, "threshold": 0.2}}},
+        )
 
 
 def test_missing_scorer_folder_fails_before_output(tmp_path, wiki_docs):
     write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[:2]})
-    cfg = make_config(tmp_path, [str(tmp_path / "in/*.parquet")], scoring={"enabled": True, "preselect": {"scorer_dir": str(tmp_path / "none")}}, **NO_FILTERS)
+    cfg = make_config(
+        tmp_path,
+        [str(tmp_path / "in/*.parquet")],
+        scoring={"enabled": True, "preselect": {"scorer_dir": str(tmp_path / "none")}},
+        **NO_FILTERS,
+    )
     with pytest.raises(FileNotFoundError, match="not a scorer folder"):
         run_pipeline(cfg, run_id="noscorer")

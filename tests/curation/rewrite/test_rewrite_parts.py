@@ -53,16 +53,29 @@ def counter() -> TokenCounter:
 
 def test_bundled_styles_cover_the_published_families_and_cite_them():
     registry = load_registry()
-    for style in ("wrap_easy", "wrap_wikipedia", "wrap_hard", "wrap_qa", "nemotron_wikipedia", "nemotron_distill",
-                  "nemotron_diverse_qa", "nemotron_extract_knowledge", "nemotron_knowledge_list",
-                  "physics_paraphrase", "sentence_shuffle"):
+    for style in (
+        "wrap_easy",
+        "wrap_wikipedia",
+        "wrap_hard",
+        "wrap_qa",
+        "nemotron_wikipedia",
+        "nemotron_distill",
+        "nemotron_diverse_qa",
+        "nemotron_extract_knowledge",
+        "nemotron_knowledge_list",
+        "physics_paraphrase",
+        "sentence_shuffle",
+    ):
         assert style in registry
     assert all("arXiv:" in s.cites for s in registry.values())
     # Nemotron-CC's published input/output limits
     limits = {k: (registry[k].chunk_tokens, registry[k].max_output_tokens) for k in registry if k.startswith("nemotron")}
     assert limits == {
-        "nemotron_wikipedia": (512, 512), "nemotron_distill": (2000, 1600), "nemotron_diverse_qa": (1000, 600),
-        "nemotron_extract_knowledge": (1400, 1400), "nemotron_knowledge_list": (1000, 600),
+        "nemotron_wikipedia": (512, 512),
+        "nemotron_distill": (2000, 1600),
+        "nemotron_diverse_qa": (1000, 600),
+        "nemotron_extract_knowledge": (1400, 1400),
+        "nemotron_knowledge_list": (1000, 600),
     }
     assert registry["wrap_wikipedia"].chunk_tokens == 300
 
@@ -163,10 +176,20 @@ def test_first_matching_route_decides(counter):
 def test_identical_chunks_cost_one_generation(counter, wiki_docs):
     import pyarrow as pa
 
-    docs = pa.Table.from_pylist([
-        {"doc_id": d, "run_id": "r", "text": wiki_docs[1], "source": None, "language": "en", "quality_bucket": None, "preselect_score": None}
-        for d in ("a", "b")
-    ])
+    docs = pa.Table.from_pylist(
+        [
+            {
+                "doc_id": d,
+                "run_id": "r",
+                "text": wiki_docs[1],
+                "source": None,
+                "language": "en",
+                "quality_bucket": None,
+                "preselect_score": None,
+            }
+            for d in ("a", "b")
+        ]
+    )
     rules = [RouteRule(styles=[{"style": "wrap_wikipedia", "variants": 2}])]
     plan = plan_work(docs, rules, load_registry(), counter, ModelIdentity("m", "h"), SamplingConfig(), 2048)
     chunks = len(chunk_text(wiki_docs[1], 300, counter))
@@ -183,15 +206,23 @@ def _ctx(assets, chunk, **kw):
     from scorers.assets import asset_path
 
     settings = GateSettings(**kw.pop("settings", {}))
-    return GateContext(chunk=chunk, language=kw.pop("language", "en"), finish_reason=kw.pop("finish_reason", "stop"),
-                       settings=settings, lid_model=str(asset_path("lid.176.ftz")), wordlists=asset_path("ldnoobw"))
+    return GateContext(
+        chunk=chunk,
+        language=kw.pop("language", "en"),
+        finish_reason=kw.pop("finish_reason", "stop"),
+        settings=settings,
+        lid_model=str(asset_path("lid.176.ftz")),
+        wordlists=asset_path("ldnoobw"),
+    )
 
 
 def test_known_preambles_are_stripped_and_the_rest_kept():
-    for raw in ("Here is a paraphrased version:\nThe city lies on a river.",
-                "Sure! Here's the rewritten passage:\n\nThe city lies on a river.",
-                "**Rewritten text:** The city lies on a river.",
-                "Certainly. Here is the text rewritten like Wikipedia: The city lies on a river."):
+    for raw in (
+        "Here is a paraphrased version:\nThe city lies on a river.",
+        "Sure! Here's the rewritten passage:\n\nThe city lies on a river.",
+        "**Rewritten text:** The city lies on a river.",
+        "Certainly. Here is the text rewritten like Wikipedia: The city lies on a river.",
+    ):
         assert strip_preamble(raw) == ("The city lies on a river.", True), raw
     assert strip_preamble("Here lies the king's tomb, built in 1200.") == ("Here lies the king's tomb, built in 1200.", False)
     assert strip_preamble("Surely the oldest bridge.")[1] is False
@@ -215,10 +246,10 @@ def test_each_gate_rejects_its_failure_with_a_reason(assets, wiki_docs, spanish_
         "length_ratio": chunk[:80],
         "near_copy": chunk,
         "low_overlap": "Whiskers purr softly under moonlight, chasing silver yarn across kitchen floors while "
-                       "sleepy kittens dream about fishbowls, feathers and warm blankets. Outside, rain taps on "
-                       "windows; a dog barks twice at passing bicycles, then settles beside the fireplace again. "
-                       "Grandmother knits scarves, hums old melodies and pours cinnamon tea into chipped porcelain "
-                       "mugs while thunder rumbles somewhere far beyond the orchard hills.",
+        "sleepy kittens dream about fishbowls, feathers and warm blankets. Outside, rain taps on "
+        "windows; a dog barks twice at passing bicycles, then settles beside the fireplace again. "
+        "Grandmother knits scarves, hums old melodies and pours cinnamon tea into chipped porcelain "
+        "mugs while thunder rumbles somewhere far beyond the orchard hills.",
         "wrong_language": spanish_docs[0][: len(chunk)],
     }
     for gate, output in cases.items():
@@ -226,7 +257,9 @@ def test_each_gate_rejects_its_failure_with_a_reason(assets, wiki_docs, spanish_
         assert verdicts[gate].startswith("fail"), (gate, json.dumps(verdicts))
         # a Spanish text also shares no words with the English source: the earlier gate names it
         assert reason == (gate if gate != "wrong_language" else "low_overlap"), (gate, json.dumps(verdicts))
-    _, reason = run_gates(chunk[:600] + " more words here", _ctx(assets, chunk, finish_reason="length", settings={"max_copy": 1.0}))
+    _, reason = run_gates(
+        chunk[:600] + " more words here", _ctx(assets, chunk, finish_reason="length", settings={"max_copy": 1.0})
+    )
     assert reason == "truncated"
     toxic = chunk[:500] + " fuck shit fuck shit"
     verdicts, reason = run_gates(toxic, _ctx(assets, chunk, settings={"max_copy": 1.0}))

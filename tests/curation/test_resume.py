@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
-from pathlib import Path
 from conftest import curated_rows, make_config, rejected_rows, write_shard
 
 from curation.runner import RunError, prepare_run, run_pipeline, run_steps
@@ -46,7 +47,9 @@ def test_interrupted_run_resumes_to_the_same_outputs(tmp_path, inputs):
     assert plan.paths("quality", plan.shards[0]).stats.stat().st_mtime_ns == done_before  # not redone
     assert resumed["totals"] == reference["totals"]
     assert _comparable(curated_rows(resumed)) == _comparable(curated_rows(reference))
-    assert [(r["stage"], r["reason"]) for r in rejected_rows(resumed)] == [(r["stage"], r["reason"]) for r in rejected_rows(reference)]
+    assert [(r["stage"], r["reason"]) for r in rejected_rows(resumed)] == [
+        (r["stage"], r["reason"]) for r in rejected_rows(reference)
+    ]
 
 
 def test_rerunning_a_finished_run_changes_nothing_and_force_recomputes(tmp_path, inputs):

@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import pyarrow as pa
@@ -50,7 +50,9 @@ raw_bytes = st.one_of(
 
 def strings(string_type: pa.DataType, n: int):
     """A string column of n values, some null, some not UTF-8."""
-    return st.lists(st.none() | raw_bytes, min_size=n, max_size=n).map(lambda v: pa.array(v, BINARY_OF[string_type]).view(string_type))
+    return st.lists(st.none() | raw_bytes, min_size=n, max_size=n).map(
+        lambda v: pa.array(v, BINARY_OF[string_type]).view(string_type)
+    )
 
 
 def nested(value_type: pa.DataType, as_strings: pa.DataType, values, n: int):
@@ -67,7 +69,7 @@ def column(kind: str, n: int):
         "int": lambda: plain(st.integers(-(2**63), 2**63 - 1), pa.int64()),
         "float": lambda: plain(st.floats(), pa.float64()),
         "bool": lambda: plain(st.booleans(), pa.bool_()),
-        "timestamp": lambda: plain(st.datetimes(timezones=st.just(timezone.utc)), pa.timestamp("us", tz="UTC")),
+        "timestamp": lambda: plain(st.datetimes(timezones=st.just(UTC)), pa.timestamp("us", tz="UTC")),
         "date": lambda: plain(st.dates(), pa.date32()),
         "null": lambda: st.just(pa.nulls(n)),
         "string": lambda: strings(pa.string(), n),
@@ -97,7 +99,22 @@ def column(kind: str, n: int):
 
 
 TEXT_KINDS = ["string", "large_string", "binary", "large_binary", "int", "missing"]
-EXTRA_KINDS = ["int", "float", "bool", "timestamp", "date", "null", "string", "large_string", "dictionary", "binary", "list<string>", "struct", "map", "list<struct>"]
+EXTRA_KINDS = [
+    "int",
+    "float",
+    "bool",
+    "timestamp",
+    "date",
+    "null",
+    "string",
+    "large_string",
+    "dictionary",
+    "binary",
+    "list<string>",
+    "struct",
+    "map",
+    "list<struct>",
+]
 
 
 @st.composite
@@ -187,7 +204,9 @@ def test_every_row_of_every_readable_file_is_accounted_for(files, batch_size, ro
         (root / "in").mkdir()
         for file in files:
             write(file, root / "in", row_group_size)
-        cfg = make_config(root, [str(root / "in/*.parquet")], **CHEAP, input={"batch_size": batch_size}, ingest={"max_chars": max_chars})
+        cfg = make_config(
+            root, [str(root / "in/*.parquet")], **CHEAP, input={"batch_size": batch_size}, ingest={"max_chars": max_chars}
+        )
         if not any(f.readable for f in files):
             with pytest.raises(RunError, match="no input file could be read"):
                 run_pipeline(cfg, run_id="prop")

@@ -85,7 +85,9 @@ def _config(root: Path, inputs: Path) -> Path:
 
 def _curate(config: Path, point: str | None = None) -> subprocess.CompletedProcess:
     args = ["run", str(config), "--run-id", "k", "--local"]
-    cmd = [sys.executable, "-c", CHILD, point, *args] if point else [sys.executable, "-c", "from cli.main import app; app()", *args]
+    cmd = (
+        [sys.executable, "-c", CHILD, point, *args] if point else [sys.executable, "-c", "from cli.main import app; app()", *args]
+    )
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
@@ -153,8 +155,11 @@ def _alive(pid: int) -> bool:
 
 def test_a_killed_run_leaves_no_prefect_server_behind(tmp_path, inputs):
     config = _config(tmp_path, inputs)
-    proc = subprocess.Popen([sys.executable, "-c", "from cli.main import app; app()", "run", str(config), "--run-id", "k"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from cli.main import app; app()", "run", str(config), "--run-id", "k"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     # the run has started (so its Prefect server is up) once the run folder has its manifest
     while not (tmp_path / "out/runs/k/run.json").exists():

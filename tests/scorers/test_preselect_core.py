@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from schemas.scoring import LABELS, LOSSES, SCORES, BringYourOwnClassifier, FastTextParams, SelectionRule
 from scorers import fasttext_scorer as fts
 from scorers.card import card_from_training, pair_summary, write_card
-from warehouse.files import sha256_file
 from scorers.ensemble import bucket_edges, ensemble_buckets, score_with_classifier, to_buckets
 from scorers.labels import LossTableError, TooFewLabelsError, assign_labels, predictive_strength
 from scorers.selection import select, threshold_for_rule, threshold_for_top_share
+from warehouse.files import sha256_file
 
 
 def loss_table(rows: list[tuple[str, str, float]], hashes: dict[str, str] | None = None) -> pa.Table:
@@ -64,7 +64,11 @@ def test_strength_hand_computed_with_benchmark_tie_and_missing_model():
     rows = {r["doc_id"]: r for r in result.strengths.to_pylist()}
     assert result.strengths.schema == LABELS
     assert {d: (r["agreeing_pairs"], r["total_pairs"]) for d, r in rows.items()} == {
-        "d1": (5, 5), "d2": (0, 5), "d3": (3, 5), "d5": (5, 5), "d6": (3, 5),
+        "d1": (5, 5),
+        "d2": (0, 5),
+        "d3": (3, 5),
+        "d5": (5, 5),
+        "d6": (3, 5),
     }
     assert rows["d3"]["strength"] == pytest.approx(0.6)
     assert all(r["label"] is None for r in rows.values())
@@ -192,10 +196,17 @@ def test_schemas_and_params():
     assert LOSSES.names == ["model", "doc_hash", "doc_id", "n_chars", "n_tokens", "total_nats", "bits_per_char"]
     assert LABELS.field("agreeing_pairs").type == pa.int32() and LABELS.field("label").nullable
     assert SCORES.field("bucket").type == pa.int8() and SCORES.field("bucket").nullable
-    assert FastTextParams().model_dump() == {"epoch": 3, "lr": 0.1, "wordNgrams": 2, "dim": 100, "minCount": 1, "bucket": 2_000_000}
+    assert FastTextParams().model_dump() == {
+        "epoch": 3,
+        "lr": 0.1,
+        "wordNgrams": 2,
+        "dim": 100,
+        "minCount": 1,
+        "bucket": 2_000_000,
+    }
     with pytest.raises(ValidationError):
         FastTextParams(epochs=3)
-    source = (Path(__file__).parents[1] / "schemas" / "scoring.py").read_text()
+    source = (Path(__file__).parents[2] / "schemas" / "scoring.py").read_text()
     imported = {n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names}
     ours = {"schemas", "curation", "scorers", "warehouse", "flows", "cli"}
@@ -206,9 +217,7 @@ def test_schemas_and_params():
 
 
 _rng = random.Random(7)
-JUNK = [
-    "".join(_rng.choices(string.ascii_lowercase + string.digits, k=_rng.randint(3, 9))) for _ in range(300)
-]
+JUNK = ["".join(_rng.choices(string.ascii_lowercase + string.digits, k=_rng.randint(3, 9))) for _ in range(300)]
 
 
 def junk_text(words: list[str], rng: random.Random) -> str:
@@ -316,7 +325,7 @@ def test_top_features_and_bring_your_own_classifier(trained, wiki_docs):
     model = fts.load(result.model_path)
     feats = fts.top_features(model, k=10)
     assert set(feats) == {fts.POSITIVE, fts.NEGATIVE}
-    for label, words in feats.items():
+    for words in feats.values():
         assert len(words) == 10
         weights = [w for _, w in words]
         assert weights == sorted(weights, reverse=True) and weights[0] > 0
@@ -339,15 +348,23 @@ def test_scorer_card_written_with_expected_fields(trained, tmp_path):
     result, _, _ = trained
     model = fts.load(result.model_path)
     labels = pa.table(
-        {"doc_id": ["a", "b", "c"], "doc_hash": ["1", "2", "3"], "strength": [1.0, 0.0, 0.0],
-         "agreeing_pairs": [1, 0, 0], "total_pairs": [1, 1, 1], "label": ["positive", "negative", None]},
+        {
+            "doc_id": ["a", "b", "c"],
+            "doc_hash": ["1", "2", "3"],
+            "strength": [1.0, 0.0, 0.0],
+            "agreeing_pairs": [1, 0, 0],
+            "total_pairs": [1, 1, 1],
+            "label": ["positive", "negative", None],
+        },
         schema=LABELS,
     )
     models = [
         {"name": "small", "path": "/models/small", "benchmark_score": 30.0},
         {"name": "large", "path": "/models/large", "benchmark_score": 45.5},
     ]
-    card = card_from_training(models=models, labels=labels, result=result, top_features=fts.top_features(model, k=5), incomplete_documents=2)
+    card = card_from_training(
+        models=models, labels=labels, result=result, top_features=fts.top_features(model, k=5), incomplete_documents=2
+    )
     json_path, md_path = write_card(tmp_path / "card", card)
     data = json.loads(json_path.read_text())
     assert data["n_models"] == 2 and data["n_pairs"] == 1 and data["n_compared_pairs"] == 1
@@ -382,7 +399,17 @@ def test_rank_normalize_removes_each_models_offset():
     # model "big" is lower on every document; relative to itself it does best on d3, worst on d1
     for doc, small, big in [("d1", 1.0, 0.9), ("d2", 2.0, 0.5), ("d3", 3.0, 0.2), ("d4", 4.0, 0.7)]:
         for model, bpc in (("small", small), ("big", big)):
-            rows.append({"model": model, "doc_hash": doc, "doc_id": doc, "n_chars": 10, "n_tokens": 3, "total_nats": 1.0, "bits_per_char": bpc})
+            rows.append(
+                {
+                    "model": model,
+                    "doc_hash": doc,
+                    "doc_id": doc,
+                    "n_chars": 10,
+                    "n_tokens": 3,
+                    "total_nats": 1.0,
+                    "bits_per_char": bpc,
+                }
+            )
     table = pa.Table.from_pylist(rows, schema=LOSSES)
     raw = predictive_strength(table, {"big": 0.6, "small": 0.3}).strengths
     assert raw.column("strength").to_pylist() == [1.0, 1.0, 1.0, 1.0]  # degenerate: nothing to contrast
@@ -390,5 +417,12 @@ def test_rank_normalize_removes_each_models_offset():
     by = {(r["model"], r["doc_id"]): r["bits_per_char"] for r in ranked.to_pylist()}
     assert [by[("small", d)] for d in ("d1", "d2", "d3", "d4")] == [0.0, 1 / 3, 2 / 3, 1.0]
     assert [by[("big", d)] for d in ("d1", "d2", "d3", "d4")] == [1.0, 1 / 3, 0.0, 2 / 3]
-    strengths = dict(zip(*[predictive_strength(ranked, {"big": 0.6, "small": 0.3}).strengths.column(c).to_pylist() for c in ("doc_id", "strength")]))
+    strengths = dict(
+        zip(
+            *[
+                predictive_strength(ranked, {"big": 0.6, "small": 0.3}).strengths.column(c).to_pylist()
+                for c in ("doc_id", "strength")
+            ]
+        )
+    )
     assert strengths == {"d1": 0.0, "d2": 0.0, "d3": 1.0, "d4": 1.0}

@@ -51,9 +51,14 @@ fasttext: {epoch: 20, lr: 0.5, bucket: 50000}
     scorer_dir = tmp_path / "out/preselect/scorers/tiny"
     accuracy, auc = holdout_metrics_by_counting(fts.load(scorer_dir / "model.bin"), scorer_dir / "model.holdout.txt")
     assert (card["holdout"]["accuracy"], card["holdout"]["roc_auc"]) == (pytest.approx(accuracy), pytest.approx(auc))
-    assert f"- roc_auc: {card['holdout']['roc_auc']:.4f}" in result.output and f"- accuracy: {card['holdout']['accuracy']:.4f}" in result.output
+    assert (
+        f"- roc_auc: {card['holdout']['roc_auc']:.4f}" in result.output
+        and f"- accuracy: {card['holdout']['accuracy']:.4f}" in result.output
+    )
     assert f"- positive: {card['labels']['positive']}" in result.output and card["sha256"]["model"]
-    labels = duckdb.sql(f"SELECT label, count(*) FROM '{tmp_path}/out/preselect/scorers/tiny/labels.parquet' GROUP BY ALL").fetchall()
+    labels = duckdb.sql(
+        f"SELECT label, count(*) FROM '{tmp_path}/out/preselect/scorers/tiny/labels.parquet' GROUP BY ALL"
+    ).fetchall()
     assert dict(labels)["positive"] == card["labels"]["positive"]
 
     # the losses are cached: a second pass computes nothing and shows the cached mean of each model
@@ -72,17 +77,35 @@ fasttext: {epoch: 20, lr: 0.5, bucket: 50000}
 
     # apply it to a curated run
     write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[450:470]})
-    cfg = make_config(tmp_path, [str(tmp_path / "in/*.parquet")], warehouse={"path": str(tmp_path / "warehouse.duckdb")}, quality={"enabled": False})
+    cfg = make_config(
+        tmp_path,
+        [str(tmp_path / "in/*.parquet")],
+        warehouse={"path": str(tmp_path / "warehouse.duckdb")},
+        quality={"enabled": False},
+    )
     run_pipeline(cfg, run_id="later")
     applied = runner.invoke(
-        app, ["preselect", "apply", str(tmp_path / "out/preselect/scorers/tiny"), "--run-id", "later", "--warehouse", str(tmp_path / "warehouse.duckdb"), "--top-share", "0.5"],
+        app,
+        [
+            "preselect",
+            "apply",
+            str(tmp_path / "out/preselect/scorers/tiny"),
+            "--run-id",
+            "later",
+            "--warehouse",
+            str(tmp_path / "warehouse.duckdb"),
+            "--top-share",
+            "0.5",
+        ],
         catch_exceptions=False,
     )
     assert applied.exit_code == 0, applied.output
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     curated = con.execute("SELECT count(*) FROM documents WHERE run_id = 'later'").fetchall()[0][0]
     assert curated > 10
-    scored = con.execute("SELECT d.text, s.score FROM scores s JOIN documents d USING (doc_id, run_id) WHERE s.scorer_id = 'tiny'").fetchall()
+    scored = con.execute(
+        "SELECT d.text, s.score FROM scores s JOIN documents d USING (doc_id, run_id) WHERE s.scorer_id = 'tiny'"
+    ).fetchall()
     assert len(scored) == curated
     # each score is the trained model's probability of the positive label for that document
     assert [s for _, s in scored] == pytest.approx(fts.score(fts.load(scorer_dir / "model.bin"), [t for t, _ in scored]))
@@ -105,7 +128,9 @@ def test_apply_needs_a_completed_run(tmp_path, wiki_docs):
     (scorer / "scorer_card.json").write_text(json.dumps({"scorer_id": "s", "label": "__label__positive"}))
     write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[:3]})
     run_pipeline(make_config(tmp_path, [str(tmp_path / "in/*.parquet")], quality={"enabled": False}), run_id="r")
-    result = runner.invoke(app, ["preselect", "apply", str(scorer), "--run-id", "nope", "--warehouse", str(tmp_path / "warehouse.duckdb")])
+    result = runner.invoke(
+        app, ["preselect", "apply", str(scorer), "--run-id", "nope", "--warehouse", str(tmp_path / "warehouse.duckdb")]
+    )
     assert result.exit_code == 1 and "not a completed run" in result.output
 
 
@@ -113,8 +138,15 @@ def losses_of(model: str, bits_per_char: dict[str, float], sample) -> pa.Table:
     from schemas.scoring import LOSSES
 
     rows = [
-        {"model": model, "doc_hash": d.doc_hash, "doc_id": d.doc_id, "n_chars": len(d.text), "n_tokens": len(d.text),
-         "total_nats": bits_per_char[d.doc_id] * len(d.text) * 0.6931471805599453, "bits_per_char": bits_per_char[d.doc_id]}
+        {
+            "model": model,
+            "doc_hash": d.doc_hash,
+            "doc_id": d.doc_id,
+            "n_chars": len(d.text),
+            "n_tokens": len(d.text),
+            "total_nats": bits_per_char[d.doc_id] * len(d.text) * 0.6931471805599453,
+            "bits_per_char": bits_per_char[d.doc_id],
+        }
         for d in sample.documents
     ]
     return pa.Table.from_pylist(rows, schema=LOSSES)
@@ -132,7 +164,9 @@ def test_documents_that_are_not_utf8_are_skipped_counted_and_named(tmp_path, wik
     cfg = PreSelectTrainingConfig(
         documents={"paths": [str(tmp_path / "docs/*.parquet")], "limit": 100},
         models=[{"name": "big", "path": "/models/big"}, {"name": "small", "path": "/models/small"}],
-        output_dir=str(tmp_path / "scorers"), min_positives=3, holdout_fraction=0.2,
+        output_dir=str(tmp_path / "scorers"),
+        min_positives=3,
+        holdout_fraction=0.2,
         fasttext={"epoch": 20, "lr": 0.5, "bucket": 50000},
     )
     with caplog.at_level("WARNING"):
@@ -145,7 +179,10 @@ def test_documents_that_are_not_utf8_are_skipped_counted_and_named(tmp_path, wik
     # the training goes on with the readable documents and its card counts the skipped ones
     big = {d.doc_id: 1.0 for d in sample.documents}
     small = {d.doc_id: 2.0 if i % 2 else 0.5 for i, d in enumerate(sample.documents)}
-    losses = [ModelLosses("big@x", losses_of("big@x", big, sample), 0), ModelLosses("small@y", losses_of("small@y", small, sample), 0)]
+    losses = [
+        ModelLosses("big@x", losses_of("big@x", big, sample), 0),
+        ModelLosses("small@y", losses_of("small@y", small, sample), 0),
+    ]
     out = train_scorer(cfg, losses, {"big": 2.0, "small": 1.0}, sample)
     card = json.loads((out / "scorer_card.json").read_text())
     assert card["skipped_invalid_utf8_documents"] == 2 and card["skipped_empty_documents"] == 1

@@ -79,8 +79,12 @@ def test_real_generation_resumes_after_a_kill_to_the_same_records(tmp_path, wiki
 
     # a run killed (SIGKILL, no clean-up) in the middle: once its first batch is on disk
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "rewrite", "run", str(config), "--local"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "rewrite", "run", str(config), "--local"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     parts = killed_root / "out/rewrites/rw/parts"
     try:
         wait_for(lambda: any(parts.glob("*.parquet")) or proc.poll() is not None, 600, "the first batch")
@@ -115,8 +119,15 @@ def test_real_generation_resumes_after_a_kill_to_the_same_records(tmp_path, wiki
     # is not bit-reproducible across engine histories (cached prefixes, batch scheduling), so a
     # seeded sample can drift after a few hundred tokens.
     provenance = set(GENERATION.names) - {
-        "text", "raw_output", "accepted", "reject_reason", "gate_verdicts", "tokens_out", "finish_reason",
-        "generated_at", "batch_seconds",
+        "text",
+        "raw_output",
+        "accepted",
+        "reject_reason",
+        "gate_verdicts",
+        "tokens_out",
+        "finish_reason",
+        "generated_at",
+        "batch_seconds",
     }
     assert set(clean_rows[0]) >= provenance
     assert [{k: r[k] for k in provenance} for r in killed_rows] == [{k: r[k] for k in provenance} for r in clean_rows]
@@ -134,7 +145,10 @@ def test_real_generation_resumes_after_a_kill_to_the_same_records(tmp_path, wiki
         assert row["finish_reason"] != "length" or row["reject_reason"] is not None
     styles = {r["style"] for r in rows(clean_root / "warehouse.duckdb", "SELECT DISTINCT style FROM generations")}
     assert styles == {"wrap_wikipedia", "wrap_qa"}
-    counts = rows(clean_root / "warehouse.duckdb", "SELECT (SELECT count(*) FROM synthetic) AS a, (SELECT count(*) FROM synthetic_rejected) AS r")
+    counts = rows(
+        clean_root / "warehouse.duckdb",
+        "SELECT (SELECT count(*) FROM synthetic) AS a, (SELECT count(*) FROM synthetic_rejected) AS r",
+    )
     assert counts[0]["a"] + counts[0]["r"] == len(clean_rows)
 
 
@@ -148,9 +162,21 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, **VLLM_CPU_ENV, "VLLM_LOGGING_LEVEL": "WARNING"}
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # the server runs its engine in its own process
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_path(MODEL)),
-        "--served-model-name", "smol", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048",
-        "--enforce-eager", "--no-enable-chunked-prefill",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_path(MODEL)),
+        "--served-model-name",
+        "smol",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        "2048",
+        "--enforce-eager",
+        "--no-enable-chunked-prefill",
     ]
     return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -170,28 +196,54 @@ def test_endpoint_client_against_a_real_vllm_server_killed_mid_run(tmp_path, wik
     try:
         wait_for(lambda: healthy(port) or server.poll() is not None, 300, "the vLLM server")
         assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-        engine = {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1", "served_model": "smol",
-                  "tokenizer": str(model_path(MODEL)), "concurrency": 4, "timeout_s": 120, "max_retries": 1, "backoff_s": 0.2}
-        first = run_rewrite(load_rewrite_config(write_config(tmp_path, rewrite_id="ep1", engine=engine,
-                                                             routes=[{"styles": [{"style": "wrap_wikipedia"}]}])))
+        engine = {
+            "kind": "openai",
+            "base_url": f"http://127.0.0.1:{port}/v1",
+            "served_model": "smol",
+            "tokenizer": str(model_path(MODEL)),
+            "concurrency": 4,
+            "timeout_s": 120,
+            "max_retries": 1,
+            "backoff_s": 0.2,
+        }
+        first = run_rewrite(
+            load_rewrite_config(
+                write_config(tmp_path, rewrite_id="ep1", engine=engine, routes=[{"styles": [{"style": "wrap_wikipedia"}]}])
+            )
+        )
         assert first["records"] == first["work_items"] > 0 and first["failures"] == {}
         served = rows(warehouse, "SELECT * FROM generations WHERE rewrite_id = 'ep1'")
         assert {r["engine"] for r in served} == {f"openai:http://127.0.0.1:{port}/v1"}
         assert all(r["tokens_in"] > 0 and r["tokens_out"] > 0 and r["finish_reason"] in {"stop", "length"} for r in served)
 
         # a server slower than the client's timeout: timeouts are recorded, nothing is written
-        slow = run_rewrite(load_rewrite_config(write_config(
-            tmp_path, rewrite_id="ep-timeout", engine={**engine, "timeout_s": 0.05, "max_retries": 0},
-            routes=[{"styles": [{"style": "wrap_hard"}]}], source={"limit": 1})))
+        slow = run_rewrite(
+            load_rewrite_config(
+                write_config(
+                    tmp_path,
+                    rewrite_id="ep-timeout",
+                    engine={**engine, "timeout_s": 0.05, "max_retries": 0},
+                    routes=[{"styles": [{"style": "wrap_hard"}]}],
+                    source={"limit": 1},
+                )
+            )
+        )
         assert slow["records"] == 0 and slow["failures"] == {"timeout": slow["work_items"]} and slow["work_items"] > 0
 
         # the server dies while a run is under way
-        config = write_config(tmp_path, rewrite_id="ep2", engine={**engine, "concurrency": 1}, batch_size=1,
-                              routes=[{"styles": [{"style": "wrap_qa"}, {"style": "wrap_easy"}]}])
+        config = write_config(
+            tmp_path,
+            rewrite_id="ep2",
+            engine={**engine, "concurrency": 1},
+            batch_size=1,
+            routes=[{"styles": [{"style": "wrap_qa"}, {"style": "wrap_easy"}]}],
+        )
         outcome: dict = {}
         worker = threading.Thread(target=lambda: outcome.update(summary=run_rewrite(load_rewrite_config(config))))
         worker.start()
-        wait_for(lambda: any((tmp_path / "out/rewrites/ep2/parts").glob("*.parquet")) or not worker.is_alive(), 600, "a first part")
+        wait_for(
+            lambda: any((tmp_path / "out/rewrites/ep2/parts").glob("*.parquet")) or not worker.is_alive(), 600, "a first part"
+        )
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
         worker.join(600)
@@ -202,7 +254,9 @@ def test_endpoint_client_against_a_real_vllm_server_killed_mid_run(tmp_path, wik
 
         # a rerun while the server is still down: what was generated is not asked for again
         again = run_rewrite(load_rewrite_config(config))
-        assert again["generated_now"] == 0 and again["already_done"] == summary["records"] and again["records"] == summary["records"]
+        assert (
+            again["generated_now"] == 0 and again["already_done"] == summary["records"] and again["records"] == summary["records"]
+        )
         failures = rows(warehouse, "SELECT * FROM rewrite_failures WHERE rewrite_id = 'ep2'")
         assert len(failures) == summary["work_items"] - summary["records"]
         keys = [r["record_id"] for r in rows(warehouse, "SELECT record_id FROM generations")]

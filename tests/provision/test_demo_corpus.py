@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scorers import assets as assets_mod
 from provision.assets import AssetFetchError, fetch_assets
-from scorers.assets import asset_path, assets_dir
 from provision.demo_corpus import BLOCKLISTED_DOMAINS, PLANTED_KINDS, SCHEMA, DemoCorpus, build_demo_corpus
+from scorers import assets as assets_mod
+from scorers.assets import asset_path, assets_dir
 
 EXACT_KINDS = ("exact_dup", "exact_dup_case_ws", "recrawl_exact_dup")
 NEAR_KINDS = ("near_dup", "recrawl_near_dup")
@@ -100,12 +100,8 @@ def at(rows: dict, where: dict) -> dict:
 
 def test_layout(corpus):
     out_dir, demo = corpus
-    assert [p.relative_to(out_dir).as_posix() for p in demo.crawl1] == [
-        f"crawl1/part-0000{i}.parquet" for i in range(4)
-    ]
-    assert [p.relative_to(out_dir).as_posix() for p in demo.crawl2] == [
-        f"crawl2/part-0000{i}.parquet" for i in range(2)
-    ]
+    assert [p.relative_to(out_dir).as_posix() for p in demo.crawl1] == [f"crawl1/part-0000{i}.parquet" for i in range(4)]
+    assert [p.relative_to(out_dir).as_posix() for p in demo.crawl2] == [f"crawl2/part-0000{i}.parquet" for i in range(2)]
     sizes1 = [pq.ParquetFile(p).metadata.num_rows for p in demo.crawl1]
     sizes2 = [pq.ParquetFile(p).metadata.num_rows for p in demo.crawl2]
     assert all(200 <= n <= 300 for n in sizes1), sizes1
@@ -189,9 +185,7 @@ def test_exact_duplicates_match_after_normalisation(rows, truth):
 def test_exact_duplicates_are_only_the_planted_ones(rows, truth):
     planted = {(r["file"], r["row"]) for r in planted_of(truth, *EXACT_KINDS)}
     groups = Counter(norm(r["text"]) for r in rows.values())
-    extra = [
-        key for key, r in rows.items() if groups[norm(r["text"])] > 1 and key not in planted
-    ]
+    extra = [key for key, r in rows.items() if groups[norm(r["text"])] > 1 and key not in planted]
     # Every remaining member of a duplicate group is the original of a planted copy.
     originals = {(r["original"]["file"], r["original"]["row"]) for r in planted_of(truth, *EXACT_KINDS)}
     assert set(extra) <= originals

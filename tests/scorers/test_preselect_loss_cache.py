@@ -98,9 +98,13 @@ def test_progress_is_reported_per_batch_per_model(tmp_path, recorder):
     small, large = "losses small@aa", "losses large@bb"
     assert recorder.events == [
         # the cached first two documents are not computed again
-        ("started", small, 2), ("done", small, "batch 1/2", 2, 2), ("done", small, "batch 2/2", 1, 1),
+        ("started", small, 2),
+        ("done", small, "batch 1/2", 2, 2),
+        ("done", small, "batch 2/2", 1, 1),
         ("started", large, 3),
-        ("done", large, "batch 1/3", 2, 2), ("done", large, "batch 2/3", 2, 2), ("done", large, "batch 3/3", 1, 1),
+        ("done", large, "batch 1/3", 2, 2),
+        ("done", large, "batch 2/3", 2, 2),
+        ("done", large, "batch 3/3", 1, 1),
     ]
     recorder.events.clear()
     losses_with_cache(tmp_path, "large@bb", docs, compute_with(scorer, []), batch_size=2)
@@ -109,9 +113,9 @@ def test_progress_is_reported_per_batch_per_model(tmp_path, recorder):
 
 @pytest.mark.slow
 def test_real_model_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, wiki_docs):
-    from scorers.normalize import content_hash
     from scorers.losses import make_scorer
     from scorers.models import model_path
+    from scorers.normalize import content_hash
 
     scorer = make_scorer("transformers", model_path("smollm2-135m-instruct"), max_len=128)
     docs = [CacheDocument(f"w{i}", content_hash(t), t) for i, t in enumerate(d[:300] for d in wiki_docs[:5])]

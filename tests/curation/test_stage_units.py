@@ -31,9 +31,16 @@ from warehouse.warehouse import Warehouse
 def documents(texts: list[str], **columns: list) -> pa.Table:
     rows = [
         {
-            "doc_id": f"d{i}", "text": text, "content_hash": content_hash(text), "run_id": "unit",
-            "input_file": "mem.parquet", "input_row": i, "n_chars": len(text), "n_words": len(text.split()),
-            "n_lines": text.count("\n") + 1, **{name: values[i] for name, values in columns.items()},
+            "doc_id": f"d{i}",
+            "text": text,
+            "content_hash": content_hash(text),
+            "run_id": "unit",
+            "input_file": "mem.parquet",
+            "input_row": i,
+            "n_chars": len(text),
+            "n_words": len(text.split()),
+            "n_lines": text.count("\n") + 1,
+            **{name: values[i] for name, values in columns.items()},
         }
         for i, text in enumerate(texts)
     ]
@@ -95,12 +102,17 @@ def test_ingest_reads_its_input_file_and_quarantines_bad_rows(tmp_path):
     kept = pa.concat_tables([k for k, _ in results])
     rejected = pa.concat_tables([r for _, r in results])
     assert kept.column("doc_id").to_pylist() == ["a"]
-    assert dict(zip(rejected.column("doc_id").to_pylist(), rejected.column("reason").to_pylist())) == {"b": "null_text", "c": "empty_text"}
+    assert dict(zip(rejected.column("doc_id").to_pylist(), rejected.column("reason").to_pylist())) == {
+        "b": "null_text",
+        "c": "empty_text",
+    }
     assert stage.shard_extra() == {"input_rows": 3}
 
 
 def _plan(stage, tmp_path, previous: list) -> None:
-    ctx = PlanContext("unit", tmp_path / "stage", [tmp_path / "stage/map/shard-0.parquet"], previous, Warehouse(tmp_path / "w.duckdb"))
+    ctx = PlanContext(
+        "unit", tmp_path / "stage", [tmp_path / "stage/map/shard-0.parquet"], previous, Warehouse(tmp_path / "w.duckdb")
+    )
     stage.plan(ctx)
     stage.begin_shard(ShardContext("unit", "shard-0", "mem.parquet", tmp_path / "stage"))
 
@@ -134,14 +146,18 @@ def test_near_dedup_maps_bands_then_drops_the_later_near_copy(tmp_path, wiki_doc
 def test_score_buckets_every_document_and_cuts_at_the_preselect_threshold(tmp_path, wiki_docs):
     scorer = tmp_path / "scorer"
     junk = [" ".join(["click here buy now free offer"] * 10) + f" {i}" for i in range(60)]
-    fasttext_scorer.train(wiki_docs[100:160], junk, FastTextParams(epoch=20, lr=0.5, bucket=50_000), 0.1, 0, out_path=scorer / "model.bin")
+    fasttext_scorer.train(
+        wiki_docs[100:160], junk, FastTextParams(epoch=20, lr=0.5, bucket=50_000), 0.1, 0, out_path=scorer / "model.bin"
+    )
     (scorer / "scorer_card.json").write_text(json.dumps({"scorer_id": "unit", "label": fasttext_scorer.POSITIVE}))
     rule = {"threshold": 0.5}
     stage = ready(Score, tmp_path, scoring={"enabled": True, "preselect": {"scorer_dir": str(scorer), "rule": rule}})
     table = documents([wiki_docs[200], junk[0] + " extra", wiki_docs[201]])
     (tmp_path / "stage/map").mkdir(parents=True)
     pq.write_table(stage.map(table), tmp_path / "stage/map/shard-0.parquet")
-    plan = stage.plan(PlanContext("unit", tmp_path / "stage", [tmp_path / "stage/map/shard-0.parquet"], [], Warehouse(tmp_path / "w.duckdb")))
+    plan = stage.plan(
+        PlanContext("unit", tmp_path / "stage", [tmp_path / "stage/map/shard-0.parquet"], [], Warehouse(tmp_path / "w.duckdb"))
+    )
     (tmp_path / "stage/decisions.json").write_text(json.dumps(plan))
     stage.begin_shard(ShardContext("unit", "shard-0", "mem.parquet", tmp_path / "stage"))
     kept, rejected = stage.process(table)
@@ -183,7 +199,9 @@ def shouting_input(tmp_path):
 
 def test_a_toy_stage_needs_one_class_and_one_registry_line(tmp_path, shouting_input):
     registry = (*STAGES, NoShouting)  # the one line
-    cfg = make_config(tmp_path, [str(shouting_input)], quality={"enabled": False}, language={"enabled": False}, toxicity={"enabled": False})
+    cfg = make_config(
+        tmp_path, [str(shouting_input)], quality={"enabled": False}, language={"enabled": False}, toxicity={"enabled": False}
+    )
     summary = run_pipeline(cfg, run_id="toy", registry=registry)
     assert [row["stage"] for row in summary["funnel"]][-1] == "no_shouting"
     assert summary["funnel"][-1]["reasons"] == {"shouting": 1}

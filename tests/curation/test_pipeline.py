@@ -10,7 +10,7 @@ import pytest
 from conftest import curated_rows, make_config, rejected_rows, write_shard
 
 from curation.runner import finalize_run, prepare_run, run_pipeline, run_steps
-from curation.stage import AccountingError, process_shard, StagePaths
+from curation.stage import AccountingError, StagePaths, process_shard
 from schemas.documents import CURATED_DOCUMENT
 
 NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "toxicity": {"enabled": False}}
@@ -18,7 +18,9 @@ NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "to
 
 def test_exact_duplicates_within_a_run_keep_the_first_copy(tmp_path, wiki_docs):
     a, b, c = wiki_docs[:3]
-    write_shard(tmp_path / "in/0.parquet", {"id": ["a", "b", "a-copy"], "text": [a, b, "  " + a.upper().replace(" ", "   ") + "\n"]})
+    write_shard(
+        tmp_path / "in/0.parquet", {"id": ["a", "b", "a-copy"], "text": [a, b, "  " + a.upper().replace(" ", "   ") + "\n"]}
+    )
     write_shard(tmp_path / "in/1.parquet", {"id": ["b-copy", "c"], "text": [b, c]})
     summary = run_pipeline(make_config(tmp_path, [str(tmp_path / "in/*.parquet")], **NO_FILTERS), run_id="r1")
 
@@ -55,7 +57,9 @@ def test_near_duplicates_cluster_to_the_earliest_document(tmp_path, wiki_docs):
     words = base.split(" ")
     edited = " ".join(words[:20] + ["remarkably"] + words[20:])  # one word inserted
     write_shard(tmp_path / "in/0.parquet", {"id": ["orig", "other"], "text": [base, wiki_docs[6]]})
-    write_shard(tmp_path / "in/1.parquet", {"id": ["edited", "appended"], "text": [edited, base + " See also the list of examples."]})
+    write_shard(
+        tmp_path / "in/1.parquet", {"id": ["edited", "appended"], "text": [edited, base + " See also the list of examples."]}
+    )
     summary = run_pipeline(make_config(tmp_path, [str(tmp_path / "in/*.parquet")], **NO_FILTERS), run_id="near")
     rejected = {r["doc_id"]: r for r in rejected_rows(summary)}
     assert {k: (v["reason"], v["duplicate_of"]) for k, v in rejected.items()} == {
@@ -67,12 +71,24 @@ def test_near_duplicates_cluster_to_the_earliest_document(tmp_path, wiki_docs):
 
 
 def test_filters_annotate_and_reject_with_reasons(tmp_path, wiki_docs, spanish_docs, assets):
-    bad_words = [w for w in (assets / "ldnoobw/en.txt").read_text().splitlines() if w and not w.startswith("#") and " " not in w][:6]
+    bad_words = [w for w in (assets / "ldnoobw/en.txt").read_text().splitlines() if w and not w.startswith("#") and " " not in w][
+        :6
+    ]
     toxic = wiki_docs[20] + "\n\n" + " ".join(f"You {w}." for w in bad_words)
     repetitive = "\n".join(["Buy cheap watches now at the best price online today."] * 40)
     with_pii = wiki_docs[21] + "\n\nContact jane.doe@university.edu or call +1 415 555 0137 from 8.8.8.8."
-    texts = [wiki_docs[22], spanish_docs[0], toxic, repetitive, with_pii, "This is a short note about the weather in the city of London today."]
-    write_shard(tmp_path / "in/0.parquet", {"id": [f"d{i}" for i in range(len(texts))], "text": texts, "url": ["https://example.org/x"] * len(texts)})
+    texts = [
+        wiki_docs[22],
+        spanish_docs[0],
+        toxic,
+        repetitive,
+        with_pii,
+        "This is a short note about the weather in the city of London today.",
+    ]
+    write_shard(
+        tmp_path / "in/0.parquet",
+        {"id": [f"d{i}" for i in range(len(texts))], "text": texts, "url": ["https://example.org/x"] * len(texts)},
+    )
     summary = run_pipeline(make_config(tmp_path, [str(tmp_path / "in/*.parquet")], pii={"enabled": True}), run_id="filters")
 
     rejected = {r["doc_id"]: r for r in rejected_rows(summary)}
@@ -85,13 +101,19 @@ def test_filters_annotate_and_reject_with_reasons(tmp_path, wiki_docs, spanish_d
     assert set(kept) == {"d0", "d4"}
     assert kept["d0"]["language"] == "en" and kept["d0"]["toxicity_score"] == 0.0
     assert kept["d4"]["pii_redactions"] == 3
-    assert "jane.doe" not in kept["d4"]["text"] and "415 555 0137" not in kept["d4"]["text"] and "8.8.8.8" not in kept["d4"]["text"]
+    assert (
+        "jane.doe" not in kept["d4"]["text"] and "415 555 0137" not in kept["d4"]["text"] and "8.8.8.8" not in kept["d4"]["text"]
+    )
 
 
 def test_url_blocklist_applies_only_to_documents_with_urls(tmp_path, wiki_docs):
     write_shard(
         tmp_path / "in/0.parquet",
-        {"id": ["porn", "plain", "nourl"], "text": wiki_docs[30:33], "url": ["https://www.pornhub.com/a", "https://en.wikipedia.org/wiki/A", None]},
+        {
+            "id": ["porn", "plain", "nourl"],
+            "text": wiki_docs[30:33],
+            "url": ["https://www.pornhub.com/a", "https://en.wikipedia.org/wiki/A", None],
+        },
     )
     cfg = make_config(tmp_path, [str(tmp_path / "in/*.parquet")], language={"enabled": False}, toxicity={"enabled": False})
     summary = run_pipeline(cfg, run_id="urls")
@@ -104,10 +126,31 @@ def test_gopher_alpha_rule_counts_words_not_punctuation(tmp_path):
     sentence = "The cat (a tabby, aged 3) sat - quietly - on the mat; then, to the door and back: soundly, deeply, calmly."
     text = "\n".join([sentence.replace("cat", animal) for animal in ("cat", "dog", "fox", "owl", "cow", "elk", "yak", "hen")])
     write_shard(tmp_path / "in/0.parquet", {"text": [text]})
-    common = {"language": {"enabled": False}, "toxicity": {"enabled": False}, "exact_dedup": {"enabled": False}, "near_dedup": {"enabled": False}}
+    common = {
+        "language": {"enabled": False},
+        "toxicity": {"enabled": False},
+        "exact_dedup": {"enabled": False},
+        "near_dedup": {"enabled": False},
+    }
     only_gopher = {"c4": {"enabled": False}, "fineweb": {"enabled": False}, "gopher_repetition": {"enabled": False}}
-    words = run_pipeline(make_config(tmp_path / "w", [str(tmp_path / "in/*.parquet")], quality={**only_gopher, "gopher_quality": {"alpha_words_rule": "words"}}, **common), run_id="w")
-    tokens = run_pipeline(make_config(tmp_path / "t", [str(tmp_path / "in/*.parquet")], quality={**only_gopher, "gopher_quality": {"alpha_words_rule": "tokens"}}, **common), run_id="t")
+    words = run_pipeline(
+        make_config(
+            tmp_path / "w",
+            [str(tmp_path / "in/*.parquet")],
+            quality={**only_gopher, "gopher_quality": {"alpha_words_rule": "words"}},
+            **common,
+        ),
+        run_id="w",
+    )
+    tokens = run_pipeline(
+        make_config(
+            tmp_path / "t",
+            [str(tmp_path / "in/*.parquet")],
+            quality={**only_gopher, "gopher_quality": {"alpha_words_rule": "tokens"}},
+            **common,
+        ),
+        run_id="t",
+    )
     assert words["totals"]["docs_out"] == 1
     assert [r["reason"] for r in rejected_rows(tokens)] == ["gopher_quality:gopher_below_alpha_threshold"]
 
@@ -210,8 +253,10 @@ def test_accounting_catches_a_run_total_off_by_one(tmp_path, wiki_docs):
 
 def test_a_stage_that_loses_a_document_stops_the_run(tmp_path):
     rows = pa.Table.from_pylist(
-        [{"doc_id": "a", "text": "x", "content_hash": "h", "run_id": "r", "input_file": "f", "input_row": 0},
-         {"doc_id": "b", "text": "y", "content_hash": "h2", "run_id": "r", "input_file": "f", "input_row": 1}],
+        [
+            {"doc_id": "a", "text": "x", "content_hash": "h", "run_id": "r", "input_file": "f", "input_row": 0},
+            {"doc_id": "b", "text": "y", "content_hash": "h2", "run_id": "r", "input_file": "f", "input_row": 1},
+        ],
         schema=CURATED_DOCUMENT,
     )
 

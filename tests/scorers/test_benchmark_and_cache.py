@@ -20,7 +20,15 @@ from scorers.losses import DocumentLoss
 
 
 def _row(**over):
-    row = {"question": "2+2?", "answer_a": "3", "answer_b": "4", "answer_c": "5", "answer_d": "6", "correct_answer": "B", "topic": "math"}
+    row = {
+        "question": "2+2?",
+        "answer_a": "3",
+        "answer_b": "4",
+        "answer_c": "5",
+        "answer_d": "6",
+        "correct_answer": "B",
+        "topic": "math",
+    }
     return json.dumps({**row, **over})
 
 

@@ -126,7 +126,7 @@ def test_bad_rows_are_quarantined_with_reasons(tmp_path, good_shard, wiki_docs):
     assert "ok-binary" in {r["doc_id"] for r in curated_rows(summary)}
 
 
-def _not_utf8(values: list[bytes | None], string_type: pa.DataType = pa.string()) -> pa.Array:
+def _not_utf8(values: list[bytes | None], string_type: pa.DataType = pa.string()) -> pa.Array:  # noqa: B008 - a constant
     """A string column holding bytes that are not UTF-8: pyarrow writes it without validating."""
     binary = {pa.string(): pa.binary(), pa.large_string(): pa.large_binary()}[string_type]
     return pa.array(values, binary).view(string_type)
@@ -178,7 +178,9 @@ def test_invalid_utf8_is_found_in_every_column_ingest_reads(tmp_path, wiki_docs)
             "tags": pa.ListArray.from_arrays(pa.array(range(0, 2 * rows + 1, 2), pa.int32()), tag_values),
             "info": pa.StructArray.from_arrays([info_names, pa.array(range(rows))], names=["name", "n"]),
             "attrs": pa.MapArray.from_arrays(pa.array(range(rows + 1), pa.int32()), pa.array(["key"] * rows), attr_values),
-            "category": pa.DictionaryArray.from_arrays(pa.array([1 if k == rows - 1 else 0 for k in range(rows)], pa.int32()), category_values),
+            "category": pa.DictionaryArray.from_arrays(
+                pa.array([1 if k == rows - 1 else 0 for k in range(rows)], pa.int32()), category_values
+            ),
         }
     )
     (tmp_path / "in").mkdir()
@@ -305,7 +307,9 @@ print(json.dumps({"growth_mb": growth_mb, "totals": summary["totals"]}))
 
 
 def _peak_rss_growth_mb(root, batch_size: int) -> tuple[float, dict]:
-    done = subprocess.run([sys.executable, "-c", _PEAK_RSS_SCRIPT, str(root), str(batch_size)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS_SCRIPT, str(root), str(batch_size)], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     return measured["growth_mb"], measured["totals"]
@@ -327,7 +331,9 @@ def test_memory_stays_bounded_by_the_batch_not_the_shard(tmp_path, wiki_docs):
 
 def test_unreadable_paths(tmp_path, good_shard):
     (tmp_path / "in/dir.parquet").mkdir()
-    cfg = make_config(tmp_path, [str(tmp_path / "in/*.parquet"), str(tmp_path / "missing/*.parquet"), str(tmp_path / "gone.parquet")], **CHEAP)
+    cfg = make_config(
+        tmp_path, [str(tmp_path / "in/*.parquet"), str(tmp_path / "missing/*.parquet"), str(tmp_path / "gone.parquet")], **CHEAP
+    )
     summary = run_pipeline(cfg, run_id="paths")
     errors = {e["input_file"]: e["error"] for e in summary["input_errors"]}
     assert errors[str(tmp_path / "missing/*.parquet")] == "no file matches this pattern"

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from conftest import make_config, write_shard
 
-from schemas import progress
 from curation.rewrite.runner import run_rewrite
 from curation.runner import RunError, new_run_id, run_pipeline
+from schemas import progress
 from schemas.rewrite import RewriteConfig
 from warehouse.warehouse import Warehouse
 
@@ -40,12 +40,18 @@ def crawl(tmp_path, wiki_docs):
 def test_a_rewrite_named_like_a_run_leaves_that_run_alone(tmp_path, crawl, wiki_docs):
     run_pipeline(crawl, run_id="crawl1")
     wh = tmp_path / "warehouse.duckdb"
-    before = {v: _count(wh, f"SELECT count(*) FROM {v} WHERE run_id = 'crawl1'") for v in ("documents", "rejected", "minhash_index")}
+    before = {
+        v: _count(wh, f"SELECT count(*) FROM {v} WHERE run_id = 'crawl1'") for v in ("documents", "rejected", "minhash_index")
+    }
     assert before["documents"] == 5 and before["rejected"] == 1 and before["minhash_index"] > 0
 
     cfg = RewriteConfig.model_validate(
-        {"rewrite_id": "crawl1", "warehouse": str(wh), "output_root": str(tmp_path / "out"),
-         "routes": [{"styles": [{"style": "sentence_shuffle"}]}]}
+        {
+            "rewrite_id": "crawl1",
+            "warehouse": str(wh),
+            "output_root": str(tmp_path / "out"),
+            "routes": [{"styles": [{"style": "sentence_shuffle"}]}],
+        }
     )
     run_rewrite(cfg)
     after = {v: _count(wh, f"SELECT count(*) FROM {v} WHERE run_id = 'crawl1'") for v in before}
@@ -66,7 +72,11 @@ class _WarehouseProbe:
 
     def stage_started(self, stage: str, total_shards: int) -> None:
         self.seen.append(
-            (stage, _status(self.warehouse, self.run_id)[0], _count(self.warehouse, f"SELECT count(*) FROM documents WHERE run_id = '{self.run_id}'"))
+            (
+                stage,
+                _status(self.warehouse, self.run_id)[0],
+                _count(self.warehouse, f"SELECT count(*) FROM documents WHERE run_id = '{self.run_id}'"),
+            )
         )
 
     def shard_done(self, *args) -> None:
@@ -133,7 +143,9 @@ def _config_file(root: Path, docs: list[str], shards: int = 4, **sections) -> Pa
 
 
 def _curate(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([*CURATE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.Popen(
+        [*CURATE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
 
 
 def test_the_same_run_id_started_twice_at_once_is_refused(tmp_path, wiki_docs):

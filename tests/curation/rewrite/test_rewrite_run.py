@@ -5,6 +5,7 @@ purpose (malformed bodies, empty outputs, 5xx, slow answers cannot be had from a
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import threading
@@ -27,12 +28,16 @@ from warehouse.warehouse import Warehouse
 NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "toxicity": {"enabled": False}}
 
 
+def curate_six_documents(root: Path, wiki_docs: list[str]) -> Path:
+    """A warehouse with one completed curation run of six real documents."""
+    write_shard(root / "in/0.parquet", {"id": [f"d{i}" for i in range(6)], "text": wiki_docs[:6]})
+    run_pipeline(make_config(root, [str(root / "in/*.parquet")], **NO_FILTERS), run_id="crawl1")
+    return root
+
+
 @pytest.fixture()
 def curated(tmp_path, wiki_docs) -> Path:
-    """A warehouse with one completed curation run of six real documents."""
-    write_shard(tmp_path / "in/0.parquet", {"id": [f"d{i}" for i in range(6)], "text": wiki_docs[:6]})
-    run_pipeline(make_config(tmp_path, [str(tmp_path / "in/*.parquet")], **NO_FILTERS), run_id="crawl1")
-    return tmp_path
+    return curate_six_documents(tmp_path, wiki_docs)
 
 
 def rewrite_config(root: Path, **overrides) -> RewriteConfig:
@@ -86,7 +91,9 @@ def test_rerun_and_later_rewrites_generate_only_what_is_missing(curated):
     keys = [r["record_id"] for r in records(curated, "SELECT record_id FROM generations")]
     assert len(keys) == len(set(keys)) == first["work_items"]
     # more variants: only the new ones are generated
-    more = run_rewrite(rewrite_config(curated, rewrite_id="rw3", routes=[{"styles": [{"style": "sentence_shuffle", "variants": 3}]}]))
+    more = run_rewrite(
+        rewrite_config(curated, rewrite_id="rw3", routes=[{"styles": [{"style": "sentence_shuffle", "variants": 3}]}])
+    )
     assert more["generated_now"] == first["work_items"] // 2
 
 
@@ -107,8 +114,9 @@ def test_an_unknown_style_fails_before_any_work_and_is_recorded(curated):
 
 
 def test_a_style_that_cannot_fit_the_context_is_a_clear_error(curated):
-    cfg = rewrite_config(curated, rewrite_id="long", routes=[{"styles": [{"style": "nemotron_distill"}]}],
-                         engine={"max_model_len": 1024})
+    cfg = rewrite_config(
+        curated, rewrite_id="long", routes=[{"styles": [{"style": "nemotron_distill"}]}], engine={"max_model_len": 1024}
+    )
     with pytest.raises(StyleError, match="nemotron_distill: a 2000-token chunk"):
         run_rewrite(cfg)
     (row,) = records(curated, "SELECT status, error FROM rewrites WHERE rewrite_id = 'long'")
@@ -150,8 +158,10 @@ class Misbehaving(BaseHTTPRequestHandler):
         return self._reply(f"echo of {prompt[:200]} with max_tokens {body['max_tokens']} seed {body['seed']}")
 
     def _reply(self, content):
-        payload = {"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": 11, "completion_tokens": 7}}
+        payload = {
+            "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7},
+        }
         self._send(200, json.dumps(payload).encode())
 
     def _send(self, status, data: bytes):
@@ -159,10 +169,8 @@ class Misbehaving(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        try:
+        with contextlib.suppress(BrokenPipeError):  # the client gave up on a slow answer: that is the point of "slow"
             self.wfile.write(data)
-        except BrokenPipeError:  # the client gave up on a slow answer: that is the point of "slow"
-            pass
 
 
 @pytest.fixture()
@@ -176,17 +184,34 @@ def server():
 
 
 def request(text: str, key: str | None = None) -> GenerationRequest:
-    return GenerationRequest(key=key or text, messages=[{"role": "user", "content": text}], max_tokens=64,
-                             temperature=0.5, top_p=0.9, repetition_penalty=1.0, seed=7)
+    return GenerationRequest(
+        key=key or text,
+        messages=[{"role": "user", "content": text}],
+        max_tokens=64,
+        temperature=0.5,
+        top_p=0.9,
+        repetition_penalty=1.0,
+        seed=7,
+    )
 
 
 def test_endpoint_client_handles_every_kind_of_bad_answer(server, monkeypatch):
     monkeypatch.setenv("TEST_ENDPOINT_KEY", "sk-secret-123")
-    cfg = EngineConfig(kind="openai", base_url=server + "/",
-                       served_model="m", api_key_env="TEST_ENDPOINT_KEY", concurrency=4, timeout_s=0.5,
-                       max_retries=2, backoff_s=0.0)
+    cfg = EngineConfig(
+        kind="openai",
+        base_url=server + "/",
+        served_model="m",
+        api_key_env="TEST_ENDPOINT_KEY",
+        concurrency=4,
+        timeout_s=0.5,
+        max_retries=2,
+        backoff_s=0.0,
+    )
     engine = EndpointEngine(cfg)
-    results = {r.key: r for r in engine.generate([request(k) for k in ("good", "malformed", "nochoices", "empty", "flaky", "slow", "bad")])}
+    results = {
+        r.key: r
+        for r in engine.generate([request(k) for k in ("good", "malformed", "nochoices", "empty", "flaky", "slow", "bad")])
+    }
     engine.close()
     assert results["good"].text.startswith("echo of good") and "seed 7" in results["good"].text
     assert results["good"].tokens_in == 11 and results["good"].tokens_out == 7 and results["good"].finish_reason == "stop"
@@ -212,9 +237,16 @@ def test_failed_work_is_kept_then_retried_by_the_next_run(curated, server, monke
     monkeypatch.setenv("TEST_ENDPOINT_KEY", "sk-secret-123")
     from scorers.models import model_path
 
-    engine = {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "served_model": "smol",
-              "tokenizer": str(model_path("smollm2-135m-instruct")), "api_key_env": "TEST_ENDPOINT_KEY",
-              "max_retries": 1, "backoff_s": 0.0, "timeout_s": 2.0}
+    engine = {
+        "kind": "openai",
+        "base_url": "http://127.0.0.1:9/v1",
+        "served_model": "smol",
+        "tokenizer": str(model_path("smollm2-135m-instruct")),
+        "api_key_env": "TEST_ENDPOINT_KEY",
+        "max_retries": 1,
+        "backoff_s": 0.0,
+        "timeout_s": 2.0,
+    }
     routes = [{"styles": [{"style": "wrap_wikipedia"}]}]
     cfg = rewrite_config(curated, rewrite_id="ep", routes=routes, engine=engine, source={"limit": 2})
     down = run_rewrite(cfg)  # nothing listens on port 9
@@ -245,10 +277,16 @@ def _write_yaml(root: Path, **overrides) -> Path:
     import yaml
 
     path = root / "rewrite.yaml"
-    path.write_text(yaml.safe_dump({
-        "warehouse": "warehouse.duckdb", "output_root": "out",
-        "routes": [{"styles": [{"style": "sentence_shuffle"}]}], **overrides,
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "warehouse": "warehouse.duckdb",
+                "output_root": "out",
+                "routes": [{"styles": [{"style": "sentence_shuffle"}]}],
+                **overrides,
+            }
+        )
+    )
     return path
 
 
@@ -287,8 +325,12 @@ def test_cli_rewrite_commands(curated):
 def test_a_model_that_is_not_there_is_a_clear_error(curated):
     from scorers.models import ModelLoadError
 
-    cfg = rewrite_config(curated, rewrite_id="nomodel", routes=[{"styles": [{"style": "wrap_qa"}]}],
-                         engine={"model": str(curated / "no-such-model")})
+    cfg = rewrite_config(
+        curated,
+        rewrite_id="nomodel",
+        routes=[{"styles": [{"style": "wrap_qa"}]}],
+        engine={"model": str(curated / "no-such-model")},
+    )
     with pytest.raises(ModelLoadError, match="no-such-model does not exist"):
         run_rewrite(cfg)
     assert records(curated, "SELECT status FROM rewrites WHERE rewrite_id = 'nomodel'") == [{"status": "failed"}]
@@ -300,8 +342,13 @@ def test_a_model_that_is_not_there_is_a_clear_error(curated):
 def endpoint_config(base_url: str) -> dict:
     from scorers.models import model_path
 
-    return {"kind": "openai", "base_url": base_url, "served_model": "smol", "max_retries": 0,
-            "tokenizer": str(model_path("smollm2-135m-instruct"))}
+    return {
+        "kind": "openai",
+        "base_url": base_url,
+        "served_model": "smol",
+        "max_retries": 0,
+        "tokenizer": str(model_path("smollm2-135m-instruct")),
+    }
 
 
 class LosesResults:
@@ -325,8 +372,13 @@ class LosesResults:
 
 
 def test_a_result_the_engine_did_not_return_is_a_failure_never_a_substitute(curated, server):
-    cfg = rewrite_config(curated, rewrite_id="short", routes=[{"styles": [{"style": "wrap_wikipedia"}]}],
-                         engine=endpoint_config(server), source={"limit": 3})
+    cfg = rewrite_config(
+        curated,
+        rewrite_id="short",
+        routes=[{"styles": [{"style": "wrap_wikipedia"}]}],
+        engine=endpoint_config(server),
+        source={"limit": 3},
+    )
     engine = LosesResults(EndpointEngine(cfg.engine), "drop")
     summary = run_rewrite(cfg, engine=engine)
     engine.close()
@@ -347,8 +399,13 @@ def test_a_result_the_engine_did_not_return_is_a_failure_never_a_substitute(cura
 
 
 def test_a_result_for_a_request_not_made_is_an_error(curated, server):
-    cfg = rewrite_config(curated, rewrite_id="wrongkey", routes=[{"styles": [{"style": "wrap_wikipedia"}]}],
-                         engine=endpoint_config(server), source={"limit": 1})
+    cfg = rewrite_config(
+        curated,
+        rewrite_id="wrongkey",
+        routes=[{"styles": [{"style": "wrap_wikipedia"}]}],
+        engine=endpoint_config(server),
+        source={"limit": 1},
+    )
     engine = LosesResults(EndpointEngine(cfg.engine), "rename")
     with pytest.raises(EngineResultError, match="not-asked-for"):
         run_rewrite(cfg, engine=engine)
@@ -364,8 +421,13 @@ SECRETS = (b"s3cretpass", b"t0psecret")
 def test_credentials_in_the_engine_url_are_used_but_never_stored(curated, server):
     port = server.split(":")[2].split("/")[0]
     secret_url = f"http://user:s3cretpass@127.0.0.1:{port}/v1?token=t0psecret"
-    cfg = rewrite_config(curated, rewrite_id="secret", routes=[{"styles": [{"style": "wrap_wikipedia"}]}],
-                         engine=endpoint_config(secret_url), source={"limit": 2})
+    cfg = rewrite_config(
+        curated,
+        rewrite_id="secret",
+        routes=[{"styles": [{"style": "wrap_wikipedia"}]}],
+        engine=endpoint_config(secret_url),
+        source={"limit": 2},
+    )
     summary = run_rewrite(cfg)
     assert summary["records"] == summary["work_items"] > 0
     for path in curated.rglob("*"):

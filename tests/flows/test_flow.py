@@ -48,4 +48,6 @@ def test_flow_on_a_local_dask_cluster(tmp_path, wiki_docs, harness):
     summary = run_curate_flow(cfg, run_id="same")
     assert summary["totals"] == serial["totals"] and summary["totals"]["docs_in"] == 10
     assert_same_run_outputs(tmp_path / "serial/out/runs/same", tmp_path / "dask/out/runs/same")
-    assert warehouse_views(tmp_path / "dask/warehouse.duckdb", "same") == warehouse_views(tmp_path / "serial/warehouse.duckdb", "same")
+    assert warehouse_views(tmp_path / "dask/warehouse.duckdb", "same") == warehouse_views(
+        tmp_path / "serial/warehouse.duckdb", "same"
+    )

@@ -10,10 +10,16 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from test_rewrite_run import curated, records, rewrite_config  # noqa: F401 - curated is a fixture
+import pytest
+from test_rewrite_run import curate_six_documents, records, rewrite_config
 
 from curation.rewrite.engines import GenerationResult
 from curation.rewrite.runner import run_rewrite
+
+
+@pytest.fixture()
+def curated(tmp_path, wiki_docs):
+    return curate_six_documents(tmp_path, wiki_docs)
 
 
 class ChosenTexts:
@@ -25,7 +31,9 @@ class ChosenTexts:
         self.near_copies = near_copies
 
     def generate(self, requests):
-        return [GenerationResult(key=r.key, text=self.answer(r), finish_reason="stop", tokens_in=1, tokens_out=1) for r in requests]
+        return [
+            GenerationResult(key=r.key, text=self.answer(r), finish_reason="stop", tokens_in=1, tokens_out=1) for r in requests
+        ]
 
     def answer(self, request) -> str:
         """The chunk without every fourth word: it shares no 5-gram with the chunk (so it passes the
@@ -77,8 +85,9 @@ def test_of_two_near_copies_in_one_rewrite_the_later_key_is_rejected_naming_the_
 def test_a_near_copy_of_an_earlier_rewrites_record_is_rejected_naming_it(curated):
     run_rewrite(rewrite_config(curated, rewrite_id="rw1", routes=WIKIPEDIA), engine=ChosenTexts(near_copies=False))
     # another seed: new work keys, so the same chunks are generated again, as near copies
-    run_rewrite(rewrite_config(curated, rewrite_id="rw2", routes=WIKIPEDIA, sampling={"seed": 1}),
-                engine=ChosenTexts(near_copies=True))
+    run_rewrite(
+        rewrite_config(curated, rewrite_id="rw2", routes=WIKIPEDIA, sampling={"seed": 1}), engine=ChosenTexts(near_copies=True)
+    )
     earlier = {chunk: rows[0] for chunk, rows in by_chunk(generations(curated, "rw1")).items()}
     later = generations(curated, "rw2")
     assert len(later) == len(earlier) > 6 and all(r["accepted"] for r in earlier.values())
@@ -89,7 +98,8 @@ def test_a_near_copy_of_an_earlier_rewrites_record_is_rejected_naming_it(curated
 
 def test_styles_that_switch_the_gate_off_are_not_marked(curated):
     cfg = rewrite_config(
-        curated, rewrite_id="off",
+        curated,
+        rewrite_id="off",
         routes=[{"styles": [{"style": "wrap_wikipedia", "variants": 2}, {"style": "sentence_shuffle", "variants": 2}]}],
         style_overrides={"wrap_wikipedia": {"gates": {"near_duplicates": False}}},
     )

@@ -66,14 +66,19 @@ def test_served_deployment_runs_the_pipeline(tmp_path, wiki_docs):
     }
     server = subprocess.Popen(
         [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     served = None
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/api/health", 90)
         served = subprocess.Popen(
             [BIN / "curate", "serve", str(config), "--name", "nightly", "--cron", "0 3 * * *"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=tmp_path,
         )
         result = subprocess.run([sys.executable, "-c", TRIGGER], env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
