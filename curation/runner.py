@@ -1,10 +1,11 @@
 """A curation run as a list of steps over shards, runnable with or without Prefect.
 
-`prepare_run` fixes what a run is (its id, config, input shards, enabled stages); `run_steps`
-lists the steps in order, each either per shard (independent tasks) or global (one decision over
-the whole run); `finalize_run` checks the accounting across every stage, writes the near-duplicate
-index of the survivors and registers the run in the warehouse. The Prefect flow in flows/ and
-`run_pipeline` below are two drivers of the same steps.
+`prepare_run` fixes what a run is (its id, config, input shards, enabled stages from
+curation/registry.py); `run_steps` turns the stages into steps, each either per shard (independent
+tasks) or global (one decision over the whole run); `finalize_run` checks the accounting across
+every stage, lets each stage register its files and add to the summary, and registers the run in
+the warehouse. The runner knows the stage contract (curation/stage.py), never a stage's internals.
+The Prefect flow in flows/ and `run_pipeline` below are two drivers of the same steps.
 
 Every step skips work whose output already exists (outputs are written atomically, stats last),
 so re-running an interrupted run id continues where it stopped and produces the same outputs.
