@@ -1,7 +1,7 @@
 """The layer contract, checked over the real import graph read from the source.
 
 schemas (contracts) <- warehouse (storage) <- scorers (text in, numbers out) <- curation (stages,
-runner, rewrite) <- flows, cli, provision (entry points and set-up). A module may import its own
+runner, rewrite) <- flows, cli, provision, benchmarks (entry points and set-up). A module may import its own
 layer and the layers below it, never one above; and no two modules import each other, directly or
 through others. Imports inside functions count too: a lazy import is still a dependency.
 """
@@ -19,7 +19,7 @@ LAYERS = (
     ("warehouse",),
     ("scorers",),
     ("curation",),
-    ("flows", "cli", "provision"),
+    ("flows", "cli", "provision", "benchmarks"),
 )
 RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
 
