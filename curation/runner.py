@@ -90,7 +90,7 @@ class RunPlan:
         return ShardContext(self.run_id, shard.id, shard.input_path, self.stage_dir(stage))
 
     def map_outputs(self, stage: str) -> list[Path]:
-        return [self.stage_dir(stage) / "map" / f"{s.id}.parquet" for s in self.shards]
+        return [self.shard_context(stage, s).map_output for s in self.shards]
 
     def paths(self, stage: str, shard: Shard) -> StagePaths:
         return StagePaths.for_shard(self.stage_dir(stage), shard.id)
@@ -309,7 +309,7 @@ def _timed(marker: Path, work: Callable[[], dict]) -> dict:
 def _overhead(plan: RunPlan, stage: str, shard: Shard) -> float:
     """This shard's share of the stage's map and planning time."""
     seconds = json.loads((plan.stage_dir(stage) / "decisions.json").read_text())["seconds"] / len(plan.shards)
-    mapped = plan.stage_dir(stage) / "map" / f"{shard.id}.json"
+    mapped = plan.shard_context(stage, shard).map_output.with_suffix(".json")
     if mapped.exists():
         seconds += json.loads(mapped.read_text())["seconds"]
     return seconds
@@ -319,7 +319,7 @@ def _map_step(name: str, plan: RunPlan, shard: Shard) -> dict | None:
     """The per-shard first part of a global stage: keys (MinHash bands, scores) of every document,
     for the plan to read. Done once its timing marker (written after the output) exists: a process
     killed between the two redoes the step, which rewrites the same output."""
-    out = plan.map_outputs(name)[plan.shards.index(shard)]
+    out = plan.shard_context(name, shard).map_output
     marker = out.with_suffix(".json")
     if marker.exists():
         return None
@@ -466,9 +466,12 @@ def finalize_run(plan: RunPlan) -> dict:
         "documents": [str(p) for p in final_curated],
         "rejected": [str(plan.paths(stage, s).rejected) for stage in plan.stages for s in plan.shards],
     }
-    finishing = {name: _finish_context(plan, name, final_curated) for name in plan.stages}
-    for name, ctx in finishing.items():
-        files.update(stage_named(name, plan.registry)(plan.config).run_files(ctx))
+    # no setup: finishing reads and writes files, it loads no model
+    finishing = [
+        (stage_named(name, plan.registry)(plan.config), _finish_context(plan, name, final_curated)) for name in plan.stages
+    ]
+    for stage, ctx in finishing:
+        files.update(stage.run_files(ctx))
     input_errors = list(plan.input_errors)
     for marker in sorted((plan.run_dir / "input_errors").glob("*.json")):
         input_errors.append(json.loads(marker.read_text()))
@@ -488,8 +491,8 @@ def finalize_run(plan: RunPlan) -> dict:
         "funnel": rows,
         "input_errors": input_errors,
     }
-    for name, ctx in finishing.items():
-        summary.update(stage_named(name, plan.registry)(plan.config).run_summary(ctx))
+    for stage, ctx in finishing:
+        summary.update(stage.run_summary(ctx))
     # the summary first: a run the warehouse calls completed always has one to show
     write_json_atomic(plan.run_dir / "summary.json", summary)
     plan.warehouse.job_completed(

@@ -95,6 +95,11 @@ class ShardScores:
         return pa.Table.from_pylist(rows, schema=SCORES)
 
 
+def _scores_file(stage_dir: Path, shard_id: str) -> Path:
+    """A shard's rows of the warehouse `scores` view."""
+    return stage_dir / "scores" / f"{shard_id}.parquet"
+
+
 class Score(GlobalStage):
     """Map: every scorer scores every document. Plan: bucket edges per scorer and the PreSelect
     threshold. Apply: annotate `preselect_score` and `quality_bucket`, drop what is below the
@@ -115,17 +120,17 @@ class Score(GlobalStage):
         return plan_scoring(ctx.map_outputs, self.config)
 
     def begin_shard(self, ctx: ShardContext) -> None:
-        self.plan_made = json.loads((ctx.stage_dir / "decisions.json").read_text())
-        self.scores = ShardScores(ctx.map_output, self.plan_made)
-        self.preselect = self.plan_made["scorers"].get(PRESELECT_ID)
-        write_table_atomic(ctx.stage_dir / "scores" / f"{ctx.shard_id}.parquet", self.scores.warehouse_rows(ctx.run_id))
+        plan = json.loads((ctx.stage_dir / "decisions.json").read_text())
+        self.scores = ShardScores(ctx.map_output, plan)
+        self.preselect = plan["scorers"].get(PRESELECT_ID)
+        write_table_atomic(_scores_file(ctx.stage_dir, ctx.shard_id), self.scores.warehouse_rows(ctx.run_id))
 
     def shard_extra(self) -> dict:
         preselect = self.preselect or {}
         return {k: preselect[k] for k in ("threshold", "rule") if k in preselect}
 
     def run_files(self, ctx: FinishContext) -> dict[str, list[str]]:
-        return {"scores": [str(ctx.stage_dir / "scores" / f"{shard}.parquet") for shard in ctx.shard_ids]}
+        return {"scores": [str(_scores_file(ctx.stage_dir, shard)) for shard in ctx.shard_ids]}
 
     def process(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
         rows = batch.column("input_row").to_pylist()
