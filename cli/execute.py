@@ -73,3 +73,18 @@ def train_scorer(config_path: Path, cfg: PreSelectTrainingConfig, local: bool) -
 
         with prefect_api():
             return Path(preselect_flow(str(config_path.resolve())))
+
+
+def mix(spec_path: Path, force: bool, local: bool) -> dict:
+    """Materialise the mixture `spec_path` describes; returns its summary."""
+    with progress_bars("batches"):
+        if local:
+            from curation.mixture.mix import mix as materialise
+            from schemas.config import load_mixture_spec
+
+            return materialise(load_mixture_spec(spec_path), force=force)
+        from flows.mix import mix_flow
+        from flows.server import prefect_api
+
+        with prefect_api():
+            return mix_flow(str(spec_path.resolve()), force=force)

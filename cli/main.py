@@ -7,6 +7,7 @@ This module only assembles the app; each command group lives in its own module:
 - cli/demo.py      demo (the bundled corpus end to end)
 - cli/preselect.py preselect losses | benchmark | train | apply
 - cli/rewrite.py   rewrite init | styles | run
+- cli/mix.py       mix [run] SPEC | mix init, manifest verify, export
 
 and what they share: cli/options.py (options, the config rule), cli/execute.py (starting work
 locally or as a Prefect flow), cli/render.py (tables, JSON, summaries, progress bars) and
@@ -20,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from cli import demo, preselect, query, rewrite, run
+from cli import demo, mix, preselect, query, rewrite, run
 
 HELP = (
     "Curate Parquet corpora for continual pre-training.\n\n"
@@ -55,6 +56,9 @@ for command in (run.init, run.run, query.sql, query.status, demo.demo, run.serve
     app.command()(command)
 app.add_typer(preselect.app, name="preselect")
 app.add_typer(rewrite.app, name="rewrite")
+app.add_typer(mix.app, name="mix")
+app.add_typer(mix.manifest_app, name="manifest")
+app.command("export")(mix.export)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m cli.main`

@@ -231,6 +231,41 @@ def print_rewrite_summary(summary: dict, warehouse: str) -> None:
     out.print(f"warehouse: {warehouse} (views synthetic, synthetic_rejected, generations, rewrite_failures, rewrites)")
 
 
+# ----------------------------------------------------------------------------- mixtures
+
+
+def print_mixture_summary(summary: dict) -> None:
+    """Requested against realised token shares per source, epochs, and what decontamination removed."""
+    table = _table(
+        f"Mixture {summary['mixture_id']}: {summary['tokens']:,} tokens, {summary['records']:,} records, {summary['shards']} shards",
+        ("source", "kind", "requested", "realised", "tokens", "records", "epochs", "decontaminated", "unselected source"),
+        left=("source", "kind"),
+    )
+    for name, s in summary["sources"].items():
+        removed = ", ".join(f"{k}: {v:,}" for k, v in s["decontaminated"].items()) or "0"
+        table.add_row(
+            name,
+            s["kind"],
+            f"{s['requested_share']:.1%}",
+            f"{s['realised_share']:.1%}",
+            f"{s['tokens']:,}",
+            f"{s['records']:,}",
+            f"{s['epochs']:.2f}",
+            removed,
+            f"{s['unselected_source_records']:,}",
+        )
+    out.print(table)
+    out.print(f"manifest: {summary['manifest']} (views mixtures, mixture_records, decontaminated)")
+
+
+def print_export_summary(summary: dict) -> None:
+    table = _table(f"Export {summary['format']} to {summary['out_dir']}", ("source", "tokens"), left=("source",))
+    for source, tokens in summary["tokens_per_source"].items():
+        table.add_row(source, f"{tokens:,}")
+    out.print(table)
+    out.print(f"{summary['tokens']:,} tokens at {summary['tokens_per_second']:,.0f} tokens/s")
+
+
 # ----------------------------------------------------------------------------- progress
 
 

@@ -372,3 +372,21 @@ execution:
   max_workers: 1             # concurrent shard tasks (thread) or Dask workers (local cluster)
   dask_address: null         # scheduler address of a running Dask cluster
 """
+
+
+def load_mixture_spec(path: str | Path):
+    """The mixture spec (YAML), with paths resolved against its folder."""
+    from schemas.mixture import MixtureSpec, ReplaySource
+
+    path = Path(path)
+    spec = _read_yaml_model(path, MixtureSpec)
+    resolve = _resolver(path.resolve().parent)
+    spec.warehouse, spec.output_root = resolve(spec.warehouse), resolve(spec.output_root)
+    if "/" in spec.tokenizer.path or spec.tokenizer.path.startswith("."):  # a bare name is a prepared model
+        spec.tokenizer.path = resolve(spec.tokenizer.path)
+    for source in spec.sources:
+        if isinstance(source, ReplaySource):
+            source.paths = [resolve(p) for p in source.paths]
+    for eval_set in spec.decontamination.eval_sets:
+        eval_set.path = resolve(eval_set.path)
+    return spec

@@ -4,13 +4,14 @@ Data stays in Parquet under the output root; the database holds small tables (th
 stats, input errors, the list of each job's files) and views over the files by absolute path, so
 plain `duckdb <file>` sees the same thing `curate sql` does.
 
-A job is a curation run or a rewrite. Both kinds live one life in one table, `_jobs`, keyed by
+A job is a curation run, a rewrite or a mixture. All kinds live one life in one table, `_jobs`, keyed by
 (kind, id): started, then completed or failed. Only completed jobs' files are in the views, so a
 job in progress or a failed one never leaks half its output into `documents` or `generations`,
 and a completed job stays completed, its files visible, until a replacement completes. Ids are
 unique within a kind only, so every lookup names the kind. What differs by kind is data, not
-life: a job's summary is JSON (a run's totals, a rewrite's counts), a run also records stage stats
-and unreadable inputs, and the `runs` and `rewrites` views give each kind the columns users query.
+life: a job's summary is JSON (a run's totals, a rewrite's counts, a mixture's manifest path and
+totals), a run also records stage stats and unreadable inputs, and the `runs`, `rewrites` and
+`mixtures` views give each kind the columns users query.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from schemas.documents import (
     REJECTED_DOCUMENT,
     STAGE_STATS,
 )
+from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD
 from schemas.rewrite import GENERATION, REWRITE_FAILURE
 from schemas.scoring import SCORES
 from warehouse.secrets import without_secrets
@@ -44,6 +46,8 @@ FILE_VIEWS = {
     "scores": ("scores", SCORES),
     "generations": ("generations", GENERATION),
     "rewrite_failures": ("rewrite_failures", REWRITE_FAILURE),
+    "mixture_records": ("mixture_records", MIXTURE_RECORD),
+    "decontaminated": ("decontaminated", DECONTAMINATED),
 }
 
 # views over other views: what most queries of synthetic data want
@@ -54,8 +58,8 @@ DERIVED_VIEWS = {
 
 # Every file belongs to a job of one kind: a curation run or a rewrite. A rewrite named like a run
 # must never hide, replace or delete that run's files, so files are listed under (kind, id).
-RUN, REWRITE = "run", "rewrite"
-JOB_KINDS = (RUN, REWRITE)
+RUN, REWRITE, MIXTURE = "run", "rewrite", "mixture"
+JOB_KINDS = (RUN, REWRITE, MIXTURE)
 JOB_KIND_OF_FILES = {
     "documents": RUN,
     "rejected": RUN,
@@ -63,6 +67,8 @@ JOB_KIND_OF_FILES = {
     "scores": RUN,
     "generations": REWRITE,
     "rewrite_failures": REWRITE,
+    "mixture_records": MIXTURE,
+    "decontaminated": MIXTURE,
 }
 
 # a run's summary in the catalogue: its totals, which the `runs` view shows as columns
@@ -83,6 +89,12 @@ _DDL = [
         input_paths, config, {_RUN_TOTAL_COLUMNS}, error FROM _jobs WHERE job_kind = '{RUN}'""",
     f"""CREATE OR REPLACE VIEW rewrites AS SELECT job_id AS rewrite_id, status, started_at, finished_at,
         output_dir, config, summary, error FROM _jobs WHERE job_kind = '{REWRITE}'""",
+    f"""CREATE OR REPLACE VIEW mixtures AS SELECT job_id AS mixture_id, status, started_at, finished_at, output_dir,
+        json_extract_string(summary, '$.manifest') AS manifest,
+        CAST(json_extract_string(summary, '$.tokens') AS BIGINT) AS tokens,
+        CAST(json_extract_string(summary, '$.records') AS BIGINT) AS records,
+        json_extract_string(summary, '$.spec_hash') AS spec_hash, config, summary, error
+        FROM _jobs WHERE job_kind = '{MIXTURE}'""",
     """CREATE TABLE IF NOT EXISTS _scorers (
         scorer_id VARCHAR PRIMARY KEY, path VARCHAR, trained_at TIMESTAMPTZ, holdout_accuracy DOUBLE,
         holdout_roc_auc DOUBLE, positives BIGINT, negatives BIGINT, card VARCHAR)""",
@@ -119,6 +131,15 @@ def _now() -> datetime:
 class Warehouse:
     def __init__(self, path: str | Path):
         self.path = Path(path).resolve()
+
+    def cache_dir(self, kind: str, identity: str) -> Path:
+        """Where derived per-record facts (token counts, decontamination verdicts) computed under
+        one identity (a tokenizer, an eval-set index) are kept beside the warehouse, as Parquet
+        parts that later jobs read instead of recomputing."""
+        import hashlib
+
+        key = hashlib.sha256(identity.encode()).hexdigest()[:24]
+        return self.path.parent / f"{self.path.stem}-cache" / kind / key
 
     @contextmanager
     def connect(self, read_only: bool = False):

@@ -1,0 +1,432 @@
+"""`curate mix`: a mixture spec turned into shuffled, checksummed shards and a manifest.
+
+Steps, each over files rather than memory:
+1. select: every source's candidate records to Parquet (select.py);
+2. annotate: token counts with the trainer's tokenizer and decontamination verdicts, each computed
+   only for texts their cache does not hold yet (warehouse/record_cache.py);
+3. usable records: clean ones, and synthetic records whose source document the mixture's documents
+   sources selected (unless `include_unselected_sources`);
+4. allocate: per source, whole passes over all usable records plus a seeded sample of one more
+   pass, up to the requested tokens, never beyond `max_epochs`;
+5. shuffle and write: a seeded permutation of every emitted copy, sorted by DuckDB (which spills
+   to disk), cut into shards of `shard_tokens`;
+6. manifest, then the warehouse registration (views `mixtures`, `mixture_records`, `decontaminated`).
+
+Everything is written under `.work/` first and moved into place at the end: a mix killed at any
+point leaves the previous complete mixture (or nothing), and a rerun gives the same shard bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from curation.mixture.manifest import MANIFEST_NAME, build_manifest
+from curation.mixture.select import IDENTITY_COLUMNS, MixtureError, write_candidates
+from schemas import progress
+from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, MixtureSpec, SyntheticSource
+from scorers.tokens import TrainerTokenizer, load_tokenizer
+from warehouse.files import write_json_atomic
+from warehouse.record_cache import TEXT_HASH, add_part, missing_texts
+from warehouse.shards import ShardWriter
+from warehouse.warehouse import MIXTURE, Warehouse
+
+TOKEN_COUNT = pa.schema([TEXT_HASH, pa.field("tokens", pa.int64(), nullable=False)])
+VERDICT = pa.schema([TEXT_HASH, pa.field("eval_set", pa.string()), pa.field("ngram", pa.string())])
+DECONTAMINATED_FILE = "decontaminated.parquet"
+
+
+def mixture_dir(spec: MixtureSpec) -> Path:
+    return Path(spec.output_root) / spec.directory_name
+
+
+def mix(spec: MixtureSpec, *, force: bool = False) -> dict:
+    """Materialise `spec`; returns the summary the CLI prints (the manifest's path and shares)."""
+    warehouse = Warehouse(spec.warehouse)
+    out = mixture_dir(spec).resolve()
+    status = warehouse.job_status(MIXTURE, spec.mixture_id)
+    if status and status[0] == "completed" and not force:
+        raise MixtureError(f"mixture {spec.mixture_id} already exists ({out}): use --force to replace it")
+    tokenizer = load_tokenizer(spec.tokenizer.path, append_eos=spec.tokenizer.append_eos, eos_token=spec.tokenizer.eos_token)
+    decontaminator = _decontaminator(spec, warehouse)
+    warehouse.job_started(MIXTURE, spec.mixture_id, out, spec.model_dump(mode="json"))
+    try:
+        summary = _materialise(spec, warehouse, out, tokenizer, decontaminator)
+    except BaseException as err:
+        warehouse.job_failed(MIXTURE, spec.mixture_id, f"{type(err).__name__}: {err}")
+        raise
+    return summary
+
+
+def _decontaminator(spec: MixtureSpec, warehouse: Warehouse):
+    if not spec.decontamination.enabled:
+        return None
+    from scorers.decontamination import Decontaminator
+
+    settings = spec.decontamination
+    key = repr((settings.n_gram, [s.model_dump() for s in settings.eval_sets]))
+    return Decontaminator.build(settings.eval_sets, settings.n_gram, warehouse.cache_dir("decontamination-index", key))
+
+
+def _materialise(spec: MixtureSpec, warehouse: Warehouse, out: Path, tokenizer: TrainerTokenizer, decontaminator) -> dict:
+    started = time.monotonic()
+    work = out / ".work"
+    shutil.rmtree(work, ignore_errors=True)
+    candidates = {}
+    progress.stage_started("mix: select", len(spec.sources))
+    for source in spec.sources:
+        candidates[source.name] = work / "candidates" / f"{source.name}.parquet"
+        rows = write_candidates(warehouse, source, candidates[source.name])
+        progress.shard_done("mix: select", source.name, rows, rows)
+    all_candidates = f"read_parquet([{', '.join(_quoted(p) for p in candidates.values())}])"
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET temp_directory = {_quoted(work / 'duckdb-tmp')}")
+        tokens_dir = warehouse.cache_dir("token-counts", tokenizer.identity)
+        _fill_cache(con, tokens_dir, TOKEN_COUNT, all_candidates, lambda texts: _token_rows(tokenizer, texts), "mix: tokens")
+        verdicts_dir = None
+        if decontaminator is not None:
+            verdicts_dir = warehouse.cache_dir("decontamination", decontaminator.identity)
+            _fill_cache(
+                con,
+                verdicts_dir,
+                VERDICT,
+                all_candidates,
+                lambda texts: _verdict_rows(decontaminator, texts),
+                "mix: decontaminate",
+            )
+        _annotate(con, spec, candidates, tokens_dir, verdicts_dir)
+        _write_decontaminated(con, spec, work / DECONTAMINATED_FILE)
+        allocation = _allocate(con, spec)
+        shards = _write_shards(con, spec, work, allocation)
+        stats = _source_stats(con, spec, allocation)
+        lineage = _lineage(con, warehouse, decontaminator)
+    finally:
+        con.close()
+    manifest = build_manifest(spec, tokenizer, stats, shards, lineage)
+    write_json_atomic(work / MANIFEST_NAME, manifest)
+    files = _publish(work, out, [s["path"] for s in shards])
+    shutil.rmtree(work, ignore_errors=True)
+    summary = {
+        "mixture_id": spec.mixture_id,
+        "manifest": str(out / MANIFEST_NAME),
+        "spec_hash": manifest["spec_hash"],
+        "tokens": manifest["totals"]["tokens"],
+        "records": manifest["totals"]["records"],
+        "shards": manifest["totals"]["shards"],
+        "sources": manifest["sources"],
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    warehouse.job_completed(
+        MIXTURE,
+        spec.mixture_id,
+        {"mixture_records": files, "decontaminated": [out / DECONTAMINATED_FILE]},
+        summary,
+        output_dir=out,
+        config=spec.model_dump(mode="json"),
+    )
+    return summary
+
+
+def _quoted(path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+# ---------------------------------------------------------------------------------------- caches
+
+
+def _token_rows(tokenizer: TrainerTokenizer, texts: list[str]) -> dict:
+    return {"tokens": tokenizer.count_batch(texts)}
+
+
+def _verdict_rows(decontaminator, texts: list[str]) -> dict:
+    verdicts = decontaminator.check(texts)
+    return {"eval_set": [v[0] if v else None for v in verdicts], "ngram": [v[1] if v else None for v in verdicts]}
+
+
+def _fill_cache(con, cache_dir: Path, schema: pa.Schema, candidates: str, compute, step: str) -> None:
+    """Compute `compute(texts)` for the candidates' texts the cache lacks and add them as one part."""
+
+    def computed() -> Iterator[pa.Table]:
+        for batch in missing_texts(con, cache_dir, schema, candidates):
+            values = compute(batch.column("text").to_pylist())
+            yield pa.table({"text_hash": batch.column("text_hash"), **values}, schema=schema)
+            progress.shard_done(step, "batch", batch.num_rows, batch.num_rows)
+
+    progress.stage_started(step, 0)
+    add_part(cache_dir, schema, computed())
+
+
+# ---------------------------------------------------------------------------------------- selection
+
+
+def _annotate(con, spec: MixtureSpec, candidates: dict[str, Path], tokens_dir: Path, verdicts_dir: Path | None) -> None:
+    """One table `records` of every candidate with its tokens, its verdict and whether it is usable."""
+    from warehouse.record_cache import cached_relation
+
+    tokens = cached_relation(con, tokens_dir, TOKEN_COUNT)
+    verdicts = (
+        cached_relation(con, verdicts_dir, VERDICT)
+        if verdicts_dir
+        else "(SELECT NULL::VARCHAR AS text_hash, NULL::VARCHAR AS eval_set, NULL::VARCHAR AS ngram WHERE false)"
+    )
+    parts = []
+    for index, source in enumerate(spec.sources):
+        parts.append(
+            f"""SELECT {index} AS source_index, {_quoted(source.name)} AS source, {_quoted(source.kind)} AS source_kind,
+                       c.row, c.text_hash, {", ".join(f"c.{name}" for name in IDENTITY_COLUMNS)}, t.tokens, v.eval_set, v.ngram
+                FROM read_parquet({_quoted(candidates[source.name])}) c
+                JOIN {tokens} t USING (text_hash) LEFT JOIN {verdicts} v USING (text_hash)"""
+        )
+    con.execute(f"CREATE TABLE records AS {' UNION ALL '.join(parts)}")
+    con.execute("ALTER TABLE records ADD COLUMN unselected_source BOOLEAN DEFAULT false")
+    if any(isinstance(s, DocumentsSource) for s in spec.sources):
+        excluded = [i for i, s in enumerate(spec.sources) if isinstance(s, SyntheticSource) and not s.include_unselected_sources]
+        if excluded:
+            con.execute(
+                f"""UPDATE records r SET unselected_source = true
+                    WHERE r.source_index IN ({", ".join(map(str, excluded))}) AND NOT EXISTS (
+                        SELECT 1 FROM records d WHERE d.source_kind = 'documents' AND d.eval_set IS NULL
+                        AND d.run_id = r.run_id AND d.doc_id = r.doc_id)"""
+            )
+
+
+def _write_decontaminated(con, spec: MixtureSpec, path: Path) -> None:
+    """The removed records, queryable with the eval set and the n-gram they share with it."""
+    with ShardWriter(path, DECONTAMINATED) as writer:
+        for index, source in enumerate(spec.sources):
+            candidates = f"read_parquet({_quoted(path.parent / 'candidates' / f'{source.name}.parquet')})"
+            table = con.sql(
+                f"""SELECT {_quoted(spec.mixture_id)} AS mixture_id, r.source, r.record_id, r.doc_id, r.eval_set, r.ngram, c.text
+                    FROM records r JOIN {candidates} c USING (row)
+                    WHERE r.source_index = {index} AND r.eval_set IS NOT NULL ORDER BY r.row"""
+            ).to_arrow_table()
+            writer.write(table)
+
+
+# ---------------------------------------------------------------------------------------- allocation
+
+
+def _source_rng(seed: int, name: str) -> np.random.Generator:
+    """A source's own stream: adding or renaming another source never changes this one's sample."""
+    return np.random.default_rng([seed, int(hashlib.sha256(name.encode()).hexdigest()[:12], 16)])
+
+
+def _allocate(con, spec: MixtureSpec) -> dict[str, dict]:
+    """Per source: which candidate rows are emitted, how many times each (epochs), and the totals."""
+    allocation = {}
+    for index, source in enumerate(spec.sources):
+        usable = con.sql(
+            f"SELECT row, tokens FROM records WHERE source_index = {index} AND eval_set IS NULL AND NOT unselected_source ORDER BY row"
+        ).to_arrow_table()
+        rows = usable.column("row").to_numpy()
+        tokens = usable.column("tokens").to_numpy()
+        allocation[source.name] = _allocate_source(spec, source, rows, tokens)
+    return allocation
+
+
+def _allocate_source(spec: MixtureSpec, source, rows: np.ndarray, tokens: np.ndarray) -> dict:
+    requested = int(round(source.weight * spec.target_tokens))
+    available = int(tokens.sum())
+    if available == 0:
+        raise MixtureError(
+            f"source {source.name!r} has no usable records left (after decontamination and the source-document rule): "
+            "widen its selection or drop the source"
+        )
+    if requested > available * source.max_epochs:
+        possible = int(available * source.max_epochs)
+        raise MixtureError(
+            f"source {source.name!r} cannot give its {requested:,} tokens (weight {source.weight:g} of target_tokens "
+            f"{spec.target_tokens:,}): it has {available:,} usable tokens, {possible:,} within max_epochs {source.max_epochs:g}, "
+            f"{requested - possible:,} missing. Raise max_epochs to {math.ceil(requested / available * 100) / 100:g}, "
+            f"lower its weight or target_tokens, or widen its selection"
+        )
+    passes = requested // available
+    remainder = requested - passes * available
+    order = _source_rng(spec.seed, source.name).permutation(len(rows))
+    cumulative = np.cumsum(tokens[order])
+    partial = order[: int(np.searchsorted(cumulative, remainder, side="left")) + 1] if remainder > 0 else order[:0]
+    emitted_rows = np.concatenate([np.tile(rows, passes), rows[partial]])
+    epochs = np.concatenate([np.repeat(np.arange(passes, dtype=np.int32), len(rows)), np.full(len(partial), passes, np.int32)])
+    emitted_tokens = int(tokens.sum() * passes + tokens[partial].sum())
+    return {
+        "rows": emitted_rows,
+        "epochs": epochs,
+        "requested_tokens": requested,
+        "tokens": emitted_tokens,
+        "available_tokens": available,
+        "available_records": len(rows),
+    }
+
+
+# ---------------------------------------------------------------------------------------- shuffle and shards
+
+
+def _write_shards(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict]) -> list[dict]:
+    total = sum(len(a["rows"]) for a in allocation.values())
+    positions = np.random.default_rng([spec.seed, 1]).permutation(total)
+    plan_parts, offset = [], 0
+    for index, source in enumerate(spec.sources):
+        chosen = allocation[source.name]
+        n = len(chosen["rows"])
+        plan_parts.append(
+            pa.table(
+                {
+                    "source_index": pa.array(np.full(n, index, np.int32)),
+                    "row": pa.array(chosen["rows"], pa.int64()),
+                    "epoch": pa.array(chosen["epochs"], pa.int32()),
+                    "position": pa.array(positions[offset : offset + n], pa.int64()),
+                }
+            )
+        )
+        offset += n
+    plan = pa.concat_tables(plan_parts)  # noqa: F841 - read by DuckDB's replacement scan
+    con.execute("CREATE TABLE plan AS SELECT * FROM plan")
+    texts = " UNION ALL ".join(
+        f"SELECT {i} AS source_index, row, text FROM read_parquet({_quoted(work / 'candidates' / f'{s.name}.parquet')})"
+        for i, s in enumerate(spec.sources)
+    )
+    columns = ", ".join(
+        f"r.{name}"
+        for name in ("source", "source_kind", "record_id", "doc_id", "run_id", "rewrite_id", "style", "replay_file", "replay_row")
+    )
+    reader = con.sql(
+        f"""SELECT p.position, t.text, r.tokens, {columns}, p.epoch, {_quoted(spec.mixture_id)} AS mixture_id
+            FROM plan p JOIN records r USING (source_index, row) JOIN ({texts}) t USING (source_index, row)
+            ORDER BY p.position"""
+    ).fetch_record_batch(2048)
+    return _cut_shards(reader, work, spec.shard_tokens)
+
+
+def _cut_shards(reader, work: Path, shard_tokens: int) -> list[dict]:
+    """Rows in order into shards that close once they hold `shard_tokens` tokens."""
+    from warehouse.files import sha256_file
+
+    shards, writer, tokens = [], None, 0
+
+    def close():
+        writer.__exit__(None, None, None)
+        path = writer.path
+        shards.append(
+            {"path": path.name, "rows": writer.rows, "bytes": path.stat().st_size, "tokens": tokens, "sha256": sha256_file(path)}
+        )
+
+    for batch in reader:
+        table = pa.Table.from_batches([batch])
+        start = 0
+        while start < table.num_rows:
+            if writer is None:
+                writer = ShardWriter(work / f"shard-{len(shards):05d}.parquet", MIXTURE_RECORD).__enter__()
+                tokens = 0
+            counts = table.column("tokens").to_numpy()[start:]
+            room = shard_tokens - tokens
+            # rows up to and including the one that reaches the shard's size
+            take = int(np.searchsorted(np.cumsum(counts), room, side="left")) + 1
+            piece = table.slice(start, take)
+            writer.write(piece)
+            tokens += int(counts[:take].sum())
+            start += take
+            if tokens >= shard_tokens:
+                close()
+                writer = None
+    if writer is not None:
+        close()
+    return shards
+
+
+# ---------------------------------------------------------------------------------------- accounting
+
+
+def _source_stats(con, spec: MixtureSpec, allocation: dict[str, dict]) -> dict[str, dict]:
+    total = sum(a["tokens"] for a in allocation.values())
+    stats = {}
+    for index, source in enumerate(spec.sources):
+        chosen = allocation[source.name]
+        removed = con.sql(
+            f"SELECT eval_set, count(*) FROM records WHERE source_index = {index} AND eval_set IS NOT NULL GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        unselected = con.sql(
+            f"SELECT count(*) FROM records WHERE source_index = {index} AND unselected_source AND eval_set IS NULL"
+        ).fetchall()[0][0]
+        candidates = con.sql(f"SELECT count(*) FROM records WHERE source_index = {index}").fetchall()[0][0]
+        stats[source.name] = {
+            "kind": source.kind,
+            "requested_share": source.weight,
+            "realised_share": chosen["tokens"] / total if total else 0.0,
+            "requested_tokens": chosen["requested_tokens"],
+            "tokens": chosen["tokens"],
+            "records": int(len(chosen["rows"])),
+            "unique_records": int(len(np.unique(chosen["rows"]))),
+            "candidate_records": int(candidates),
+            "available_records": chosen["available_records"],
+            "available_tokens": chosen["available_tokens"],
+            "epochs": chosen["tokens"] / chosen["available_tokens"],
+            "max_epochs": source.max_epochs,
+            "decontaminated": dict(removed),
+            "unselected_source_records": int(unselected),
+        }
+    return stats
+
+
+def _lineage(con, warehouse: Warehouse, decontaminator) -> dict:
+    """What the emitted records came from: runs, rewrites, the scorers those runs used, styles and models."""
+    emitted = "records r JOIN (SELECT DISTINCT source_index, row FROM plan) p USING (source_index, row)"
+    runs = [r[0] for r in con.sql(f"SELECT DISTINCT run_id FROM {emitted} WHERE run_id IS NOT NULL ORDER BY 1").fetchall()]
+    rewrites = [
+        r[0] for r in con.sql(f"SELECT DISTINCT rewrite_id FROM {emitted} WHERE rewrite_id IS NOT NULL ORDER BY 1").fetchall()
+    ]
+    lineage = {"runs": runs, "rewrite_ids": rewrites, "scorer_ids": [], "styles": [], "models": [], "eval_sets": []}
+    if runs:
+        lineage["scorer_ids"] = _scorers_of_runs(warehouse, runs)
+    if rewrites:
+        listed = ", ".join(_quoted(r) for r in rewrites)
+        styles = warehouse.select(
+            f"""SELECT DISTINCT style, template_version, template_hash FROM synthetic WHERE rewrite_id IN ({listed}) ORDER BY ALL"""
+        )
+        models = warehouse.select(
+            f"SELECT DISTINCT model_name, model_hash, engine FROM synthetic WHERE rewrite_id IN ({listed}) ORDER BY ALL"
+        )
+        lineage["styles"], lineage["models"] = styles.to_pylist(), models.to_pylist()
+    if decontaminator is not None:
+        lineage["eval_sets"] = decontaminator.eval_sets
+    return lineage
+
+
+def _scorers_of_runs(warehouse: Warehouse, runs: list[str]) -> list[str]:
+    import json
+
+    listed = ", ".join(_quoted(r) for r in runs)
+    scorers = set()
+    for row in warehouse.select(f"SELECT config FROM runs WHERE run_id IN ({listed})").to_pylist():
+        scoring = (json.loads(row["config"] or "{}") or {}).get("scoring") or {}
+        if not scoring.get("enabled"):
+            continue
+        preselect = scoring.get("preselect") or {}
+        if preselect.get("scorer_dir"):
+            scorers.add(Path(preselect["scorer_dir"]).name)
+        for classifier in scoring.get("classifiers") or []:
+            scorers.add(classifier.get("name") or Path(classifier.get("path", "")).name)
+    return sorted(scorers)
+
+
+def _publish(work: Path, out: Path, shard_names: list[str]) -> list[Path]:
+    """Move the new mixture into place: shards first, the manifest last (its presence marks a
+    complete mixture), stale shards of an earlier version removed."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_NAME).unlink(missing_ok=True)
+    keep = set(shard_names)
+    for stale in out.glob("shard-*.parquet"):
+        if stale.name not in keep:
+            stale.unlink()
+    for name in [*shard_names, DECONTAMINATED_FILE]:
+        (work / name).replace(out / name)
+    (work / MANIFEST_NAME).replace(out / MANIFEST_NAME)
+    return [out / name for name in shard_names]

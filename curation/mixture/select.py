@@ -1,0 +1,185 @@
+"""A mixture's sources read into candidate files: every record a source could give, in a stable
+order, with the text hash its cached facts are keyed by.
+
+Documents and synthetic records are selected from the warehouse views with the source's `where`;
+replay files are read directly. Candidates are written to Parquet as they stream, so a source
+larger than memory is fine; their order (record identity, then file and row) fixes what the
+seeded sampling sees, whatever order the warehouse returned them in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.mixture import MIXTURE_RECORD, DocumentsSource, ReplaySource, SyntheticSource
+from warehouse.record_cache import TEXT_HASH, text_hash
+from warehouse.shards import ShardWriter
+from warehouse.warehouse import Warehouse
+
+IDENTITY_COLUMNS = ("record_id", "doc_id", "run_id", "rewrite_id", "style", "replay_file", "replay_row")
+CANDIDATE = pa.schema(
+    [pa.field("row", pa.int64(), nullable=False)]
+    + [MIXTURE_RECORD.field(name) for name in (*IDENTITY_COLUMNS, "text")]
+    + [TEXT_HASH]
+)
+BATCH_ROWS = 4096
+
+
+class MixtureError(ValueError):
+    """A spec that cannot be met or read: the message names the source and the knob."""
+
+
+def _sql_list(values: list[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def _documents_query(source: DocumentsSource) -> str:
+    conditions = []
+    if source.runs:
+        conditions.append(f"run_id IN ({_sql_list(source.runs)})")
+    if source.where:
+        conditions.append(f"({source.where})")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"""SELECT doc_id AS record_id, doc_id, run_id, NULL::VARCHAR AS rewrite_id, NULL::VARCHAR AS style,
+                      NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text
+               FROM documents {where} ORDER BY run_id, doc_id"""
+
+
+def _synthetic_query(source: SyntheticSource) -> str:
+    conditions = []
+    if source.styles:
+        conditions.append(f"style IN ({_sql_list(source.styles)})")
+    if source.rewrite_ids:
+        conditions.append(f"rewrite_id IN ({_sql_list(source.rewrite_ids)})")
+    if source.where:
+        conditions.append(f"({source.where})")
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"""SELECT record_id, doc_id, source_run_id AS run_id, rewrite_id, style,
+                      NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text
+               FROM synthetic {where} ORDER BY rewrite_id, record_id"""
+
+
+def _check_named_jobs(warehouse: Warehouse, source) -> None:
+    """A run or rewrite named in the spec that is not completed would select nothing, silently."""
+    if isinstance(source, DocumentsSource):
+        named, view, column = source.runs, "runs", "run_id"
+    elif isinstance(source, SyntheticSource):
+        named, view, column = source.rewrite_ids, "rewrites", "rewrite_id"
+    else:
+        return
+    if not named:
+        return
+    done = set(warehouse.select(f"SELECT {column} FROM {view} WHERE status = 'completed'").column(0).to_pylist())
+    missing = [n for n in named if n not in done]
+    if missing:
+        raise MixtureError(f"source {source.name!r}: no completed {view[:-1]} {missing} in the warehouse {warehouse.path}")
+
+
+def _warehouse_batches(warehouse: Warehouse, source) -> Iterator[pa.RecordBatch]:
+    _check_named_jobs(warehouse, source)
+    query = _documents_query(source) if isinstance(source, DocumentsSource) else _synthetic_query(source)
+    with warehouse.connect(read_only=True) as con:
+        try:
+            reader = con.sql(query).fetch_record_batch(BATCH_ROWS)
+        except duckdb.Error as err:
+            view = "documents" if isinstance(source, DocumentsSource) else "synthetic"
+            raise MixtureError(f"source {source.name!r}: `where` {source.where!r} over `{view}` fails: {err}") from None
+        yield from reader
+
+
+def _replay_format(path: str, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    if path.endswith(".parquet"):
+        return "parquet"
+    if path.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    raise MixtureError(f"replay file {path}: cannot tell its format from the name; set `format: parquet` or `format: jsonl`")
+
+
+def _replay_rows(source: ReplaySource) -> Iterator[tuple[str, int, str]]:
+    """(file, row, text) of every readable row; a row without text is an error naming it."""
+    for path in source.paths:
+        if not Path(path).is_file():
+            raise MixtureError(f"source {source.name!r}: replay file {path} does not exist")
+        if _replay_format(path, source.format) == "parquet":
+            yield from _parquet_rows(source, path)
+        else:
+            yield from _jsonl_rows(source, path)
+
+
+def _parquet_rows(source: ReplaySource, path: str) -> Iterator[tuple[str, int, str]]:
+    file = pq.ParquetFile(path)
+    if source.text_column not in file.schema_arrow.names:
+        raise MixtureError(f"replay file {path} has no column {source.text_column!r} (source {source.name!r}: text_column)")
+    row = 0
+    for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=[source.text_column]):
+        for text in batch.column(0).to_pylist():
+            _check_text(text, path, row, source)
+            yield path, row, text
+            row += 1
+
+
+def _jsonl_rows(source: ReplaySource, path: str) -> Iterator[tuple[str, int, str]]:
+    with open(path, encoding="utf-8") as f:
+        for row, line in enumerate(f):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise MixtureError(f"replay file {path} row {row}: not JSON ({err})") from None
+            text = record.get(source.text_column) if isinstance(record, dict) else None
+            _check_text(text, path, row, source)
+            yield path, row, text
+
+
+def _check_text(text, path: str, row: int, source: ReplaySource) -> None:
+    if not isinstance(text, str):
+        raise MixtureError(f"replay file {path} row {row}: {source.text_column!r} is {type(text).__name__}, not text")
+
+
+def _replay_batches(source: ReplaySource) -> Iterator[pa.RecordBatch]:
+    rows = []
+    for path, row, text in _replay_rows(source):
+        rows.append({"record_id": f"{path}#{row}", "replay_file": path, "replay_row": row, "text": text})
+        if len(rows) == BATCH_ROWS:
+            yield pa.RecordBatch.from_pylist(rows)
+            rows = []
+    if rows:
+        yield pa.RecordBatch.from_pylist(rows)
+
+
+def source_batches(warehouse: Warehouse, source) -> Iterator[pa.RecordBatch]:
+    if isinstance(source, ReplaySource):
+        return _replay_batches(source)
+    return _warehouse_batches(warehouse, source)
+
+
+def write_candidates(warehouse: Warehouse, source, path: Path) -> int:
+    """Every record `source` selects, numbered in its stable order, to `path`; the row count."""
+    rows = 0
+    with ShardWriter(path, CANDIDATE) as writer:
+        for batch in source_batches(warehouse, source):
+            texts = batch.column("text").to_pylist()
+            columns = {name: batch.column(name) if name in batch.schema.names else None for name in IDENTITY_COLUMNS}
+            table = pa.table(
+                {
+                    "row": pa.array(range(rows, rows + batch.num_rows), pa.int64()),
+                    **{
+                        name: col if col is not None else pa.nulls(batch.num_rows, CANDIDATE.field(name).type)
+                        for name, col in columns.items()
+                    },
+                    "text": batch.column("text"),
+                    "text_hash": pa.array([text_hash(t) for t in texts], pa.string()),
+                }
+            )
+            writer.write(table)
+            rows += batch.num_rows
+    if rows == 0:
+        raise MixtureError(f"source {source.name!r} selects no records: check its `where`, runs, styles or paths")
+    return rows
