@@ -1,0 +1,280 @@
+"""`curate mix` over a real warehouse (a curation run, a model-free rewrite) and a real replay file:
+shares, epochs, determinism, the source-document rule, the token cache, lineage, and bad specs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_config, write_shard
+
+from curation.mixture.manifest import ManifestError, load_manifest, verify_manifest
+from curation.mixture.mix import mix, mixture_dir
+from curation.mixture.select import MixtureError
+from curation.rewrite.runner import run_rewrite
+from curation.runner import run_pipeline
+from schemas import progress
+from schemas.config import ConfigError, load_mixture_spec
+from schemas.mixture import MixtureSpec
+from schemas.rewrite import RewriteConfig
+from scorers.tokens import load_tokenizer
+from warehouse.warehouse import Warehouse
+
+NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "toxicity": {"enabled": False}}
+
+
+@pytest.fixture(scope="module")
+def warehouse_root(tmp_path_factory, wiki_docs) -> Path:
+    """One curation run of 40 real documents, a sentence-shuffle rewrite of them, and a replay file."""
+    root = tmp_path_factory.mktemp("mix")
+    write_shard(root / "in/0.parquet", {"id": [f"d{i:02d}" for i in range(40)], "text": wiki_docs[:40]})
+    run_pipeline(make_config(root, [str(root / "in/*.parquet")], **NO_FILTERS), run_id="crawl1")
+    rewrite = {"rewrite_id": "rw1", "warehouse": str(root / "warehouse.duckdb"), "output_root": str(root / "out")}
+    run_rewrite(RewriteConfig.model_validate({**rewrite, "routes": [{"styles": [{"style": "sentence_shuffle"}]}]}))
+    write_shard(root / "replay/sample.parquet", {"text": wiki_docs[100:160]})
+    return root
+
+
+def spec(root: Path, mixture_id: str = "m", **overrides) -> MixtureSpec:
+    data = {
+        "mixture_id": mixture_id,
+        "warehouse": str(root / "warehouse.duckdb"),
+        "output_root": str(root / "out"),
+        "target_tokens": 60_000,
+        "shard_tokens": 8_000,
+        "decontamination": {"enabled": False},
+        "sources": [
+            {"name": "curated", "kind": "documents", "weight": 0.45, "runs": ["crawl1"], "where": "n_words > 380"},
+            {"name": "synthetic", "kind": "synthetic", "weight": 0.45, "styles": ["sentence_shuffle"]},
+            {"name": "replay", "kind": "replay", "weight": 0.10, "paths": [str(root / "replay/sample.parquet")]},
+        ],
+        **overrides,
+    }
+    return MixtureSpec.model_validate(data)
+
+
+def shard_bytes(manifest_path: str) -> dict[str, bytes]:
+    root = Path(manifest_path).parent
+    return {p.name: p.read_bytes() for p in sorted(root.glob("shard-*.parquet"))}
+
+
+def rows(root: Path, sql: str) -> list[dict]:
+    cols, values = Warehouse(root / "warehouse.duckdb").query(sql)
+    return [dict(zip(cols, v)) for v in values]
+
+
+def test_mixture_meets_its_shares_within_one_record_and_verifies(warehouse_root):
+    summary = mix(spec(warehouse_root, "shares"))
+    manifest = load_manifest(summary["manifest"])
+    assert manifest["totals"]["tokens"] == sum(s["tokens"] for s in manifest["sources"].values())
+    table = pq.read_table([Path(summary["manifest"]).parent / s["path"] for s in manifest["shards"]])
+    longest = max(table.column("tokens").to_pylist())
+    for name, source in manifest["sources"].items():
+        assert source["requested_tokens"] <= source["tokens"] < source["requested_tokens"] + longest, name
+        assert source["epochs"] <= 4
+    # the selected documents are too few for 27,000 tokens: whole passes plus a partial one, epochs counted from 0
+    curated = manifest["sources"]["curated"]
+    assert curated["epochs"] > 1 and curated["records"] > curated["unique_records"]
+    # training order: positions 0..n-1 across shards in manifest order
+    assert table.column("position").to_pylist() == list(range(table.num_rows))
+    # every record's tokens are what the tokenizer says, eos included
+    tokenizer = load_tokenizer("smollm2-135m-instruct")
+    assert table.column("tokens").to_pylist() == tokenizer.count_batch(table.column("text").to_pylist())
+    assert verify_manifest(summary["manifest"])["tokens"] == manifest["totals"]["tokens"]
+    # shards (all but the last) close at their token size
+    assert all(s["tokens"] >= 8_000 for s in manifest["shards"][:-1])
+
+
+def test_mixture_records_join_back_to_their_documents_and_lineage_names_them(warehouse_root):
+    mix(spec(warehouse_root, "lineage"))
+    joined = rows(
+        warehouse_root,
+        """SELECT count(*) AS n, count(d.doc_id) AS found FROM mixture_records m
+           LEFT JOIN documents d USING (run_id, doc_id) WHERE m.mixture_id = 'lineage' AND m.source_kind = 'documents'""",
+    )[0]
+    assert joined["n"] > 0 and joined["n"] == joined["found"]
+    synthetic = rows(
+        warehouse_root,
+        """SELECT count(*) AS n, count(s.record_id) AS found FROM mixture_records m
+           LEFT JOIN synthetic s USING (record_id) WHERE m.mixture_id = 'lineage' AND m.source_kind = 'synthetic'""",
+    )[0]
+    assert synthetic["n"] > 0 and synthetic["n"] == synthetic["found"]
+    manifest = load_manifest(warehouse_root / "out/mixtures/lineage")
+    assert manifest["lineage"]["runs"] == ["crawl1"] and manifest["lineage"]["rewrite_ids"] == ["rw1"]
+    assert [s["style"] for s in manifest["lineage"]["styles"]] == ["sentence_shuffle"]
+    assert manifest["tokenizer"]["eos_token"] == "<|im_end|>" and len(manifest["tokenizer"]["sha256"]) == 64
+    assert rows(warehouse_root, "SELECT status, tokens FROM mixtures WHERE mixture_id = 'lineage'")[0] == {
+        "status": "completed",
+        "tokens": manifest["totals"]["tokens"],
+    }
+
+
+def test_synthetic_records_of_unselected_documents_are_left_out_unless_asked(warehouse_root):
+    summary = mix(spec(warehouse_root, "rule"))
+    selected = {
+        r["doc_id"] for r in rows(warehouse_root, "SELECT doc_id FROM documents WHERE run_id = 'crawl1' AND n_words > 380")
+    }
+    assert 0 < len(selected) < 40  # the `where` really excludes some documents
+    used = {
+        r["doc_id"]
+        for r in rows(warehouse_root, "SELECT doc_id FROM mixture_records WHERE mixture_id = 'rule' AND source = 'synthetic'")
+    }
+    assert used and used <= selected
+    synthetic_docs = [r["doc_id"] for r in rows(warehouse_root, "SELECT doc_id FROM synthetic WHERE rewrite_id = 'rw1'")]
+    assert summary["sources"]["synthetic"]["unselected_source_records"] == sum(d not in selected for d in synthetic_docs)
+
+    knob = spec(warehouse_root, "rule-off")
+    knob.sources[1].include_unselected_sources = True
+    knob.target_tokens = 80_000
+    mix(knob)
+    used = {
+        r["doc_id"]
+        for r in rows(warehouse_root, "SELECT doc_id FROM mixture_records WHERE mixture_id = 'rule-off' AND source = 'synthetic'")
+    }
+    assert used - selected
+
+
+def test_same_spec_gives_the_same_bytes_and_another_seed_another_order(warehouse_root):
+    first = mix(spec(warehouse_root, "det"))
+    before = shard_bytes(first["manifest"])
+    again = mix(spec(warehouse_root, "det"), force=True)
+    assert shard_bytes(again["manifest"]) == before
+    reseeded = mix(spec(warehouse_root, "det2", seed=7))
+    assert shard_bytes(reseeded["manifest"]) != before
+
+
+def test_an_interrupted_mix_leaves_no_mixture_and_the_rerun_gives_the_same_bytes(warehouse_root):
+    reference = shard_bytes(mix(spec(warehouse_root, "kill-ref"))["manifest"])
+
+    class Interrupt(progress.Reporter):
+        def stage_started(self, stage, total_shards):
+            if stage == "mix: tokens":
+                raise KeyboardInterrupt  # what Ctrl-C raises mid-mix
+
+        def shard_done(self, *args):
+            pass
+
+    progress.set_reporter(Interrupt())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mix(spec(warehouse_root, "kill"))
+    finally:
+        progress.set_reporter(None)
+    out = warehouse_root / "out/mixtures/kill"
+    assert not (out / "manifest.json").exists() and not list(out.glob("shard-*.parquet"))
+    assert rows(warehouse_root, "SELECT status FROM mixtures WHERE mixture_id = 'kill'")[0]["status"] == "failed"
+    assert not rows(warehouse_root, "SELECT * FROM mixture_records WHERE mixture_id = 'kill'")
+    rerun = mix(spec(warehouse_root, "kill"))
+    # the mixture id is in every row, so compare the rows but that column
+    got = pq.read_table(sorted(Path(rerun["manifest"]).parent.glob("shard-*.parquet"))).drop(["mixture_id"])
+    ref = pq.read_table(sorted((warehouse_root / "out/mixtures/kill-ref").glob("shard-*.parquet"))).drop(["mixture_id"])
+    assert got.equals(ref) and len(reference) == len(shard_bytes(rerun["manifest"]))
+
+
+def test_a_second_mixture_over_the_same_records_tokenizes_nothing(warehouse_root, monkeypatch):
+    mix(spec(warehouse_root, "cache-a"))
+    from scorers.tokens import TrainerTokenizer
+
+    def refuse(self, texts):
+        raise AssertionError(f"tokenized {len(texts)} texts again")
+
+    monkeypatch.setattr(TrainerTokenizer, "count_batch", refuse)
+    summary = mix(spec(warehouse_root, "cache-b", seed=3))
+    assert summary["tokens"] > 0
+
+
+def test_a_shard_changed_after_the_manifest_is_an_error_naming_it(warehouse_root):
+    summary = mix(spec(warehouse_root, "tamper"))
+    shard = sorted(Path(summary["manifest"]).parent.glob("shard-*.parquet"))[1]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=shard.name):
+        verify_manifest(summary["manifest"])
+    aside = shard.rename(shard.with_suffix(".aside"))
+    try:
+        with pytest.raises(ManifestError, match=f"{shard.name}.*missing"):
+            verify_manifest(summary["manifest"])
+    finally:
+        aside.rename(shard)  # the warehouse views list every registered shard
+
+
+def test_a_target_beyond_max_epochs_says_what_is_missing_and_which_knob_fixes_it(warehouse_root):
+    greedy = spec(warehouse_root, "greedy", target_tokens=2_000_000)
+    with pytest.raises(MixtureError, match=r"source 'curated' cannot give .* missing\. Raise max_epochs to"):
+        mix(greedy)
+    assert rows(warehouse_root, "SELECT status FROM mixtures WHERE mixture_id = 'greedy'")[0]["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"sources": [{"name": "a", "kind": "documents", "weight": 0.5}, {"name": "b", "kind": "documents", "weight": 0.4}]},
+            "sum to 0.9",
+        ),
+        ({"sources": [{"name": "a", "kind": "tweets", "weight": 1.0}]}, r"sources\.0"),
+        (
+            {"sources": [{"name": "a", "kind": "documents", "weight": 1.0, "colour": "red"}]},
+            r"sources\.0\.documents\.colour: unknown key",
+        ),
+    ],
+)
+def test_a_bad_spec_is_an_error_naming_the_key(tmp_path, change, message):
+    import yaml
+
+    path = tmp_path / "mix.yaml"
+    path.write_text(yaml.safe_dump({"mixture_id": "bad", "target_tokens": 100, **change}))
+    with pytest.raises(ConfigError, match=message):
+        load_mixture_spec(path)
+
+
+def test_normalize_rescales_weights(tmp_path):
+    import yaml
+
+    path = tmp_path / "mix.yaml"
+    sources = [{"name": "a", "kind": "documents", "weight": 3}, {"name": "b", "kind": "documents", "weight": 1}]
+    path.write_text(yaml.safe_dump({"mixture_id": "n", "target_tokens": 100, "normalize": True, "sources": sources}))
+    assert [s.weight for s in load_mixture_spec(path).sources] == [0.75, 0.25]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            {"name": "curated", "kind": "documents", "weight": 1.0, "where": "no_such_column > 1"},
+            r"source 'curated': `where`.*no_such_column",
+        ),
+        ({"name": "curated", "kind": "documents", "weight": 1.0, "where": "n_words > 1000000"}, "selects no records"),
+        ({"name": "curated", "kind": "documents", "weight": 1.0, "runs": ["crawl9"]}, r"no completed run \['crawl9'\]"),
+        ({"name": "r", "kind": "replay", "weight": 1.0, "paths": ["/nonexistent/x.parquet"]}, "does not exist"),
+    ],
+)
+def test_a_selection_that_cannot_work_is_an_error_naming_the_source(warehouse_root, source, message):
+    with pytest.raises(MixtureError, match=message):
+        mix(spec(warehouse_root, "bad-selection", sources=[source]))
+
+
+def test_a_replay_row_without_text_is_an_error_naming_file_and_row(warehouse_root, tmp_path):
+    bad = tmp_path / "replay.jsonl"
+    bad.write_text(json.dumps({"text": "fine " * 50}) + "\n" + json.dumps({"body": "no text"}) + "\n")
+    with pytest.raises(MixtureError, match=rf"{bad} row 1: 'text' is NoneType"):
+        mix(spec(warehouse_root, "bad-replay", sources=[{"name": "r", "kind": "replay", "weight": 1.0, "paths": [str(bad)]}]))
+
+
+def test_a_tokenizer_that_does_not_load_fails_before_anything_is_written(warehouse_root):
+    from scorers.tokens import TokenizerLoadError
+
+    broken = warehouse_root / "broken-tokenizer.json"
+    broken.write_text("{not json")
+    with pytest.raises(TokenizerLoadError, match="broken-tokenizer.json"):
+        mix(spec(warehouse_root, "bad-tok", tokenizer={"path": str(broken)}))
+    assert not mixture_dir(spec(warehouse_root, "bad-tok")).exists()
+
+
+def test_an_existing_mixture_is_replaced_only_with_force(warehouse_root):
+    mix(spec(warehouse_root, "exists"))
+    with pytest.raises(MixtureError, match="already exists.*--force"):
+        mix(spec(warehouse_root, "exists"))
