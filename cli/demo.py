@@ -2,8 +2,10 @@
 
 Two crawls of the corpus (provision/demo_corpus.py builds it) are curated one after the other,
 so the second is deduplicated against the first; between them a PreSelect scorer is trained on
-the first crawl and selects the second; then a sample of the second is rewritten. Each step goes
-through the same code as its command (cli/execute.py) and prints the same summary.
+the first crawl and selects the second; then a sample of the second is rewritten; last, a mixture
+of curated, synthetic and replay text is emitted, its manifest verified, and it is exported in every
+trainer format. Each step goes through the same code as its command (cli/execute.py and the
+functions behind `curate manifest verify` and `curate export`) and prints the same summary.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ import typer
 from cli import execute
 from cli.errors import reported
 from cli.options import LocalOpt, VerboseOpt
-from cli.render import OutputFormat, out, print_rewrite_summary, print_rows, print_run_summary, print_trained_scorer
+from cli.render import (
+    OutputFormat,
+    out,
+    print_export_summary,
+    print_mixture_summary,
+    print_rewrite_summary,
+    print_rows,
+    print_run_summary,
+    print_trained_scorer,
+)
 from schemas.config import RunConfig, config_from_dict
 
 
@@ -50,7 +61,7 @@ def _run_demo(workdir: Path, local: bool, preselect: bool, rewrite: bool) -> Non
     from provision.demo_corpus import build_demo_corpus
 
     # a fresh warehouse each time: an earlier demo's runs would otherwise deduplicate this one away
-    for stale in ("output", "preselect", "rewrites"):
+    for stale in ("output", "preselect", "rewrites", "mixtures", "exports"):
         shutil.rmtree(workdir / stale, ignore_errors=True)
     (workdir / "warehouse.duckdb").unlink(missing_ok=True)
     corpus = build_demo_corpus(workdir / "corpus")
@@ -73,8 +84,71 @@ def _run_demo(workdir: Path, local: bool, preselect: bool, rewrite: bool) -> Non
         _show_query(
             workdir, "SELECT style, chunk_index, tokens_out, left(text, 200) AS text FROM synthetic ORDER BY record_id LIMIT 5"
         )
+    out.rule("[bold]mixture: curated + synthetic + replay, decontaminated against MMLU, exported for four trainers")
+    _mix_and_export(workdir, corpus, rewrite, local)
     out.rule("[bold]warehouse")
     _show_query(workdir, "SELECT stage, reason, count(*) AS docs FROM rejected GROUP BY ALL ORDER BY stage, docs DESC")
+
+
+def _mix_and_export(workdir: Path, corpus, rewrite: bool, local: bool) -> None:
+    from curation.export import export_mixture
+    from curation.mixture.manifest import verify_manifest
+    from schemas.mixture import EXPORT_FORMATS
+
+    spec_path = _write_yaml(workdir / "mixture.yaml", _mixture_spec(workdir, corpus, rewrite))
+    with reported("mix"):
+        summary = execute.mix(spec_path, force=True, local=local)
+    print_mixture_summary(summary)
+    removed = summary["sources"]["replay"]["decontaminated"]
+    out.print(
+        f"decontamination removed {sum(removed.values())} replay documents ({removed}); "
+        f"the demo pasted MMLU test questions into {len(corpus.replay_mmlu_rows)} of them"
+    )
+    with reported("manifest verify"):
+        verified = verify_manifest(summary["manifest"])
+    out.print(
+        f"curate manifest verify {summary['manifest']}: {verified['shards']} shards, {verified['tokens']:,} tokens re-counted, ok"
+    )
+    for fmt in EXPORT_FORMATS:
+        out.print(f"curate export {summary['manifest']} --format {fmt} --out {workdir / 'exports'} --force")
+        with reported(f"export {fmt}"):
+            print_export_summary(export_mixture(summary["manifest"], fmt, workdir / "exports", force=True))
+
+
+def _synthetic_tokens(workdir: Path) -> int:
+    """Tokens of the accepted synthetic records, counted as the mixture counts them."""
+    from scorers.tokens import load_tokenizer
+    from warehouse.warehouse import Warehouse
+
+    texts = Warehouse(workdir / "warehouse.duckdb").select("SELECT text FROM synthetic").column("text").to_pylist()
+    return sum(load_tokenizer("smollm2-135m-instruct").count_batch(texts)) if texts else 0
+
+
+def _mixture_spec(workdir: Path, corpus, rewrite: bool) -> dict:
+    """The weak-shift preset (README, "Mixtures"): real : synthetic 1 : 1, 5% replay, at most 4
+    epochs. A ten-document rewrite is the scarce source, so the target is the largest mixture its
+    accepted records can fill within 4 epochs; without a rewrite, curated documents fill 95%."""
+    from schemas.mixture import DEFAULT_MAX_EPOCHS, REPLAY_SHARE
+
+    replay = REPLAY_SHARE["weak"]
+    synthetic_tokens = _synthetic_tokens(workdir) if rewrite else 0
+    sources = [{"name": "curated", "kind": "documents", "runs": ["demo-crawl1", "demo-crawl2"]}]
+    if synthetic_tokens:
+        sources[0]["weight"] = (1 - replay) / 2
+        sources.append({"name": "synthetic", "kind": "synthetic", "rewrite_ids": ["demo-rewrite"], "weight": (1 - replay) / 2})
+        target = int(synthetic_tokens * DEFAULT_MAX_EPOCHS / ((1 - replay) / 2) * 0.9)
+    else:
+        sources[0]["weight"] = 1 - replay
+        target = 200_000
+    sources.append({"name": "replay", "kind": "replay", "paths": [str(corpus.replay)], "weight": replay})
+    return {
+        "mixture_id": "demo-mixture",
+        "warehouse": str(workdir / "warehouse.duckdb"),
+        "output_root": str(workdir),
+        "target_tokens": target,
+        "shard_tokens": max(target // 4, 1),
+        "sources": sources,
+    }
 
 
 def _train_demo_scorer(workdir: Path, local: bool) -> Path:

@@ -89,7 +89,7 @@ def verify(manifest: ManifestArg, fmt: FormatOpt = OutputFormat.table) -> None:
 def export(
     manifest: ManifestArg,
     fmt_name: Annotated[str, typer.Option("--format", help="hf, megatron, mds or nanotron")],
-    out_dir: Annotated[Path, typer.Option("--out", help="folder to write (must be empty unless --force)")],
+    out_dir: Annotated[Path, typer.Option("--out", help="the export goes to OUT/FORMAT/ (which must be empty unless --force)")],
     force: Annotated[bool, typer.Option("--force", help="replace a non-empty --out folder")] = False,
 ) -> None:
     """Export a mixture in a trainer's format: Hugging Face datasets files, Megatron-LM indexed
@@ -103,4 +103,4 @@ def export(
         from curation.export import export_mixture
 
         summary = export_mixture(manifest, fmt_name, out_dir, force=force)
-    print_export_summary({**summary, "format": fmt_name, "out_dir": str(out_dir)})
+    print_export_summary(summary)

@@ -259,11 +259,15 @@ def print_mixture_summary(summary: dict) -> None:
 
 
 def print_export_summary(summary: dict) -> None:
-    table = _table(f"Export {summary['format']} to {summary['out_dir']}", ("source", "tokens"), left=("source",))
-    for source, tokens in summary["tokens_per_source"].items():
-        table.add_row(source, f"{tokens:,}")
-    out.print(table)
-    out.print(f"{summary['tokens']:,} tokens at {summary['tokens_per_second']:,.0f} tokens/s")
+    """Per format: where it went, tokens per source (equal to the manifest's, or the export failed), speed."""
+    for fmt, report in summary["formats"].items():
+        table = _table(f"Export {fmt}: {report['dir']}", ("source", "tokens"), left=("source",))
+        for source, tokens in report["tokens_per_source"].items():
+            table.add_row(source, f"{tokens:,}")
+        out.print(table)
+        out.print(
+            f"{report['tokens']:,} tokens in {len(report['files'])} files ({_size(report['bytes'])}), {report['tokens_per_s']:,.0f} tokens/s"
+        )
 
 
 # ----------------------------------------------------------------------------- progress
