@@ -158,6 +158,8 @@ class DemoCorpus:
     crawl1: list[Path]
     crawl2: list[Path]
     planted: dict[str, int]
+    replay: Path  # a sample of "the original pre-training distribution" for the demo mixture
+    replay_mmlu_rows: list[int]  # replay rows with an MMLU test question pasted in (decontamination must remove them)
 
 
 @dataclass
@@ -902,8 +904,33 @@ def build_demo_corpus(out_dir: Path, assets: Path | None = None, seed: int = 0) 
         },
         "planted_docs": records,
     }
+    replay, mmlu_rows = _write_replay_sample(builder, root, out_dir / "replay" / "sample.parquet")
+    ground_truth["replay"] = {"file": "replay/sample.parquet", "documents": REPLAY_DOCS, "mmlu_question_rows": mmlu_rows}
     write_text_atomic(out_dir / "planted.json", json.dumps(ground_truth, indent=1) + "\n")
-    return DemoCorpus(crawl1=paths["crawl1"], crawl2=paths["crawl2"], planted=planted)
+    return DemoCorpus(crawl1=paths["crawl1"], crawl2=paths["crawl2"], planted=planted, replay=replay, replay_mmlu_rows=mmlu_rows)
+
+
+REPLAY_DOCS = 150
+REPLAY_MMLU_ROWS = (11, 97)
+
+
+def _write_replay_sample(builder: _Builder, root: Path, path: Path) -> tuple[Path, list[int]]:
+    """Wikipedia pages no crawl used, two of them with a long MMLU test question pasted in: the
+    leak that decontamination exists for (PreSelect labels data with MMLU)."""
+    texts = [builder.wiki_page("en")[0] for _ in range(REPLAY_DOCS)]
+    questions = []
+    with open(asset_path("mmlu.jsonl", root), encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            question = (row.get("question") if isinstance(row, dict) else None) or ""
+            if len(question.split()) >= 30 and "Scenario" not in question:
+                questions.append(question)
+            if len(questions) == len(REPLAY_MMLU_ROWS):
+                break
+    for row, question in zip(REPLAY_MMLU_ROWS, questions, strict=True):
+        texts[row] = f"{texts[row]}\n\n{question}"
+    _write_atomic_parquet(pa.table({"text": texts}), path)
+    return path, list(REPLAY_MMLU_ROWS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -340,6 +340,17 @@ def test_demo_end_to_end_through_prefect(tmp_path):
     ).fetchall() == [(sum(styles.values()),)]
     assert con.execute("SELECT status FROM rewrites").fetchall() == [("completed",)]
     assert "Output gates" in result.output and "Records per style" in result.output
+    # the mixture: three sources, the pasted MMLU questions removed, verified, exported four ways
+    assert con.execute("SELECT status FROM mixtures WHERE mixture_id = 'demo-mixture'").fetchall() == [("completed",)]
+    sources = {r[0] for r in con.execute("SELECT DISTINCT source FROM mixture_records").fetchall()}
+    assert sources == {"curated", "synthetic", "replay"}
+    removed = con.execute(
+        "SELECT eval_set, CAST(split_part(record_id, '#', 2) AS BIGINT) FROM decontaminated WHERE source = 'replay' ORDER BY ALL"
+    ).fetchall()
+    assert removed == [("mmlu", 11), ("mmlu", 97)]
+    assert "curate manifest verify" in result.output and "ok" in result.output
+    for fmt in ("hf", "megatron", "mds", "nanotron"):
+        assert any((tmp_path / "demo/exports" / fmt).rglob("*")), fmt
 
 
 def test_warehouse_waits_for_another_process_holding_the_lock(tmp_path):
