@@ -278,3 +278,46 @@ def test_an_existing_mixture_is_replaced_only_with_force(warehouse_root):
     mix(spec(warehouse_root, "exists"))
     with pytest.raises(MixtureError, match="already exists.*--force"):
         mix(spec(warehouse_root, "exists"))
+
+
+def test_decontamination_removes_planted_eval_passages_and_their_rewrites(tmp_path, wiki_docs, assets):
+    """A curated document with an MMLU test question pasted in, and one holding a line of a user's
+    own eval set: both removed (with their rewrites), counted per eval set, queryable with the
+    n-gram; the clean documents all stay."""
+    question = next(
+        q["question"]
+        for q in map(json.loads, (assets / "mmlu.jsonl").read_text().splitlines()[100:])
+        if len(q["question"].split()) > 25
+    )
+    own_eval = "the committee concluded that the river crossing had been built by engineers from three neighbouring towns in a single summer"
+    texts = list(wiki_docs[:12])
+    texts[3] = f"{texts[3]}\n\n{question}"
+    texts[7] = f"{texts[7]}\n\nAs the records show, {own_eval}."
+    write_shard(tmp_path / "in/0.parquet", {"id": [f"d{i:02d}" for i in range(12)], "text": texts})
+    run_pipeline(make_config(tmp_path, [str(tmp_path / "in/*.parquet")], **NO_FILTERS), run_id="crawl1")
+    rewrite = {"rewrite_id": "rw1", "warehouse": str(tmp_path / "warehouse.duckdb"), "output_root": str(tmp_path / "out")}
+    run_rewrite(RewriteConfig.model_validate({**rewrite, "routes": [{"styles": [{"style": "sentence_shuffle"}]}]}))
+    (tmp_path / "own.jsonl").write_text(json.dumps({"text": own_eval}) + "\n")
+    summary = mix(
+        spec(
+            tmp_path,
+            "clean",
+            target_tokens=20_000,
+            decontamination={
+                "eval_sets": [{"name": "mmlu"}, {"name": "own", "path": str(tmp_path / "own.jsonl"), "text_column": "text"}]
+            },
+            sources=[
+                {"name": "curated", "kind": "documents", "weight": 0.5},
+                {"name": "synthetic", "kind": "synthetic", "weight": 0.5},
+            ],
+        )
+    )
+    assert summary["sources"]["curated"]["decontaminated"] == {"mmlu": 1, "own": 1}
+    removed = rows(tmp_path, "SELECT source, doc_id, eval_set, ngram FROM decontaminated WHERE mixture_id = 'clean' ORDER BY ALL")
+    curated = [r for r in removed if r["source"] == "curated"]
+    assert [(r["doc_id"], r["eval_set"]) for r in curated] == [("d03", "mmlu"), ("d07", "own")]
+    assert all(len(r["ngram"].split()) == 13 for r in removed)
+    emitted = {r["doc_id"] for r in rows(tmp_path, "SELECT DISTINCT doc_id FROM mixture_records WHERE mixture_id = 'clean'")}
+    assert emitted == {f"d{i:02d}" for i in range(12)} - {"d03", "d07"}
+    manifest = load_manifest(summary["manifest"])
+    assert [e["name"] for e in manifest["lineage"]["eval_sets"]] == ["mmlu", "own"]
