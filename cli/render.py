@@ -238,23 +238,29 @@ def print_mixture_summary(summary: dict) -> None:
     """Requested against realised token shares per source, epochs, and what decontamination removed."""
     table = _table(
         f"Mixture {summary['mixture_id']}: {summary['tokens']:,} tokens, {summary['records']:,} records, {summary['shards']} shards",
-        ("source", "kind", "requested", "realised", "tokens", "records", "epochs", "decontaminated", "unselected source"),
-        left=("source", "kind"),
+        ("source", "asked", "got", "tokens", "records", "epochs", "decontam.", "unselected"),
+        left=("source",),
     )
     for name, s in summary["sources"].items():
-        removed = ", ".join(f"{k}: {v:,}" for k, v in s["decontaminated"].items()) or "0"
         table.add_row(
             name,
-            s["kind"],
             f"{s['requested_share']:.1%}",
             f"{s['realised_share']:.1%}",
             f"{s['tokens']:,}",
             f"{s['records']:,}",
             f"{s['epochs']:.2f}",
-            removed,
+            f"{sum(s['decontaminated'].values()):,}",
             f"{s['unselected_source_records']:,}",
         )
     out.print(table)
+    out.print(
+        "asked / got: requested and realised share of the tokens; epochs: passes over the source's usable records; "
+        "decontam.: records sharing an n-gram with an eval set; unselected: synthetic records whose source document "
+        "no documents source selected"
+    )
+    for name, s in summary["sources"].items():
+        for eval_set, count in s["decontaminated"].items():
+            out.print(f"  {name}: {count:,} removed for eval set {eval_set}")
     out.print(f"manifest: {summary['manifest']} (views mixtures, mixture_records, decontaminated)")
 
 

@@ -62,6 +62,14 @@ def missing_texts(
     yield from reader
 
 
+def count_missing(con: duckdb.DuckDBPyConnection, cache_dir: Path, schema: pa.Schema, texts_relation: str) -> int:
+    """How many distinct texts `missing_texts` will give (for progress bars)."""
+    cached = cached_relation(con, cache_dir, schema)
+    return con.sql(
+        f"SELECT count(DISTINCT t.text_hash) FROM {texts_relation} t ANTI JOIN {cached} c USING (text_hash)"
+    ).fetchall()[0][0]
+
+
 def add_part(cache_dir: Path, schema: pa.Schema, batches: Iterator[pa.Table]) -> int:
     """Write the newly computed facts as one part; returns the number of rows (no part for none)."""
     cache_dir = Path(cache_dir)

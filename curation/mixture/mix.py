@@ -35,13 +35,14 @@ from schemas import progress
 from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, MixtureSpec, SyntheticSource
 from scorers.tokens import TrainerTokenizer, load_tokenizer
 from warehouse.files import write_json_atomic
-from warehouse.record_cache import TEXT_HASH, add_part, missing_texts
+from warehouse.record_cache import TEXT_HASH, add_part, count_missing, missing_texts
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import MIXTURE, Warehouse
 
 TOKEN_COUNT = pa.schema([TEXT_HASH, pa.field("tokens", pa.int64(), nullable=False)])
 VERDICT = pa.schema([TEXT_HASH, pa.field("eval_set", pa.string()), pa.field("ngram", pa.string())])
 DECONTAMINATED_FILE = "decontaminated.parquet"
+CACHE_BATCH = 2048  # texts per tokenizer / decontamination call
 
 
 def mixture_dir(spec: MixtureSpec) -> Path:
@@ -154,14 +155,15 @@ def _verdict_rows(decontaminator, texts: list[str]) -> dict:
 
 def _fill_cache(con, cache_dir: Path, schema: pa.Schema, candidates: str, compute, step: str) -> None:
     """Compute `compute(texts)` for the candidates' texts the cache lacks and add them as one part."""
+    missing = count_missing(con, cache_dir, schema, candidates)
+    progress.stage_started(step, math.ceil(missing / CACHE_BATCH))
 
     def computed() -> Iterator[pa.Table]:
-        for batch in missing_texts(con, cache_dir, schema, candidates):
+        for batch in missing_texts(con, cache_dir, schema, candidates, CACHE_BATCH):
             values = compute(batch.column("text").to_pylist())
             yield pa.table({"text_hash": batch.column("text_hash"), **values}, schema=schema)
             progress.shard_done(step, "batch", batch.num_rows, batch.num_rows)
 
-    progress.stage_started(step, 0)
     add_part(cache_dir, schema, computed())
 
 
