@@ -35,7 +35,7 @@ from schemas import progress
 from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, MixtureSpec, SyntheticSource
 from scorers.tokens import TrainerTokenizer, load_tokenizer
 from warehouse.files import write_json_atomic
-from warehouse.record_cache import TEXT_HASH, add_part, count_missing, missing_texts
+from warehouse.record_cache import TEXT_HASH, add_part, cached_relation, count_missing, missing_texts
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import MIXTURE, Warehouse
 
@@ -134,6 +134,7 @@ def _materialise(spec: MixtureSpec, warehouse: Warehouse, out: Path, tokenizer: 
         output_dir=out,
         config=spec.model_dump(mode="json"),
     )
+    _remove_stale_shards(out, [s["path"] for s in shards])
     return summary
 
 
@@ -172,8 +173,6 @@ def _fill_cache(con, cache_dir: Path, schema: pa.Schema, candidates: str, comput
 
 def _annotate(con, spec: MixtureSpec, candidates: dict[str, Path], tokens_dir: Path, verdicts_dir: Path | None) -> None:
     """One table `records` of every candidate with its tokens, its verdict and whether it is usable."""
-    from warehouse.record_cache import cached_relation
-
     tokens = cached_relation(con, tokens_dir, TOKEN_COUNT)
     verdicts = (
         cached_relation(con, verdicts_dir, VERDICT)
@@ -420,15 +419,20 @@ def _scorers_of_runs(warehouse: Warehouse, runs: list[str]) -> list[str]:
 
 
 def _publish(work: Path, out: Path, shard_names: list[str]) -> list[Path]:
-    """Move the new mixture into place: shards first, the manifest last (its presence marks a
-    complete mixture), stale shards of an earlier version removed."""
+    """Move the new mixture into place: the old manifest goes first (a mixture without one is
+    incomplete), then the shards, then the new manifest. Shards of an earlier version beyond the new
+    count stay until the warehouse no longer lists them (`_remove_stale_shards`): a view over a
+    missing file would fail every query of the warehouse."""
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST_NAME).unlink(missing_ok=True)
-    keep = set(shard_names)
-    for stale in out.glob("shard-*.parquet"):
-        if stale.name not in keep:
-            stale.unlink()
     for name in [*shard_names, DECONTAMINATED_FILE]:
         (work / name).replace(out / name)
     (work / MANIFEST_NAME).replace(out / MANIFEST_NAME)
     return [out / name for name in shard_names]
+
+
+def _remove_stale_shards(out: Path, shard_names: list[str]) -> None:
+    keep = set(shard_names)
+    for stale in out.glob("shard-*.parquet"):
+        if stale.name not in keep:
+            stale.unlink()
