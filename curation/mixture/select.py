@@ -39,27 +39,23 @@ def _sql_list(values: list[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
-def _documents_query(source: DocumentsSource) -> str:
-    conditions = []
-    if source.runs:
-        conditions.append(f"run_id IN ({_sql_list(source.runs)})")
+def _where(source, lists: dict[str, list[str]]) -> str:
+    """The WHERE clause of a source: each non-empty list as `column IN (...)`, and its own `where`."""
+    conditions = [f"{column} IN ({_sql_list(values)})" for column, values in lists.items() if values]
     if source.where:
         conditions.append(f"({source.where})")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def _documents_query(source: DocumentsSource) -> str:
+    where = _where(source, {"run_id": source.runs})
     return f"""SELECT doc_id AS record_id, doc_id, run_id, NULL::VARCHAR AS rewrite_id, NULL::VARCHAR AS style,
                       NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text
                FROM documents {where} ORDER BY run_id, doc_id"""
 
 
 def _synthetic_query(source: SyntheticSource) -> str:
-    conditions = []
-    if source.styles:
-        conditions.append(f"style IN ({_sql_list(source.styles)})")
-    if source.rewrite_ids:
-        conditions.append(f"rewrite_id IN ({_sql_list(source.rewrite_ids)})")
-    if source.where:
-        conditions.append(f"({source.where})")
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    where = _where(source, {"style": source.styles, "rewrite_id": source.rewrite_ids})
     return f"""SELECT record_id, doc_id, source_run_id AS run_id, rewrite_id, style,
                       NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text
                FROM synthetic {where} ORDER BY rewrite_id, record_id"""
