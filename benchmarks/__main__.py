@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite]`
+"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix]`
 
 Generates the benchmark corpus, runs each measurement in a child process, prints a table and
 writes benchmarks/results/latest.json. See benchmarks/README.md for what every number means.
@@ -17,12 +17,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import measure, rewrite, scoring
+from benchmarks import measure, mixture, rewrite, scoring
 from benchmarks.corpus import generate_corpus
 from benchmarks.report import render
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SECTIONS = ("stages", "chain", "memory", "scoring", "losses", "rewrite")
+SECTIONS = ("stages", "chain", "memory", "scoring", "losses", "rewrite", "mix")
 DEFAULT_DOCS, QUICK_DOCS, SHARDS = 2000, 200, 8
 
 
@@ -141,6 +141,10 @@ def run(args: argparse.Namespace) -> dict:
         if "rewrite" in args.sections:
             _log("rewrite stage vs raw vllm.LLM.generate on the same prompts (SmolLM2-135M)")
             results["rewrite"] = rewrite.rewrite_vs_raw(corpus.files, work, n_docs=4 if args.quick else 8)
+
+        if "mix" in args.sections:
+            _log("mixtures: curate mix and the exports vs the bare tokenizers batch API")
+            results["mix"] = mixture.mixture_benchmark(corpus.files, work, args.docs, args.seed, log=_log)
     finally:
         if args.keep or args.work_dir:
             _log(f"work dir kept: {work}")

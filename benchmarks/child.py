@@ -5,7 +5,9 @@
 * ``pipeline``: our runner's `run_pipeline` on `spec["config"]` (a dict for `config_from_dict`);
   the result holds the run summary, the time of every progress event and the process's memory;
 * ``datatrove``: datatrove's own LocalPipelineExecutor over `spec["corpus"]` with the four
-  heuristic filters at their default parameters, writing the kept documents to `spec["out"]`.
+  heuristic filters at their default parameters, writing the kept documents to `spec["out"]`;
+* ``mix-tokenize``, ``mix``, ``mix-export``: the mixture section's bare tokenizer, one `mix(spec)`
+  and the trainer exports (benchmarks/mixture.py).
 
 Each child warms up the spaCy word tokenizer (datatrove loads it lazily on the first split) before
 the timed part, so neither side is charged for that one-off load. A fresh interpreter per
@@ -112,7 +114,13 @@ def run_datatrove(spec: dict) -> dict:
 def main(argv: list[str]) -> int:
     mode, spec_path, result_path = argv
     spec = json.loads(Path(spec_path).read_text())
-    result = {"pipeline": run_ours, "datatrove": run_datatrove}[mode](spec)
+    if mode.startswith("mix"):
+        from benchmarks.mixture import CHILD_MODES
+
+        run = CHILD_MODES[mode]
+    else:
+        run = {"pipeline": run_ours, "datatrove": run_datatrove}[mode]
+    result = run(spec)
     Path(result_path).write_text(json.dumps(result, default=str))
     return 0
 

@@ -189,4 +189,98 @@ def render(results: dict) -> str:
                 f"{rw['reject_reasons']}; {rw['rejected_token_share']:.0%} of generated tokens are in rejected records"
             )
 
+    if "mix" in results:
+        lines += _mixture_lines(results["mix"])
+
     return "\n".join(lines)
+
+
+def _mixture_lines(mx: dict) -> list[str]:
+    lines = ["", "7. mixtures: curate mix and exports vs the bare tokenizers batch API (tokens include one eos per record)"]
+    if "skipped" in mx:
+        return lines + [f"   skipped: {mx['skipped']}"]
+    c, bare = mx["candidates"], mx["bare"]
+    sources = ", ".join(f"{name} {s['records']:,} ({s['tokens']:,} tokens)" for name, s in c["by_source"].items())
+    lines.append(
+        f"   candidates: {sources}; {c['distinct_texts']:,} distinct of {c['texts']:,} texts; synthetic = sentence shuffle "
+        f"of {c['rewritten_docs']} documents; {c['planted_mmlu']} replay documents carry a pasted MMLU question; set-up {mx['setup_s']} s"
+    )
+    rows = [
+        [
+            "bare encode_batch_fast (faster of 2)",
+            "-",
+            bare["texts"],
+            bare["tokens"],
+            bare["seconds"],
+            bare["tokens_per_s"],
+            "1.00",
+            "",
+            "",
+        ]
+    ]
+    for v in mx["variants"].values():
+        ok = v["ratio"] >= v["target"]
+        rows.append(
+            [
+                f"mix, decontamination {v['decontamination']}",
+                v["cache"],
+                v["records"],
+                v["tokens"],
+                v["seconds"],
+                v["tokens_per_s"],
+                _fmt(v["ratio"], 2),
+                f">= {v['target']}: {_verdict(ok)}",
+                "equal" if v["agreement"]["equal"] else "DIFFERENT",
+            ]
+        )
+    lines += _table(["side", "cache", "records", "tokens", "seconds", "tokens/s", "ratio", "target", "vs bare count"], rows)
+    step_names = ["setup", "select", "tokens", "decontaminate", "shuffle_write"]
+    lines += ["   seconds per mix step:"] + [
+        "   " + line
+        for line in _table(
+            ["mix", *step_names],
+            [[name, *(v["steps"].get(step) for step in step_names)] for name, v in mx["variants"].items()],
+        )
+    ]
+    on = mx["variants"]["on-cold"]
+    lines.append(
+        f"   decontamination: costs {mx['decontamination_cost_s']} s on the cold mix; removed {on['decontaminated']} records "
+        f"({c['planted_mmlu']} planted); MMLU index built once in {on['index_s']} s before timing (not charged)"
+    )
+    for name, v in mx["variants"].items():
+        a = v["agreement"]
+        lines.append(
+            f"   agreement {name}: manifest {a['manifest_tokens']:,} tokens, bare {a['bare_tokens_plus_eos']:,} "
+            f"(+1 eos x {a['records']:,} records), {a['mismatched_records']} records differ"
+        )
+
+    m = mx["memory"]
+    lines += ["   peak memory of a cold mix (decontamination off), 1x = a quarter of the records and tokens:"]
+    fields = ("records", "tokens", "shards", "rss_before_run_mb", "peak_rss_mb", "wait4_maxrss_mb", "seconds")
+    lines += [
+        "   " + line
+        for line in _table(
+            ["mixture", "records", "tokens", "shards", "RSS before mix MB", "peak RSS (VmHWM) MB", "wait4 maxrss MB", "seconds"],
+            [[k, *(m[k][f] for f in fields)] for k in ("1x", "4x")],
+        )
+    ]
+    lines.append("   (wait4's maxrss includes the parent's RSS at the fork, so it is not the mix's own peak)")
+    ratio = m["rss_ratio_4x_1x"]
+    lines.append(
+        f"   RSS_4x / RSS_1x = {_fmt(ratio, 2)} [target <= {m['target']}: {_verdict(ratio is not None and ratio <= m['target'])}]; "
+        f"growth over the pre-mix RSS 4x/1x = {_fmt(m['run_growth_ratio_4x_1x'], 2)}; time 4x/1x = {_fmt(m['time_ratio_4x_1x'], 2)}"
+    )
+
+    ex = mx["exports"]
+    if "skipped" in ex:
+        lines.append(f"   exports skipped: {ex['skipped']}")
+        return lines
+    lines.append("   exports of the cold mixture (decontamination off), export_mixture timed whole:")
+    rows = []
+    for fmt, r in ex["formats"].items():
+        if "error" in r:
+            rows.append([fmt, None, None, None, r["error"][:60], None])
+        else:
+            rows.append([fmt, r["tokens"], r["seconds"], r["tokens_per_s"], _fmt(r["ratio_vs_bare"], 2), r["bytes"]])
+    lines += ["   " + line for line in _table(["format", "tokens", "seconds", "tokens/s", "ratio vs bare", "bytes"], rows)]
+    return lines
