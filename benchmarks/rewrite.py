@@ -55,21 +55,22 @@ def _config(root: Path, warehouse: Path, n_docs: int, label: str):
 def _raw_requests(cfg, engine):
     """The exact prompts and sampling parameters the stage will send, rendered as text."""
     from curation.rewrite.chunking import TokenCounter
-    from curation.rewrite.runner import request_for, tokenizer_dir
+    from curation.rewrite.runner import engine_context, request_for, tokenizer_dir
     from curation.rewrite.styles import load_registry
     from curation.rewrite.work import ModelIdentity, plan_work, selection_sql
     from warehouse.warehouse import Warehouse
 
     sql, params = selection_sql(cfg.source)
     docs = Warehouse(cfg.warehouse).select(sql, params)
+    registry, counter = load_registry(), TokenCounter(tokenizer_dir(cfg))
     plan = plan_work(
         docs,
         cfg.routes,
-        load_registry(),
-        TokenCounter(tokenizer_dir(cfg)),
+        registry,
+        counter,
         ModelIdentity(engine.model_name, engine.model_hash),
         cfg.sampling,
-        cfg.engine.max_model_len,
+        engine_context(cfg, registry, counter),
     )
     tokenizer = engine.llm.get_tokenizer()
     prompts, sampling = [], []
@@ -91,7 +92,7 @@ def rewrite_vs_raw(files: list[Path], work: Path, n_docs: int = 8) -> dict:
         return {"skipped": str(err)}
     curated = _curated_warehouse(files, work)
     started = time.perf_counter()
-    engine = VLLMEngine(path, EngineConfig())
+    engine = VLLMEngine(path, EngineConfig(max_model_len=2048))
     start_s = time.perf_counter() - started
     prompts, sampling = _raw_requests(_config(work, curated, n_docs, "plan"), engine)
     engine.llm.generate(prompts[:2], sampling[:2], use_tqdm=False)  # warm up

@@ -60,20 +60,29 @@ def losses(config: TrainingConfigArg, fmt: FormatOpt = OutputFormat.table) -> No
 
 @app.command("benchmark")
 def benchmark(config: TrainingConfigArg, fmt: FormatOpt = OutputFormat.table) -> None:
-    """Measure each model's benchmark accuracy (models with a typed-in score keep it)."""
-    from scorers.preselect import benchmark_score
+    """Measure each model's benchmark accuracy (models with a typed-in score keep it), with its
+    standard error; warns when noise could flip the order of some pair."""
+    from scorers.preselect import benchmark_score, warn_if_order_within_noise
 
     with reported():
         cfg = load_training_config(config)
-        rows = [
-            {
-                "model": model.name,
-                "score": benchmark_score(cfg, model),
-                "source": "given" if model.benchmark_score is not None else f"measured, {cfg.benchmark.questions} questions",
-            }
-            for model in cfg.models
-        ]
+        scores = {model.name: benchmark_score(cfg, model) for model in cfg.models}
+        noise = warn_if_order_within_noise(cfg, scores)
+    rows = [_benchmark_row(entry) for entry in noise["models"]]
     show(rows, fmt, print_benchmark)
+
+
+def _benchmark_row(entry: dict) -> dict:
+    if entry["score_source"] == "given":
+        return {"model": entry["name"], "score": entry["score"], "source": "given"}
+    error = "no standard error" if entry["standard_error"] is None else f"standard error {entry['standard_error']:.4f}"
+    return {
+        "model": entry["name"],
+        "score": entry["score"],
+        "source": f"measured, {entry['questions']} questions, {error}",
+        "questions": entry["questions"],
+        "standard_error": entry["standard_error"],
+    }
 
 
 @app.command("train")

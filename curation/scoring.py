@@ -1,14 +1,21 @@
-"""Model-based scoring inside a run: a PreSelect scorer and bring-your-own fastText classifiers.
+"""Model-based scoring inside a run: a PreSelect scorer and bring-your-own fastText quality classifiers.
 
 Three steps like deduplication, because both outputs need the whole run: per shard, every scorer
-scores every document; globally, each scorer's bucket edges (token-weighted percentiles, Nemotron-CC)
-and the PreSelect threshold (top share of characters, or a fixed threshold) are fixed; per shard,
-documents get `preselect_score` and `quality_bucket` (max bucket over scorers) and those below the
-PreSelect threshold are rejected with their score. The threshold actually used is in the stats.
+scores every document (and, when there are classifiers, the configured tokenizer counts its tokens);
+globally, each classifier's bucket edges (percentiles of equal token mass, Nemotron-CC) and the
+PreSelect threshold (top share of characters, or a fixed threshold) are fixed; per shard, documents
+get `preselect_score` and `quality_bucket` and those below the PreSelect threshold are rejected with
+their score. The threshold actually used is in the stats.
+
+`quality_bucket` is the highest bucket any quality classifier gives the document: Nemotron-CC's
+ensemble is over quality classifiers only. PreSelect is a selection rule, not one of them; folding
+its bucket in would lift every document it keeps (its top 10% by default) into the top buckets and
+leave nothing for a low-quality route. With no classifier, `quality_bucket` stays null.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -24,9 +31,13 @@ from scorers import fasttext_scorer
 from scorers.ensemble import bucket_edges, score_with_classifier, to_buckets
 from scorers.preselect import as_classifier
 from scorers.selection import threshold_for_rule
+from scorers.tokens import TrainerTokenizer, load_tokenizer
 from warehouse.shards import write_table_atomic
 
 PRESELECT_ID = "preselect"
+
+# The map output: every raw score, with each document's token count, which weights the bucket edges
+# (null when the run has no classifier to bucket).
 
 
 def scorers_of(cfg: ScoringConfig) -> dict[str, BringYourOwnClassifier]:
@@ -43,52 +54,84 @@ def scorers_of(cfg: ScoringConfig) -> dict[str, BringYourOwnClassifier]:
     return found
 
 
+def bucket_tokenizer(cfg: ScoringConfig) -> TrainerTokenizer | None:
+    """The tokenizer whose counts weight the buckets; None when there is no classifier to bucket.
+    Loaded once per process: the map calls this for every batch."""
+    return _load_bucket_tokenizer(cfg.tokenizer) if cfg.classifiers else None
+
+
+@functools.lru_cache(maxsize=4)
+def _load_bucket_tokenizer(name: str) -> TrainerTokenizer:
+    return load_tokenizer(name, append_eos=False)
+
+
 def shard_scores(table: pa.Table, cfg: ScoringConfig) -> pa.Table:
     texts = table.column("text").to_pylist()
+    tokenizer = bucket_tokenizer(cfg)
+    n_tokens = pa.array(tokenizer.count_batch(texts) if tokenizer else [None] * len(texts), pa.int64())
     keys = table.select(["input_file", "input_row", "doc_id", "n_chars", "n_words"])
     parts = []
     for scorer_id, classifier in scorers_of(cfg).items():
         scores = pa.array(score_with_classifier(classifier, texts), pa.float64())
         parts.append(
-            keys.append_column("scorer_id", pa.array([scorer_id] * len(texts), pa.string())).append_column("score", scores)
+            keys.append_column("scorer_id", pa.array([scorer_id] * len(texts), pa.string()))
+            .append_column("score", scores)
+            .append_column("n_tokens", n_tokens)
         )
     return pa.concat_tables(parts).cast(RAW_SCORES) if parts else RAW_SCORES.empty_table()
 
 
 def plan_scoring(raw: list[Path], cfg: ScoringConfig) -> dict:
+    """Per scorer: bucket edges for the quality classifiers (PreSelect's bucket is null: it is not one
+    of them), and the PreSelect threshold."""
     table = pa.concat_tables([pq.read_table(p, schema=RAW_SCORES) for p in raw])
     plan: dict = {"scorers": {}}
     for scorer_id in sorted(set(table.column("scorer_id").to_pylist())):
         mine = table.filter(pc.equal(table.column("scorer_id"), scorer_id))
         scores = mine.column("score").to_pylist()
-        entry = {"edges": bucket_edges(scores, mine.column("n_words").to_pylist(), cfg.buckets), "documents": len(scores)}
+        entry: dict = {"documents": len(scores)}
         if scorer_id == PRESELECT_ID:
             entry["rule"] = cfg.preselect.rule.model_dump()
             entry["threshold"] = threshold_for_rule(scores, mine.column("n_chars").to_pylist(), cfg.preselect.rule)
+        else:
+            entry["edges"] = bucket_edges(scores, mine.column("n_tokens").to_pylist(), cfg.buckets)
         plan["scorers"][scorer_id] = entry
     return plan
 
 
 class ShardScores:
-    """One shard's scores, per scorer, aligned by input row, with their buckets."""
+    """One shard's scores, per scorer, aligned by input row, with the quality classifiers' buckets."""
 
     def __init__(self, raw_path: Path, plan: dict):
         raw = pq.read_table(raw_path, schema=RAW_SCORES)
         self.scores: dict[str, dict[int, float]] = {}
-        self.buckets: dict[str, dict[int, int]] = {}
+        self.buckets: dict[str, dict[int, int]] = {}  # quality classifiers only
         self.doc_ids: dict[int, str] = {}
-        for scorer_id in plan["scorers"]:
+        for scorer_id, entry in plan["scorers"].items():
             mine = raw.filter(pc.equal(raw.column("scorer_id"), scorer_id))
             rows = mine.column("input_row").to_pylist()
             values = mine.column("score").to_pylist()
             self.scores[scorer_id] = dict(zip(rows, values))
-            self.buckets[scorer_id] = dict(zip(rows, to_buckets(values, plan["scorers"][scorer_id]["edges"])))
+            if "edges" in entry:
+                self.buckets[scorer_id] = dict(zip(rows, to_buckets(values, entry["edges"])))
             self.doc_ids.update(zip(rows, mine.column("doc_id").to_pylist()))
+
+    def quality_buckets(self, rows: list[int]) -> list[int | None]:
+        """Nemotron-CC's ensemble bucket of each row: the max over the quality classifiers; null without one."""
+        if not self.buckets:
+            return [None] * len(rows)
+        return [max(buckets[r] for buckets in self.buckets.values()) for r in rows]
 
     def warehouse_rows(self, run_id: str) -> pa.Table:
         """The shard's rows of the warehouse `scores` view."""
         rows = [
-            {"doc_id": self.doc_ids[row], "run_id": run_id, "scorer_id": sid, "score": score, "bucket": self.buckets[sid][row]}
+            {
+                "doc_id": self.doc_ids[row],
+                "run_id": run_id,
+                "scorer_id": sid,
+                "score": score,
+                "bucket": self.buckets.get(sid, {}).get(row),
+            }
             for sid, by_row in sorted(self.scores.items())
             for row, score in by_row.items()
         ]
@@ -101,9 +144,9 @@ def _scores_file(stage_dir: Path, shard_id: str) -> Path:
 
 
 class Score(GlobalStage):
-    """Map: every scorer scores every document. Plan: bucket edges per scorer and the PreSelect
-    threshold. Apply: annotate `preselect_score` and `quality_bucket`, drop what is below the
-    threshold (column-wise: this must cost little next to the classifiers), and keep every score
+    """Map: every scorer scores every document. Plan: bucket edges per quality classifier and the
+    PreSelect threshold. Apply: annotate `preselect_score` and `quality_bucket`, drop what is below
+    the threshold (column-wise: this must cost little next to the classifiers), and keep every score
     for the warehouse `scores` view."""
 
     name = "score"
@@ -112,6 +155,7 @@ class Score(GlobalStage):
 
     def setup(self) -> None:
         scorers_of(self.config)
+        bucket_tokenizer(self.config)  # a missing tokenizer fails before any output too
 
     def map(self, batch: pa.Table) -> pa.Table:
         return shard_scores(batch, self.config)
@@ -134,7 +178,7 @@ class Score(GlobalStage):
 
     def process(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
         rows = batch.column("input_row").to_pylist()
-        best = [max(buckets[r] for buckets in self.scores.buckets.values()) for r in rows]
+        best = self.scores.quality_buckets(rows)
         batch = batch.set_column(batch.schema.get_field_index("quality_bucket"), "quality_bucket", pa.array(best, pa.int8()))
         preselect = self.preselect
         if preselect is None:

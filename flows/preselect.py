@@ -1,5 +1,6 @@
-"""PreSelect training as a Prefect flow: one task per model (losses, then benchmark score, sharing
-one engine), then labelling and training, then registration in the warehouse.
+"""PreSelect training as a Prefect flow: one benchmark task per model, a warning when noise could
+flip the benchmark order, then one loss task per model, then labelling and training, then
+registration in the warehouse.
 
 Models run one after another: each holds a language-model engine, and on a small machine two
 at once only compete for the same cores.
@@ -15,15 +16,27 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import load_training_config
 from schemas.scoring import PreSelectModel, PreSelectTrainingConfig
 from scorers.loss_cache import CacheDocument
-from scorers.preselect import ModelLosses, TrainingSample, load_card, measure_model, train_scorer, training_documents
+from scorers.preselect import (
+    ModelLosses,
+    TrainingSample,
+    benchmark_noise,
+    benchmark_score,
+    load_card,
+    model_losses,
+    train_scorer,
+    training_documents,
+)
 from warehouse.warehouse import Warehouse
 
 
-@task(cache_policy=NO_CACHE, task_run_name="measure-{model.name}")
-def measure_task(
-    cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]
-) -> tuple[ModelLosses, float]:
-    return measure_model(cfg, model, documents)
+@task(cache_policy=NO_CACHE, task_run_name="benchmark-{model.name}")
+def benchmark_task(cfg: PreSelectTrainingConfig, model: PreSelectModel) -> float:
+    return benchmark_score(cfg, model)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="losses-{model.name}")
+def losses_task(cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]) -> ModelLosses:
+    return model_losses(cfg, model, documents)
 
 
 @task(cache_policy=NO_CACHE)
@@ -48,10 +61,14 @@ def preselect_flow(config_path: str) -> str:
         sample.skipped_invalid_utf8,
         len(cfg.models),
     )
-    measured = [measure_task(cfg, model, sample.documents) for model in cfg.models]
-    for model, (losses, score) in zip(cfg.models, measured):
-        logger.info("%s: %d losses computed now, benchmark score %.3f", model.name, losses.computed, score)
-    scores = {m.name: score for m, (_, score) in zip(cfg.models, measured)}
-    scorer_dir = Path(train_task(cfg, [losses for losses, _ in measured], scores, sample))
+    # benchmark first: the losses are the long step, and an order noise could flip is worth a warning before it
+    scores = {model.name: benchmark_task(cfg, model) for model in cfg.models}
+    noise = benchmark_noise(cfg, scores)
+    if noise["warning"]:
+        logger.warning("%s", noise["warning"])
+    losses = [losses_task(cfg, model, sample.documents) for model in cfg.models]
+    for model, result in zip(cfg.models, losses):
+        logger.info("%s: %d losses computed now, benchmark score %.3f", model.name, result.computed, scores[model.name])
+    scorer_dir = Path(train_task(cfg, losses, scores, sample))
     register(cfg, scorer_dir)
     return str(scorer_dir)

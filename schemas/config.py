@@ -152,14 +152,18 @@ class PiiConfig(_Strict):
 
 
 class ScoringConfig(_Strict):
-    """Model-based scoring in a run: a PreSelect scorer (keeps the top share or a threshold) and
-    bring-your-own fastText classifiers, whose Nemotron-CC style buckets (max over classifiers) go
-    to the `quality_bucket` column for the rewrite stage to route on."""
+    """Model-based scoring in a run: a PreSelect scorer (keeps the top share or a threshold; its
+    score is the `preselect_score` column) and bring-your-own fastText quality classifiers, whose
+    Nemotron-CC buckets of equal token mass (max over the classifiers only) go to the `quality_bucket`
+    column for the rewrite stage to route on; with no classifier `quality_bucket` stays null."""
 
     enabled: bool = False
     preselect: PreSelectApply | None = None
     classifiers: list[BringYourOwnClassifier] = Field(default_factory=list)
     buckets: int = Field(default=20, ge=2, le=100)
+    # counts the tokens that weight the buckets: a tokenizer.json, a model folder or a prepared model
+    # (the mixtures' default); end-of-document tokens are not counted
+    tokenizer: str = "smollm2-135m-instruct"
 
     @model_validator(mode="after")
     def _something_to_score(self):
@@ -205,6 +209,8 @@ class RunConfig(_Strict):
             self.scoring.preselect.scorer_dir = resolve(self.scoring.preselect.scorer_dir)
         for classifier in self.scoring.classifiers:
             classifier.path = resolve(classifier.path)
+        if "/" in self.scoring.tokenizer or self.scoring.tokenizer.startswith("."):  # a bare name is a prepared model
+            self.scoring.tokenizer = resolve(self.scoring.tokenizer)
         return self
 
 
@@ -364,8 +370,9 @@ pii:
 scoring:                     # model-based scoring (see `curate preselect train`)
   enabled: false
   preselect: null            # {scorer_dir: DIR, rule: {top_share: 0.1} or {threshold: 0.5}}
-  classifiers: []            # [{path: x.bin, label: __label__hq, name: dclm}]: buckets for routing
-  buckets: 20
+  classifiers: []            # [{path: x.bin, label: __label__hq, name: dclm}]: quality_bucket = max of their buckets
+  buckets: 20                # per classifier, of equal token mass (Nemotron-CC: 20; routes: nemotron_cc assumes 20)
+  tokenizer: smollm2-135m-instruct  # counts those tokens: tokenizer.json, model folder or prepared model
 
 execution:
   task_runner: thread        # thread | dask

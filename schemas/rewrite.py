@@ -36,9 +36,21 @@ class GateSettings(_Strict):
 
 
 class QaAppend(_Strict):
-    """Nemotron-CC's QA post-processing: the source text followed by a sample of the generated pairs."""
+    """QA post-processing: the source followed by a seeded sample of the generated pairs.
+    rule nemotron_cc (Su et al. 2024, as NeMo Curator's recipe): the whole source document followed
+    by 1 .. max(1, floor(max_pairs * document tokens / 150)) pairs, the count drawn per record.
+    rule fixed: the chunk followed by `pairs` pairs. `{pairs: N}` alone means rule fixed."""
 
-    pairs: int = Field(default=3, ge=1)
+    rule: Literal["nemotron_cc", "fixed"] = "nemotron_cc"
+    pairs: int = Field(default=3, ge=1)  # rule fixed
+    max_pairs: int = Field(default=10, ge=1)  # rule nemotron_cc: pairs per 150 tokens of the document
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pairs_alone_is_fixed(cls, value):
+        if isinstance(value, dict) and "pairs" in value and "rule" not in value:
+            return {**value, "rule": "fixed"}
+        return value
 
 
 class PostProcess(_Strict):
@@ -102,12 +114,61 @@ class RouteWhen(_Strict):
     max_quality_bucket: int | None = None
     min_preselect_score: float | None = None
     max_preselect_score: float | None = None
+    # A document without a quality_bucket stops the plan instead of not matching: for cuts that
+    # mean nothing on unscored documents (the nemotron_cc preset).
+    require_quality_bucket: bool = False
 
 
 class RouteRule(_Strict):
     name: str | None = None
     when: RouteWhen = Field(default_factory=RouteWhen)
     styles: list[StyleChoice] = Field(min_length=1)
+
+
+# Buckets 0..19 (scoring.buckets: 20, Nemotron-CC's count); 12..19 are "high quality".
+NEMOTRON_CC_HIGH_QUALITY_MIN_BUCKET = 12
+
+# `routes: <name>` in a rewrite config stands for these rules, each named for its paper.
+# nemotron_cc: Su et al. 2024, "Nemotron-CC", arXiv:2412.02595 (and NeMo Curator's recipe):
+#   quality_bucket > 11 -> diverse QA pairs, distill, extract knowledge, knowledge list;
+#   quality_bucket <= 11 -> Wikipedia-style rephrasing. A document with no quality_bucket (no quality
+#   classifier scored its run; PreSelect gives none) is an error, not silently "low quality".
+# wrap: Maini et al. 2024, "Rephrasing the Web", arXiv:2401.16380: the easy, Wikipedia (medium), hard
+#   and QA styles on every document, whatever its quality.
+ROUTE_PRESETS: dict[str, list[dict]] = {
+    "nemotron_cc": [
+        {
+            "name": "nemotron_cc:high_quality",
+            "when": {"min_quality_bucket": NEMOTRON_CC_HIGH_QUALITY_MIN_BUCKET, "require_quality_bucket": True},
+            "styles": [
+                {"style": "nemotron_diverse_qa"},
+                {"style": "nemotron_distill"},
+                {"style": "nemotron_extract_knowledge"},
+                {"style": "nemotron_knowledge_list"},
+            ],
+        },
+        {
+            "name": "nemotron_cc:low_quality",
+            "when": {"max_quality_bucket": NEMOTRON_CC_HIGH_QUALITY_MIN_BUCKET - 1, "require_quality_bucket": True},
+            "styles": [{"style": "nemotron_wikipedia"}],
+        },
+    ],
+    "wrap": [
+        {
+            "name": "wrap",
+            "styles": [{"style": "wrap_easy"}, {"style": "wrap_wikipedia"}, {"style": "wrap_hard"}, {"style": "wrap_qa"}],
+        }
+    ],
+}
+
+
+def expand_routes(value):
+    """`routes` as rules: a preset name becomes its rules (a fresh copy); a list is left as it is."""
+    if not isinstance(value, str):
+        return value
+    if value not in ROUTE_PRESETS:
+        raise ValueError(f"unknown route preset {value!r}; presets: {', '.join(sorted(ROUTE_PRESETS))}, or a list of rules")
+    return json.loads(json.dumps(ROUTE_PRESETS[value]))
 
 
 class SourceSelection(_Strict):
@@ -122,7 +183,7 @@ class EngineConfig(_Strict):
     model: str = "smollm2-135m-instruct"  # a prepared model name (models/) or a model folder
     # vllm: settings of the offline engine. CPU defaults; on GPU set e.g. enforce_eager: false,
     # dtype: bfloat16, gpu_memory_utilization in `options`.
-    max_model_len: int = Field(default=2048, ge=64)
+    max_model_len: int | None = Field(default=None, ge=64)  # None: sized from the routed styles
     dtype: str = "auto"
     enforce_eager: bool = True
     enable_prefix_caching: bool = True
@@ -163,11 +224,17 @@ class RewriteConfig(_Strict):
     styles_dirs: list[str] = Field(default_factory=list)  # more style files (*.yaml), beside the bundled ones
     styles: list[StyleSpec] = Field(default_factory=list)  # inline style definitions
     style_overrides: dict[str, dict] = Field(default_factory=dict)  # style id -> fields to change
-    routes: list[RouteRule] = Field(min_length=1)  # first matching rule decides a document's styles
+    # a preset name (ROUTE_PRESETS: nemotron_cc, wrap) or rules; the first matching rule decides a document's styles
+    routes: list[RouteRule] = Field(min_length=1)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     gates: GateSettings = Field(default_factory=GateSettings)
     batch_size: int = Field(default=64, ge=1)  # records per engine call and per resumable part file
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _preset_routes(cls, value):
+        return expand_routes(value)
 
     def default_id(self) -> str:
         payload = json.dumps(self.model_dump(mode="json", exclude={"rewrite_id"}), sort_keys=True)
@@ -243,23 +310,30 @@ source:                        # which curated documents (the warehouse `documen
   limit: null                  # a deterministic sample of this many documents
   sample_seed: 0
 
-routes:                        # the first rule whose conditions all hold decides a document's styles
-  - name: low-quality
-    when: {max_quality_bucket: 9}          # Nemotron-CC: rephrase low-quality text
-    styles: [{style: nemotron_wikipedia}]
-  - name: everything-else                  # WRAP: Wikipedia-like and QA rephrasings
-    styles: [{style: wrap_wikipedia}, {style: wrap_qa}]
-# other conditions: sources, languages, min_quality_bucket, min/max_preselect_score;
+routes: wrap                   # WRAP (Maini et al. 2024): easy, Wikipedia, hard and QA styles on every document
+# routes: nemotron_cc          # Nemotron-CC (Su et al. 2024): quality_bucket > 11 -> diverse QA, distill,
+#                              # extract knowledge, knowledge list; <= 11 -> Wikipedia rephrase. Needs a
+#                              # quality classifier in the curation run (scoring.classifiers, 20 buckets);
+#                              # a document without quality_bucket stops the plan.
+# or your own rules; the first rule whose conditions all hold decides a document's styles:
+# routes:
+#   - name: low-quality
+#     when: {max_quality_bucket: 11}
+#     styles: [{style: nemotron_wikipedia}]
+#   - name: everything-else
+#     styles: [{style: wrap_wikipedia}, {style: wrap_qa}]
+# other conditions: sources, languages, min_quality_bucket, min/max_preselect_score, require_quality_bucket;
 # {style: physics_paraphrase, variants: 4} asks for 4 differently seeded paraphrases per chunk.
 
 styles_dirs: []                # folders of your own style files (*.yaml), see curation/rewrite/styles/
 styles: []                     # or inline style definitions
-style_overrides: {}            # e.g. {nemotron_diverse_qa: {postprocess: {qa_append: {pairs: 3}}}}
+style_overrides: {}            # e.g. {nemotron_diverse_qa: {postprocess: {qa_append: {rule: nemotron_cc}}}}
+                               # (qa_append rule fixed: {rule: fixed, pairs: 3} after the chunk)
 
 engine:
   kind: vllm                   # vllm (offline engine) | openai (an OpenAI-compatible server)
   model: smollm2-135m-instruct # a prepared model (models/) or a model folder
-  max_model_len: 2048
+  max_model_len: null           # null: the largest routed style's prompt + chunk_tokens + max_output_tokens
   dtype: auto
   enforce_eager: true          # CPU; on GPU set false and e.g. options: {gpu_memory_utilization: 0.9}
   enable_prefix_caching: true

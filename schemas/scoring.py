@@ -67,6 +67,7 @@ RAW_SCORES = pa.schema(
         pa.field("n_words", pa.int64()),
         pa.field("scorer_id", pa.string()),
         pa.field("score", pa.float64()),
+        pa.field("n_tokens", pa.int64()),  # weights the quality buckets (scoring.tokenizer); null without classifiers
     ]
 )
 

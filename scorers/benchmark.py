@@ -4,16 +4,23 @@ Each question is shown with its four lettered options and "Answer:"; the model's
 letter whose continuation (" A", " B", ...) it gives the highest log-probability. This is the
 letter-scoring variant of MMLU evaluation (Hendrycks et al., 2021); on a model as small as the
 bundled ones it sits near chance, which is still a measured number the pair ordering can use.
+
+An accuracy on n questions is a binomial proportion with standard error sqrt(p(1-p)/n); two models
+whose accuracies differ by less than noise of that size may be ranked the wrong way round, and the
+whole of PreSelect's labelling rests on that ranking, so such pairs are flagged (``pair_noise``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from scorers.labels import compared_pairs
 from scorers.losses import TokenScorer
 
 LETTERS = ("A", "B", "C", "D")
@@ -101,3 +108,74 @@ def multiple_choice_accuracy(scorer: TokenScorer, questions: list[Question], bos
             scores = [sum(logprobs[4 * i + k][len(context) :]) for k in range(4)]
             picks.append(max(range(4), key=scores.__getitem__))
     return sum(int(pick == q.answer) for pick, q in zip(picks, questions)) / len(questions)
+
+
+# Two-sided 95% critical value of the normal distribution: the usual two-proportion z-test.
+NOISE_Z = 1.96
+NOISE_RULE = (
+    f"a pair's order is within noise when |p1 - p2| < {NOISE_Z} * sqrt(se1^2 + se2^2), se = sqrt(p(1-p)/n): "
+    "the usual two-proportion z-test (unpooled) at the two-sided 95% level cannot tell the two accuracies apart. "
+    "Both models answer the same questions, and models usually err on the same hard ones, so the test "
+    "overstates the noise a little and warns on the safe side."
+)
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error of an accuracy measured on ``n`` questions: sqrt(p(1-p)/n)."""
+    if n < 1:
+        raise ValueError(f"a standard error needs at least 1 question, got n={n}")
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"an accuracy lies in [0, 1], got {accuracy}")
+    return math.sqrt(accuracy * (1.0 - accuracy) / n)
+
+
+@dataclass(frozen=True)
+class PairNoise:
+    better: str
+    worse: str
+    difference: float  # better score - worse score, > 0
+    combined_se: float | None  # sqrt(se_better^2 + se_worse^2); None when a score has no standard error
+    z: float | None  # difference / combined_se
+    within_noise: bool | None  # None: not assessed (see note)
+    note: str = ""
+
+
+def pair_noise(scores: Mapping[str, float], errors: Mapping[str, float | None], z_critical: float = NOISE_Z) -> list[PairNoise]:
+    """Every pair with distinct scores, better model first, and whether noise could flip its order.
+
+    ``errors`` holds each model's standard error, or None for a score with none (typed in, not
+    measured): a pair with such a model is not assessed rather than judged on an invented error.
+    """
+    pairs, _ = compared_pairs(scores)
+    result = []
+    for better, worse in pairs:
+        difference = float(scores[better]) - float(scores[worse])
+        unknown = [m for m in (better, worse) if errors.get(m) is None]
+        if unknown:
+            note = f"not assessed: no standard error for {', '.join(unknown)} (score given, not measured)"
+            result.append(PairNoise(better, worse, difference, None, None, None, note))
+            continue
+        combined = math.hypot(errors[better], errors[worse])
+        if combined == 0:  # accuracies of exactly 0 and 1: the binomial error vanishes, the order cannot flip
+            result.append(PairNoise(better, worse, difference, 0.0, None, False, "both standard errors are 0"))
+            continue
+        z = difference / combined
+        result.append(PairNoise(better, worse, difference, combined, z, z < z_critical))
+    return result
+
+
+def noise_warning(pairs: Sequence[PairNoise], questions: Mapping[str, int | None]) -> str | None:
+    """One sentence naming the pairs whose benchmark order noise could flip; None when there are none."""
+    close = [p for p in pairs if p.within_noise]
+    if not close:
+        return None
+    named = "; ".join(
+        f"{p.better} {p.difference:+.3f} over {p.worse} (z = {p.z:.2f} < {NOISE_Z}, "
+        f"{questions.get(p.better)} and {questions.get(p.worse)} questions)"
+        for p in close
+    )
+    return (
+        f"benchmark order within noise for {len(close)} model pair(s): {named}. The labels rest on this order; "
+        "to trust it, measure on more questions (benchmark.questions) or give scores measured elsewhere "
+        "(benchmark_score)."
+    )

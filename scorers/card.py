@@ -26,6 +26,8 @@ __all__ = ["REQUIRED_KEYS", "card_from_training", "pair_summary", "render_markdo
 CARD_JSON = "scorer_card.json"
 CARD_MD = "scorer_card.md"
 REQUIRED_KEYS = ("models", "labels", "fasttext_params", "holdout", "sha256", "top_features")
+# optional per-model keys: where the score comes from and, when measured, how precise it is
+MODEL_NOISE_KEYS = ("score_source", "questions", "standard_error")
 
 
 def pair_summary(models: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -64,7 +66,7 @@ def card_from_training(
     by_label = {c["values"]: c["counts"] for c in counts}
     return {
         "scorer": "preselect-fasttext",
-        "models": [{"name": m["name"], "path": m.get("path"), "benchmark_score": m["benchmark_score"]} for m in models],
+        "models": [_model_entry(m) for m in models],
         "labels": {
             "documents": len(labels),
             "positive": by_label.get(LABEL_POSITIVE, 0),
@@ -86,6 +88,12 @@ def card_from_training(
     }
 
 
+def _model_entry(model: Mapping[str, Any]) -> dict[str, Any]:
+    entry = {"name": model["name"], "path": model.get("path"), "benchmark_score": model["benchmark_score"]}
+    entry.update({k: model[k] for k in MODEL_NOISE_KEYS if k in model})
+    return entry
+
+
 def write_card(out_dir: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``scorer_card.json`` and ``scorer_card.md`` into ``out_dir``; return both paths."""
     missing = [k for k in REQUIRED_KEYS if k not in card]
@@ -101,8 +109,11 @@ def write_card(out_dir: str | Path, card: dict[str, Any]) -> tuple[Path, Path]:
 
 def render_markdown(card: Mapping[str, Any]) -> str:
     lines = [f"# Scorer card: {card.get('scorer', 'scorer')}", "", "## Models", ""]
-    lines += ["| model | path | benchmark score |", "|---|---|---|"]
-    lines += [f"| {m['name']} | {m.get('path') or ''} | {m['benchmark_score']} |" for m in card["models"]]
+    lines += ["| model | path | benchmark score | questions | standard error |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {m['name']} | {m.get('path') or ''} | {m['benchmark_score']} | {_questions_cell(m)} | {_error_cell(m)} |"
+        for m in card["models"]
+    ]
     lines += [
         "",
         f"{card['n_models']} models, {_count(card['n_pairs'], 'pair')}, {card['n_compared_pairs']} "
@@ -112,6 +123,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "",
     ]
     lines += [f"- {k}: {v}" for k, v in card["labels"].items()]
+    lines += _noise_lines(card.get("benchmark_noise"))
     lines += ["", "## fastText parameters", ""]
     lines += [f"- {k}: {v}" for k, v in card["fasttext_params"].items()]
     lines += ["", "## Held-out evaluation", ""]
@@ -131,6 +143,9 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     if method:
         lines += ["", "## Method", ""]
         lines += [f"- {k}: {v}" for k, v in method.items()]
+    if card.get("method_notes"):
+        lines += ["", "## Method notes: deliberate differences from PreSelect", ""]
+        lines += [f"- {note}" for note in card["method_notes"]]
     lines += ["", "## SHA-256", ""]
     lines += [f"- {k}: `{v}`" for k, v in card["sha256"].items()]
     lines += ["", "## Top features", ""]
@@ -151,3 +166,32 @@ def _fmt(v: Any) -> str:
 
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("`", "\\`")
+
+
+def _questions_cell(model: Mapping[str, Any]) -> str:
+    if model.get("questions") is not None:
+        return str(model["questions"])
+    return "none (score given)" if model.get("score_source") == "given" else ""
+
+
+def _error_cell(model: Mapping[str, Any]) -> str:
+    if model.get("standard_error") is not None:
+        return f"{model['standard_error']:.4f}"
+    return "none (score given, no n)" if model.get("score_source") == "given" else ""
+
+
+def _noise_lines(noise: Mapping[str, Any] | None) -> list[str]:
+    """The benchmark-noise section: the rule, each compared pair's verdict, and the warning."""
+    if not noise:
+        return []
+    lines = ["", "## Benchmark noise", "", f"Rule: {noise['rule']}", ""]
+    if noise.get("warning"):
+        lines += [f"**Warning:** {noise['warning']}", ""]
+    lines += ["| better | worse | difference | combined se | z | order |", "|---|---|---|---|---|---|"]
+    for p in noise["pairs"]:
+        verdict = {True: "within noise", False: "separated", None: p.get("note") or "not assessed"}[p["within_noise"]]
+        combined = "" if p["combined_se"] is None else f"{p['combined_se']:.4f}"
+        z = "" if p["z"] is None else f"{p['z']:.2f}"
+        lines.append(f"| {p['better']} | {p['worse']} | {p['difference']:.4f} | {combined} | {z} | {verdict} |")
+    notes = [f"- {m['name']}: {m['note']}" for m in noise.get("models", []) if m.get("note")]
+    return lines + ([""] + notes if notes else [])

@@ -1,6 +1,7 @@
 """Training a PreSelect scorer end to end, as plain functions (the Prefect flow and the CLI call
-these): documents -> per-model losses (cached) -> benchmark scores (measured unless given) ->
-predictive-strength labels -> fastText classifier -> scorer folder with its card.
+these): documents -> benchmark scores (measured unless given; a warning when noise could flip their
+order, before the long step) -> per-model losses (cached) -> predictive-strength labels -> fastText
+classifier -> scorer folder with its card.
 
 A scorer folder holds `model.bin`, `scorer_card.json`, `scorer_card.md`, the labels and the
 training/held-out files; the card records everything needed to reproduce or audit it.
@@ -11,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
@@ -26,7 +28,17 @@ from schemas.scoring import (
     TrainingDocuments,
 )
 from scorers import fasttext_scorer
-from scorers.benchmark import load_mmlu_jsonl, multiple_choice_accuracy, sample_questions
+from scorers.benchmark import (
+    NOISE_RULE,
+    NOISE_Z,
+    Question,
+    load_mmlu_jsonl,
+    multiple_choice_accuracy,
+    noise_warning,
+    pair_noise,
+    sample_questions,
+    standard_error,
+)
 from scorers.card import card_from_training, write_card
 from scorers.labels import TooFewLabelsError, assign_labels, predictive_strength, rank_normalize
 from scorers.loss_cache import CacheDocument, losses_with_cache
@@ -171,22 +183,85 @@ def model_losses(
     return ModelLosses(model_key(model), table, computed)
 
 
+def benchmark_questions(cfg: PreSelectTrainingConfig) -> list[Question]:
+    """The questions a measured score is the accuracy on (fewer than asked when the file is short)."""
+    from scorers.assets import asset_path
+
+    path = cfg.benchmark.path or str(asset_path("mmlu.jsonl"))
+    return sample_questions(load_mmlu_jsonl(path).questions, cfg.benchmark.questions, cfg.benchmark.seed)
+
+
 def benchmark_score(cfg: PreSelectTrainingConfig, model: PreSelectModel, engine: LazyEngine | None = None) -> float:
     if model.benchmark_score is not None:
         return model.benchmark_score
-    from scorers.assets import asset_path
-
     engine = engine or LazyEngine(cfg, model)
-    path = cfg.benchmark.path or str(asset_path("mmlu.jsonl"))
-    questions = sample_questions(load_mmlu_jsonl(path).questions, cfg.benchmark.questions, cfg.benchmark.seed)
-    return multiple_choice_accuracy(engine.scorer, questions, engine.scorer.bos_id)
+    return multiple_choice_accuracy(engine.scorer, benchmark_questions(cfg), engine.scorer.bos_id)
 
 
-def measure_model(
-    cfg: PreSelectTrainingConfig, model: PreSelectModel, documents: list[CacheDocument]
-) -> tuple[ModelLosses, float]:
-    engine = LazyEngine(cfg, model)
-    return model_losses(cfg, model, documents, engine), benchmark_score(cfg, model, engine)
+GIVEN_NOTE = "score given in the config, not measured: no question count, so no standard error"
+
+
+def benchmark_noise(cfg: PreSelectTrainingConfig, scores: Mapping[str, float]) -> dict:
+    """Each model's standard error and each compared pair's verdict under ``benchmark.NOISE_RULE``,
+    with the warning to give when some pair's order is within noise (None otherwise)."""
+    models, errors, counts = [], {}, {}
+    measured_n: int | None = None
+    for model in cfg.models:
+        score, n, se, note = float(scores[model.name]), None, None, GIVEN_NOTE
+        if model.benchmark_score is None:
+            if measured_n is None:
+                measured_n = len(benchmark_questions(cfg))
+            n, note = measured_n, ""
+            if 0.0 <= score <= 1.0:
+                se = standard_error(score, n)
+            else:
+                note = f"score {score} is not an accuracy in [0, 1]: no standard error"
+        errors[model.name], counts[model.name] = se, n
+        source = "given" if model.benchmark_score is not None else "measured"
+        models.append(
+            {"name": model.name, "score": score, "score_source": source, "questions": n, "standard_error": se, "note": note}
+        )
+    pairs = pair_noise({m.name: float(scores[m.name]) for m in cfg.models}, errors)
+    return {
+        "rule": NOISE_RULE,
+        "z_critical": NOISE_Z,
+        "models": models,
+        "pairs": [asdict(p) for p in pairs],
+        "pairs_within_noise": [[p.better, p.worse] for p in pairs if p.within_noise],
+        "warning": noise_warning(pairs, counts),
+    }
+
+
+def warn_if_order_within_noise(cfg: PreSelectTrainingConfig, scores: Mapping[str, float]) -> dict:
+    """Log a warning when noise could flip the benchmark order of some pair; returns the noise report."""
+    report = benchmark_noise(cfg, scores)
+    if report["warning"]:
+        log.warning("%s", report["warning"])
+    return report
+
+
+def method_notes(cfg: PreSelectTrainingConfig) -> list[str]:
+    """Where this scorer was made differently from PreSelect (Shum et al. 2025), on purpose."""
+    notes = [
+        "Losses per document: each document is scored on its own, starting with the model's BOS token (when it has "
+        f"one), long ones in windows of {cfg.max_len} tokens carrying {cfg.overlap} tokens of context; PreSelect "
+        "scores a packed stream of concatenated documents. Per-document scoring gives every document its full loss, "
+        "independent of its neighbours.",
+        "Benchmark scores: measured here as multiple-choice letter accuracy on MMLU questions (or typed in), not the "
+        "paper's own benchmark averages; see Benchmark noise for how far their order can be trusted.",
+    ]
+    if cfg.holdout_fraction > 0:
+        notes.append(
+            f"Held-out split: {cfg.holdout_fraction:g} of each label is held out (stratified) to report accuracy and "
+            "ROC-AUC, so the classifier learns from the rest; PreSelect trains on every labelled document "
+            "(holdout_fraction: 0 does)."
+        )
+    if cfg.loss_normalization == "rank":
+        notes.append(
+            "Loss normalization: each model's bits per character replaced by its percentile rank before comparing "
+            "(not in the paper; needed when one model has the lower loss on every document)."
+        )
+    return notes
 
 
 def _where(model: PreSelectModel) -> str:
@@ -229,8 +304,11 @@ def train_scorer(
         out_path=out / MODEL_FILE,
     )
     model = fasttext_scorer.load(result.model_path)
+    noise = benchmark_noise(cfg, scores)
     card = card_from_training(
-        models=[{"name": m.name, "path": _where(m), "benchmark_score": scores[m.name]} for m in cfg.models],
+        models=[
+            {"name": m.name, "path": _where(m), "benchmark_score": scores[m.name], **_noise_of(noise, m.name)} for m in cfg.models
+        ],
         labels=labels,
         result=result,
         top_features=fasttext_scorer.top_features(model, k=20),
@@ -245,6 +323,8 @@ def train_scorer(
         "questions": cfg.benchmark.questions,
         "seed": cfg.benchmark.seed,
     }
+    card["benchmark_noise"] = noise
+    card["method_notes"] = method_notes(cfg)
     card["tied_pairs"] = [list(p) for p in strength.tied_pairs]
     card["loss_normalization"] = cfg.loss_normalization
     card["skipped_empty_documents"] = sample.skipped_empty
@@ -254,12 +334,23 @@ def train_scorer(
     return out
 
 
+def _noise_of(noise: dict, name: str) -> dict:
+    [entry] = [m for m in noise["models"] if m["name"] == name]
+    return {"score_source": entry["score_source"], "questions": entry["questions"], "standard_error": entry["standard_error"]}
+
+
 def run_training(cfg: PreSelectTrainingConfig) -> Path:
-    """Every step in one process, serially (the flow runs the same steps as tasks)."""
+    """Every step in one process, serially (the flow runs the same steps as tasks).
+
+    Benchmark scores come first: the losses take hours on a real corpus, and an order that noise
+    could flip is worth a warning before they start. A model measured and then scored for losses
+    loads its engine twice rather than holding every model's engine at once.
+    """
     sample = training_documents(cfg)
-    measured = [measure_model(cfg, m, sample.documents) for m in cfg.models]
-    scores = {m.name: score for m, (_, score) in zip(cfg.models, measured)}
-    return train_scorer(cfg, [losses for losses, _ in measured], scores, sample)
+    scores = {m.name: benchmark_score(cfg, m) for m in cfg.models}
+    warn_if_order_within_noise(cfg, scores)
+    losses = [model_losses(cfg, m, sample.documents) for m in cfg.models]
+    return train_scorer(cfg, losses, scores, sample)
 
 
 def load_card(scorer_dir: str | Path) -> dict:

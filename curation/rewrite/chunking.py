@@ -4,6 +4,9 @@ Sentences come from spaCy's rule-based sentencizer (offline, language-neutral), 
 line breaks so lists and headings do not fuse into one "sentence". Sentences are packed greedily;
 a single sentence over the budget is cut at token boundaries. Chunks keep their character offsets,
 so every synthetic record points at the exact span of the document it came from.
+
+A style's `chunk_tokens` is its whole input budget, prompt included, as NeMo Curator's Nemotron-CC
+recipe counts it: chunks are cut to the budget less the tokens of the style's rendered prompt.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from curation.rewrite.styles import StyleError, render_messages
+from schemas.rewrite import StyleSpec
 from scorers.words import SPACY_LOCK
 
 _LINE = re.compile(r"[^\n]+")
@@ -60,6 +65,29 @@ class TokenCounter:
             group = offsets[i : i + budget]
             spans.append((group[0][0], group[-1][1]))
         return spans
+
+
+MIN_CHUNK_TOKENS = 16  # below this a chunk holds too little text to rewrite
+# the chunk is counted alone; inside the prompt its first and last tokens may merge or split differently
+BOUNDARY_TOKENS = 2
+
+
+def prompt_tokens(style: StyleSpec, counter: TokenCounter) -> int:
+    """Tokens of the style's chat prompt around an empty chunk: what every request pays besides the text."""
+    if style.kind != "llm":
+        return 0
+    return counter.chat_tokens(render_messages(style, ""))
+
+
+def chunk_budget(style: StyleSpec, counter: TokenCounter) -> int:
+    """Tokens of document text per chunk, so that prompt + chunk fits the style's input budget."""
+    budget = style.chunk_tokens - prompt_tokens(style, counter) - BOUNDARY_TOKENS
+    if budget < MIN_CHUNK_TOKENS:
+        raise StyleError(
+            f"style {style.id}: its prompt takes {style.chunk_tokens - budget} of its {style.chunk_tokens} input tokens "
+            f"(chunk_tokens), leaving {budget} for the document; raise chunk_tokens or shorten the prompt"
+        )
+    return budget
 
 
 @lru_cache(maxsize=1)

@@ -82,7 +82,7 @@ class VLLMEngine:
 
                 llm = LLM(
                     model=str(model_dir),
-                    max_model_len=cfg.max_model_len,
+                    max_model_len=cfg.max_model_len,  # None: the model's own maximum
                     dtype=cfg.dtype,
                     enforce_eager=cfg.enforce_eager,
                     enable_prefix_caching=cfg.enable_prefix_caching,

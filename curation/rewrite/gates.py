@@ -198,14 +198,39 @@ def qa_pairs(text: str) -> list[tuple[str, str]]:
     ]
 
 
+def _with_pairs(source: str, sample: list[tuple[str, str]]) -> str:
+    return source + "\n\n" + "\n\n".join(f"Question: {q}\nAnswer: {a}" for q, a in sample)
+
+
 def append_qa_sample(chunk: str, output: str, pairs: int, seed: int) -> str | None:
-    """Nemotron-CC's QA post-processing: the source followed by a sample of the generated pairs.
+    """QA append rule `fixed`: the chunk followed by a seeded sample of `pairs` generated pairs.
     None when the output holds no parseable pair."""
     found = qa_pairs(output)
     if not found:
         return None
-    sample = random.Random(seed).sample(found, min(pairs, len(found)))
-    return chunk.strip() + "\n\n" + "\n\n".join(f"Question: {q}\nAnswer: {a}" for q, a in sample)
+    return _with_pairs(chunk.strip(), random.Random(seed).sample(found, min(pairs, len(found))))
+
+
+NEMOTRON_CC_TOKENS_PER_STEP = 150  # Nemotron-CC: up to max_pairs pairs per 150 tokens of the document
+
+
+def nemotron_cc_pair_limit(document_tokens: int, max_pairs: int = 10) -> int:
+    """The most pairs Nemotron-CC appends to a document: max(1, floor(max_pairs * tokens / 150))."""
+    return max(1, max_pairs * document_tokens // NEMOTRON_CC_TOKENS_PER_STEP)
+
+
+def append_qa_nemotron_cc(document: str, output: str, document_tokens: int, seed: int, max_pairs: int = 10) -> str | None:
+    """QA append rule `nemotron_cc` (Su et al. 2024; NeMo Curator's diverse-QA post-processor): the
+    generated pairs shuffled, the first n kept with n drawn uniformly from 1 .. the pair limit of
+    the whole source document, appended after that document. Seeded: the same record always gets
+    the same pairs. None when the output holds no parseable pair."""
+    found = qa_pairs(output)
+    if not found:
+        return None
+    rng = random.Random(seed)
+    rng.shuffle(found)
+    count = rng.randint(1, nemotron_cc_pair_limit(document_tokens, max_pairs))
+    return _with_pairs(document.rstrip(), found[:count])
 
 
 def shuffle_sentences(text: str, seed: int, spans: list[tuple[int, int]]) -> str:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.rewrite.chunking import TokenCounter, sentence_spans
+from curation.rewrite.chunking import TokenCounter, chunk_budget, prompt_tokens, sentence_spans
 from curation.rewrite.engines import (
     MISSING_RESULT,
     Engine,
@@ -36,6 +36,7 @@ from curation.rewrite.engines import (
 )
 from curation.rewrite.gates import (
     GateContext,
+    append_qa_nemotron_cc,
     append_qa_sample,
     run_gates,
     shuffle_sentences,
@@ -53,7 +54,7 @@ from curation.rewrite.work import (
 from curation.stage import StageStats
 from schemas import progress
 from schemas.config import NearDedupConfig
-from schemas.rewrite import GENERATION, REWRITE_FAILURE, EngineConfig, RewriteConfig
+from schemas.rewrite import GENERATION, REWRITE_FAILURE, EngineConfig, QaAppend, RewriteConfig, StyleSpec
 from scorers.assets import asset_path
 from scorers.language_id import model_path as lid_model_path
 from scorers.minhash import band_keys
@@ -79,6 +80,9 @@ class RewriteContext:
     model: ModelIdentity | None
     registry: dict = field(default_factory=dict)
     counters: Counter = field(default_factory=Counter)
+    counter: TokenCounter | None = None  # the model's tokenizer (QA append counts document tokens)
+    documents: dict[str, str] = field(default_factory=dict)  # doc_id -> text of the selected documents
+    document_tokens: dict[str, int] = field(default_factory=dict)
 
 
 def rewrite_dir(cfg: RewriteConfig) -> tuple[str, Path]:
@@ -93,23 +97,44 @@ def _check_routes(cfg: RewriteConfig, registry: dict) -> None:
                 raise StyleError(f"routes[{i}] names unknown style {choice.style!r}; known: {sorted(registry)}")
 
 
-def check_context(cfg: RewriteConfig, registry: dict, counter: TokenCounter) -> None:
-    """A routed style whose full chunk cannot fit the context with room for an output is a
-    configuration error, better said once now than recorded for every chunk."""
-    from curation.rewrite.styles import render_messages
-    from curation.rewrite.work import MIN_OUTPUT_TOKENS
+NO_MODEL_CONTEXT = 2048  # routes with no model style start no engine; planning needs some number
 
-    for style_id in sorted({c.style for rule in cfg.routes for c in rule.styles}):
-        style = registry[style_id]
-        if style.kind != "llm":
-            continue
-        template = counter.chat_tokens(render_messages(style, ""))
-        if template + style.chunk_tokens + MIN_OUTPUT_TOKENS > cfg.engine.max_model_len:
+
+def _routed_model_styles(cfg: RewriteConfig, registry: dict) -> list[tuple[str, StyleSpec]]:
+    """(where it is routed, style) for each model style a route names, in config order."""
+    found = []
+    for i, rule in enumerate(cfg.routes):
+        for choice in rule.styles:
+            style = registry[choice.style]
+            if style.kind == "llm":
+                found.append((f"routes[{i}]" + (f" ({rule.name})" if rule.name else ""), style))
+    return found
+
+
+def engine_context(cfg: RewriteConfig, registry: dict, counter: TokenCounter) -> int:
+    """The engine's context length. A style needs its rendered prompt + chunk_tokens +
+    max_output_tokens (chunks are cut to chunk_tokens of text; cutting them to chunk_tokens minus the
+    prompt, as NeMo Curator counts the input budget, is not wired in yet). Unset: the largest such
+    sum over the routed styles. Set: every routed style must fit it, or the config is rejected naming
+    the route and the style, before any work."""
+    routed = _routed_model_styles(cfg, registry)
+    prompts = {style.id: prompt_tokens(style, counter) for _, style in routed}
+    for _, style in routed:
+        chunk_budget(style, counter)  # a prompt that leaves no room for text is an error here too
+    explicit = cfg.engine.max_model_len
+    if explicit is None:
+        return max((prompts[s.id] + s.chunk_tokens + s.max_output_tokens for _, s in routed), default=NO_MODEL_CONTEXT)
+    for where, style in routed:
+        needed = prompts[style.id] + style.chunk_tokens + style.max_output_tokens
+        if needed > explicit:
             raise StyleError(
-                f"style {style_id}: a {style.chunk_tokens}-token chunk plus its {template}-token template leaves no room "
-                f"for an output in engine.max_model_len {cfg.engine.max_model_len}; raise max_model_len or set "
-                f"style_overrides: {{{style_id}: {{chunk_tokens: N}}}}"
+                f"{where} style {style.id}: its prompt ({prompts[style.id]} tokens) plus a {style.chunk_tokens}-token chunk "
+                f"(chunk_tokens) plus max_output_tokens {style.max_output_tokens} needs "
+                f"{needed} tokens, more than engine.max_model_len {explicit}; raise max_model_len, leave it unset to size the "
+                f"context from the routed styles, or lower them with style_overrides: "
+                f"{{{style.id}: {{chunk_tokens: N, max_output_tokens: M}}}}"
             )
+    return explicit
 
 
 def tokenizer_dir(cfg: RewriteConfig) -> Path:
@@ -157,6 +182,18 @@ def _sampling_json(item: WorkItem, cfg: RewriteConfig) -> str:
     )
 
 
+def qa_appended(item: WorkItem, output: str, qa: QaAppend, ctx: RewriteContext) -> str | None:
+    """The record text of a QA style with appending on: its source and a sample of its pairs."""
+    if qa.rule == "fixed":
+        return append_qa_sample(item.chunk.text, output, qa.pairs, item.seed)
+    document = ctx.documents.get(item.doc_id)
+    if document is None or ctx.counter is None:
+        raise RuntimeError(f"QA append rule nemotron_cc needs the text of document {item.doc_id}, which was not loaded")
+    if item.doc_id not in ctx.document_tokens:
+        ctx.document_tokens[item.doc_id] = ctx.counter.count(document)
+    return append_qa_nemotron_cc(document, output, ctx.document_tokens[item.doc_id], item.seed, qa.max_pairs)
+
+
 def judge(item: WorkItem, result: GenerationResult, ctx: RewriteContext, batch_seconds: float) -> dict:
     """One GENERATION row: post-processing, gate verdicts, provenance."""
     style = item.style
@@ -179,7 +216,7 @@ def judge(item: WorkItem, result: GenerationResult, ctx: RewriteContext, batch_s
         verdicts["preamble"] = "stripped"
     text = output
     if reason is None and style.postprocess.qa_append:
-        appended = append_qa_sample(item.chunk.text, output, style.postprocess.qa_append.pairs, item.seed)
+        appended = qa_appended(item, output, style.postprocess.qa_append, ctx)
         verdicts["qa_pairs"] = "pass" if appended else "fail: no Question/Answer pair found"
         reason, text = ("qa_pairs", output) if appended is None else (None, appended)
     if reason is None and style.postprocess.shuffle_sentences and style.kind == "llm":
@@ -320,30 +357,50 @@ def batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
 # ---------------------------------------------------------------- finalize
 
 
+def _gated_texts(table: pa.Table, registry: dict) -> list[str]:
+    """What the near-duplicate gate compares: the record text, except for QA-appended records,
+    whose source text would make every record of one document look alike: their generated pairs."""
+    appended = {s for s, style in registry.items() if style.postprocess.qa_append}
+    return [
+        raw if style in appended else text
+        for text, raw, style in zip(
+            table.column("text").to_pylist(),
+            table.column("raw_output").to_pylist(),
+            table.column("style").to_pylist(),
+            strict=True,
+        )
+    ]
+
+
 def _near_duplicate_marks(table: pa.Table, warehouse: Warehouse, ctx: RewriteContext) -> dict[str, str]:
     """record_id -> the earlier record it nearly duplicates (earlier rewrites first, then key order).
-    Styles that switch the gate off (sentence shuffles are near-duplicates by design) take no part."""
-    rewrite_id = ctx.rewrite_id
+    Styles that switch the gate off (sentence shuffles are near-duplicates by design) take no part.
+    The variants of one chunk in one style (Physics of LMs' k paraphrases) are meant to say the same
+    thing, so they are never gated against one another, only against other chunks' records and
+    earlier rewrites. No two kept records of different chunks share a band key (the later one would
+    have been marked), so the first owner of a key is the only one that needs remembering."""
     cfg = NearDedupConfig()
-    owner: dict[tuple[int, int], str] = {}
-    prior = warehouse.completed_files("generations", exclude_run=rewrite_id)
+    owner: dict[tuple[int, int], tuple[str, tuple | None]] = {}  # band key -> (record, its chunk and style)
+    prior = warehouse.completed_files("generations", exclude_run=ctx.rewrite_id)
     if prior:
-        earlier = pa.concat_tables([pq.read_table(p, columns=["record_id", "text", "accepted"]) for p in prior])
-        earlier = earlier.filter(pc.field("accepted"))
-        for rec, text in zip(earlier.column("record_id").to_pylist(), earlier.column("text").to_pylist(), strict=True):
+        columns = ["record_id", "text", "raw_output", "style", "accepted"]
+        earlier = pa.concat_tables([pq.read_table(p, columns=columns) for p in prior]).filter(pc.field("accepted"))
+        for rec, text in zip(earlier.column("record_id").to_pylist(), _gated_texts(earlier, ctx.registry), strict=True):
             for band, key in enumerate(band_keys(text, cfg)):
-                owner.setdefault((band, key), rec)
+                owner.setdefault((band, key), (rec, None))
     marks: dict[str, str] = {}
     checked = [s for s, style in ctx.registry.items() if style.gate_settings(ctx.cfg.gates).near_duplicates]
     accepted = table.filter(pc.field("accepted") & pc.field("style").isin(checked)).sort_by("record_id")
-    for rec, text in zip(accepted.column("record_id").to_pylist(), accepted.column("text").to_pylist(), strict=True):
-        keys = [(band, key) for band, key in enumerate(band_keys(text, cfg))]
-        match = next((owner[k] for k in keys if k in owner and owner[k] != rec), None)
+    siblings = zip(accepted.column("chunk_hash").to_pylist(), accepted.column("style").to_pylist(), strict=True)
+    records = zip(accepted.column("record_id").to_pylist(), _gated_texts(accepted, ctx.registry), siblings, strict=True)
+    for rec, text, group in records:
+        keys = list(enumerate(band_keys(text, cfg)))
+        match = next((owner[k][0] for k in keys if k in owner and owner[k][0] != rec and owner[k][1] != group), None)
         if match:
             marks[rec] = match
             continue
         for k in keys:
-            owner.setdefault(k, rec)
+            owner.setdefault(k, (rec, group))
     return marks
 
 
@@ -473,14 +530,16 @@ def run_rewrite(cfg: RewriteConfig, engine: Engine | None = None) -> dict:
         sql, params = selection_sql(cfg.source)
         docs = warehouse.select(sql, params)
         counter = TokenCounter(tokenizer_dir(cfg))
-        check_context(cfg, registry, counter)
-        plan = plan_work(docs, cfg.routes, registry, counter, model, cfg.sampling, cfg.engine.max_model_len)
+        context = engine_context(cfg, registry, counter)
+        ctx.counter = counter
+        ctx.documents = dict(zip(docs.column("doc_id").to_pylist(), docs.column("text").to_pylist(), strict=True))
+        plan = plan_work(docs, cfg.routes, registry, counter, model, cfg.sampling, context)
         done = done_keys(out, warehouse, rewrite_id)
         pending = [i for i in plan.items if i.key not in done]
         engine_seconds = 0.0
         if engine is None and any(i.style.kind == "llm" for i in pending):
             started = time.perf_counter()
-            engine, owns_engine = make_engine(cfg.engine), True
+            engine, owns_engine = make_engine(cfg.engine.model_copy(update={"max_model_len": context})), True
             engine_seconds = time.perf_counter() - started
         work = batches(pending, cfg.batch_size)
         progress.stage_started(STAGE, len(work))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from curation.rewrite.chunking import Chunk, TokenCounter, chunk_text
-from curation.rewrite.styles import render_messages
+from curation.rewrite.styles import StyleError, render_messages
 from schemas.rewrite import (
     RouteRule,
     RouteWhen,
@@ -96,8 +96,23 @@ def matches(when: RouteWhen, doc: dict) -> bool:
     )
 
 
+class RouteError(StyleError):
+    """A route that cannot decide for a document: a configuration problem, raised before any generation."""
+
+
 def route(doc: dict, rules: list[RouteRule]) -> RouteRule | None:
-    return next((rule for rule in rules if matches(rule.when, doc)), None)
+    """The first rule whose conditions hold; a rule that requires a quality bucket stops at a document without one."""
+    for i, rule in enumerate(rules):
+        if rule.when.require_quality_bucket and doc.get("quality_bucket") is None:
+            raise RouteError(
+                f"document {doc.get('doc_id')} (run {doc.get('run_id')}) has no quality_bucket, which route "
+                f"{rule.name or f'routes[{i}]'} needs: curate the run with a quality classifier (scoring.classifiers; "
+                "PreSelect gives no bucket), select scored documents only (source.where: quality_bucket IS NOT NULL), "
+                "or use routes: wrap"
+            )
+        if matches(rule.when, doc):
+            return rule
+    return None
 
 
 def sha(value: str) -> str:
@@ -148,12 +163,11 @@ def plan_work(
         by_budget: dict[int, list[Chunk]] = {}
         for choice in rule.styles:
             style = registry[choice.style]
-            if style.chunk_tokens not in by_budget:
-                by_budget[style.chunk_tokens] = [
-                    c for c in chunk_text(doc["text"], style.chunk_tokens, counter) if c.text.strip()
-                ]
-                plan.chunks += len(by_budget[style.chunk_tokens])
-            for chunk in by_budget[style.chunk_tokens]:
+            budget_tokens = style.chunk_tokens
+            if budget_tokens not in by_budget:
+                by_budget[budget_tokens] = [c for c in chunk_text(doc["text"], budget_tokens, counter) if c.text.strip()]
+                plan.chunks += len(by_budget[budget_tokens])
+            for chunk in by_budget[budget_tokens]:
                 chunk_hash = sha(chunk.text)[:32]
                 messages = render_messages(style, chunk.text) if style.kind == "llm" else None
                 prompt_tokens = counter.chat_tokens(messages) if messages else 0

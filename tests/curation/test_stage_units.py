@@ -143,7 +143,7 @@ def test_near_dedup_maps_bands_then_drops_the_later_near_copy(tmp_path, wiki_doc
     assert rejected.to_pylist()[0]["reason"] == "near_duplicate" and rejected.to_pylist()[0]["duplicate_of"] == "d0"
 
 
-def test_score_buckets_every_document_and_cuts_at_the_preselect_threshold(tmp_path, wiki_docs):
+def test_score_cuts_at_the_preselect_threshold_and_preselect_alone_gives_no_quality_bucket(tmp_path, wiki_docs):
     scorer = tmp_path / "scorer"
     junk = [" ".join(["click here buy now free offer"] * 10) + f" {i}" for i in range(60)]
     fasttext_scorer.train(
@@ -163,7 +163,7 @@ def test_score_buckets_every_document_and_cuts_at_the_preselect_threshold(tmp_pa
     kept, rejected = stage.process(table)
     assert kept.column("doc_id").to_pylist() == ["d0", "d2"]
     assert rejected.to_pylist()[0]["reason"] == "preselect_below_threshold"
-    assert all(b is not None for b in kept.column("quality_bucket").to_pylist())
+    assert all(b is None for b in kept.column("quality_bucket").to_pylist())  # PreSelect is no quality classifier
     assert stage.shard_extra()["threshold"] == 0.5
 
 

@@ -281,7 +281,10 @@ def test_an_existing_mixture_is_replaced_only_with_force(warehouse_root):
     smaller = mix(spec(warehouse_root, "exists", target_tokens=10_000), force=True)
     folder = Path(smaller["manifest"]).parent
     assert sorted(p.name for p in folder.glob("shard-*.parquet")) == [s["path"] for s in load_manifest(folder)["shards"]]
-    assert rows(warehouse_root, "SELECT sum(tokens) AS t FROM mixture_records WHERE mixture_id = 'exists'")[0]["t"] == smaller["tokens"]
+    assert (
+        rows(warehouse_root, "SELECT sum(tokens) AS t FROM mixture_records WHERE mixture_id = 'exists'")[0]["t"]
+        == smaller["tokens"]
+    )
 
 
 def test_decontamination_removes_planted_eval_passages_and_their_rewrites(tmp_path, wiki_docs, assets):

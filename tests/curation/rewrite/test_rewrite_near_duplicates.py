@@ -54,7 +54,15 @@ def chunk_of(request) -> str:
 
 
 WIKIPEDIA = [{"styles": [{"style": "wrap_wikipedia"}]}]
-TWO_VARIANTS = [{"styles": [{"style": "wrap_wikipedia", "variants": 2}]}]
+# two styles, one template: the same chunks, two records each. (The variants of one style are
+# siblings and never gate each other: test_method_rules.)
+TWO_STYLES = [{"styles": [{"style": "wrap_wikipedia"}, {"style": "wrap_wikipedia_again"}]}]
+
+
+def wrap_wikipedia_again() -> dict:
+    from curation.rewrite.styles import load_registry
+
+    return {**load_registry()["wrap_wikipedia"].model_dump(), "id": "wrap_wikipedia_again"}
 
 
 def generations(root, rewrite_id: str) -> list[dict]:
@@ -73,7 +81,8 @@ def near_duplicate_verdict(row: dict) -> str | None:
 
 
 def test_of_two_near_copies_in_one_rewrite_the_later_key_is_rejected_naming_the_earlier(curated):
-    run_rewrite(rewrite_config(curated, rewrite_id="rw", routes=TWO_VARIANTS), engine=ChosenTexts(near_copies=True))
+    cfg = rewrite_config(curated, rewrite_id="rw", routes=TWO_STYLES, styles=[wrap_wikipedia_again()])
+    run_rewrite(cfg, engine=ChosenTexts(near_copies=True))
     groups = by_chunk(generations(curated, "rw"))
     assert len(groups) > 6 and all(len(pair) == 2 for pair in groups.values())
     for first, later in groups.values():  # rows are in record_id order

@@ -297,7 +297,7 @@ def test_the_default_rewrite_config_loads_and_bad_keys_are_named(tmp_path):
     path.write_text(DEFAULT_REWRITE_YAML)
     cfg = load_rewrite_config(path)
     assert cfg.warehouse == str(tmp_path / "warehouse" / "curation.duckdb")
-    assert [c.style for c in cfg.routes[1].styles] == ["wrap_wikipedia", "wrap_qa"]
+    assert [c.style for c in cfg.routes[0].styles] == ["wrap_easy", "wrap_wikipedia", "wrap_hard", "wrap_qa"]  # routes: wrap
     assert cfg.default_id() == load_rewrite_config(path).default_id()
     path.write_text(DEFAULT_REWRITE_YAML + "\nbatchsize: 3\n")
     with pytest.raises(ConfigError, match="batchsize: unknown key"):
