@@ -77,8 +77,8 @@ def test_a_run_and_a_rewrite_with_one_id_are_two_jobs(tmp_path):
         wh.job_completed(RUN, "x", {"generations": [_generation(tmp_path, "x", "g2")]}, {})
     with pytest.raises(ValueError, match="a rewrite has no stage stats"):
         wh.job_completed(REWRITE, "x", {}, {}, input_errors=[{"run_id": "x", "input_file": "f", "error": "e"}])
-    with pytest.raises(ValueError, match="unknown job kind 'mixture'"):
-        wh.job_status("mixture", "x")
+    with pytest.raises(ValueError, match="unknown job kind 'export'"):
+        wh.job_status("export", "x")
     assert wh.job_status(RUN, "x")[0] == "failed" and _rows(wh, "SELECT record_id FROM generations") == [("g1",)]
 
 
