@@ -21,34 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-
-def _proc_status_kb(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+from benchmarks.probes import EventRecorder, proc_status_kb
 
 
 def _warm_up_tokenizer() -> None:
     from datatrove.utils.text import split_into_words
 
     split_into_words("Warm up the word tokenizer before timing anything.", "eng")
-
-
-class _EventRecorder:
-    """A progress reporter (schemas.progress) that timestamps every stage start and shard end."""
-
-    def __init__(self):
-        self.events: list[tuple[float, str, str]] = []
-
-    def stage_started(self, stage: str, total_shards: int) -> None:
-        self.events.append((time.perf_counter(), "stage_started", stage))
-
-    def shard_done(self, stage: str, shard: str, docs_in: int, docs_out: int) -> None:
-        self.events.append((time.perf_counter(), "shard_done", stage))
 
 
 def run_ours(spec: dict) -> dict:
@@ -58,8 +37,8 @@ def run_ours(spec: dict) -> dict:
 
     cfg = config_from_dict(spec["config"], source="benchmark")
     _warm_up_tokenizer()
-    rss_before = _proc_status_kb("VmRSS")
-    recorder = _EventRecorder()
+    rss_before = proc_status_kb("VmRSS")
+    recorder = EventRecorder()
     progress.set_reporter(recorder)
     started = time.perf_counter()
     try:
@@ -72,7 +51,7 @@ def run_ours(spec: dict) -> dict:
         "seconds": ended - started,
         "events": [(t - started, kind, stage) for t, kind, stage in recorder.events],
         "rss_before_run_kb": rss_before,
-        "vmhwm_kb": _proc_status_kb("VmHWM"),
+        "vmhwm_kb": proc_status_kb("VmHWM"),
     }
 
 
@@ -108,7 +87,7 @@ def run_datatrove(spec: dict) -> dict:
     started = time.perf_counter()
     executor.run()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "vmhwm_kb": _proc_status_kb("VmHWM")}
+    return {"seconds": seconds, "vmhwm_kb": proc_status_kb("VmHWM")}
 
 
 def main(argv: list[str]) -> int:

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from benchmarks.children import run_child
 from benchmarks.corpus import generate_corpus
 from benchmarks.measure import MB, _ratio
+from benchmarks.probes import EventRecorder, proc_status_kb
 
 COLD_TARGET, WARM_TARGET, MEMORY_TARGET = 0.8, 3.0, 1.3
 TOKENIZER = "smollm2-135m-instruct"
@@ -169,28 +170,6 @@ def _spec(
 
 
 # ---------------------------------------------------------------- children
-# child.py dispatches the mix modes to this module, so it cannot import child.py's helpers back
-
-
-def _status_kb(field: str) -> int | None:
-    """A field of /proc/self/status in KiB (VmRSS, VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
-
-
-class _Events:
-    """A progress reporter (schemas.progress) that timestamps every step start and batch."""
-
-    def __init__(self):
-        self.events: list[tuple[float, str, str]] = []
-
-    def stage_started(self, stage: str, total_shards: int) -> None:
-        self.events.append((time.perf_counter(), "stage_started", stage))
-
-    def shard_done(self, stage: str, shard: str, docs_in: int, docs_out: int) -> None:
-        self.events.append((time.perf_counter(), "shard_done", stage))
 
 
 def child_tokenize(spec: dict) -> dict:
@@ -242,8 +221,8 @@ def child_mix(spec: dict) -> dict:
         started = time.perf_counter()
         _decontaminator(mixture, Warehouse(mixture.warehouse))
         index_s = time.perf_counter() - started
-    rss_before = _status_kb("VmRSS")
-    recorder = _Events()
+    rss_before = proc_status_kb("VmRSS")
+    recorder = EventRecorder()
     progress.set_reporter(recorder)
     started = time.perf_counter()
     try:
@@ -257,7 +236,7 @@ def child_mix(spec: dict) -> dict:
         "events": [(t - started, kind, stage) for t, kind, stage in recorder.events],
         "index_s": index_s,
         "rss_before_run_kb": rss_before,
-        "vmhwm_kb": _status_kb("VmHWM"),
+        "vmhwm_kb": proc_status_kb("VmHWM"),
     }
 
 
