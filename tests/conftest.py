@@ -17,6 +17,8 @@ import pytest  # noqa: E402
 
 from provision.assets import fetch_assets  # noqa: E402
 from schemas.config import config_from_dict  # noqa: E402
+from schemas.scoring import FastTextParams  # noqa: E402
+from scorers import fasttext_scorer  # noqa: E402
 from scorers.assets import assets_dir  # noqa: E402
 
 
@@ -138,3 +140,40 @@ def warehouse_views(warehouse: Path, run_id: str) -> dict:
     )
     views["runs"] = (cols, rows)
     return views
+
+
+# ---------------------------------------------------------------- a real PreSelect scorer and quality classifier
+
+SMALL_FASTTEXT = FastTextParams(epoch=20, lr=0.5, bucket=50_000)
+
+
+def junk_text(i: int) -> str:
+    import random
+
+    words = "click here buy now free offer best price deal shop online today cheap sale win prize hot new top".split()
+    rng = random.Random(i)
+    return " ".join(rng.choice(words) for _ in range(60))
+
+
+@pytest.fixture(scope="module")
+def scorer_dir(tmp_path_factory, wiki_docs):
+    """A real fastText scorer (wiki text against junk) in the folder layout `curate preselect train` writes."""
+    out = tmp_path_factory.mktemp("scorer")
+    fasttext_scorer.train(
+        wiki_docs[100:220], [junk_text(i) for i in range(120)], SMALL_FASTTEXT, 0.1, 0, out_path=out / "model.bin"
+    )
+    (out / "scorer_card.json").write_text(json.dumps({"scorer_id": "test", "label": fasttext_scorer.POSITIVE}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory, wiki_docs):
+    """A real quality classifier that looks for something else than that scorer (science topics)."""
+    out = tmp_path_factory.mktemp("clf") / "topic.bin"
+    science = [d for d in wiki_docs[:300] if "science" in d.lower()][:40]
+    other = [d for d in wiki_docs[:300] if "science" not in d.lower()][:40]
+    fasttext_scorer.train(science, other, SMALL_FASTTEXT, 0.0, 0, out_path=out)
+    return out
+
+
+NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "toxicity": {"enabled": False}}

@@ -4,12 +4,10 @@ are the published cuts."""
 
 from __future__ import annotations
 
-import json
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import curated_rows, make_config, rejected_rows, write_shard
+from conftest import NO_FILTERS, curated_rows, junk_text, make_config, rejected_rows, write_shard
 
 from curation.rewrite.styles import load_registry
 from curation.rewrite.work import RouteError, route
@@ -17,40 +15,10 @@ from curation.runner import run_pipeline
 from curation.scoring import plan_scoring, shard_scores
 from schemas.config import ConfigError, ScoringConfig, load_rewrite_config
 from schemas.rewrite import DEFAULT_REWRITE_YAML, RewriteConfig
-from schemas.scoring import RAW_SCORES, FastTextParams
+from schemas.scoring import RAW_SCORES
 from scorers import fasttext_scorer
 from scorers.ensemble import to_buckets
 from scorers.tokens import TokenizerLoadError, load_tokenizer
-
-SMALL = FastTextParams(epoch=20, lr=0.5, bucket=50_000)
-NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "toxicity": {"enabled": False}}
-
-
-def _junk(i: int) -> str:
-    import random
-
-    words = "click here buy now free offer best price deal shop online today cheap sale win prize hot new top".split()
-    rng = random.Random(i)
-    return " ".join(rng.choice(words) for _ in range(60))
-
-
-@pytest.fixture(scope="module")
-def scorer_dir(tmp_path_factory, wiki_docs):
-    """A real PreSelect scorer folder (wiki text against junk), as `curate preselect train` writes it."""
-    out = tmp_path_factory.mktemp("preselect")
-    fasttext_scorer.train(wiki_docs[100:220], [_junk(i) for i in range(120)], SMALL, 0.1, 0, out_path=out / "model.bin")
-    (out / "scorer_card.json").write_text(json.dumps({"scorer_id": "test", "label": fasttext_scorer.POSITIVE}))
-    return out
-
-
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory, wiki_docs):
-    """A real quality classifier that looks for something else than PreSelect does (science topics)."""
-    out = tmp_path_factory.mktemp("clf") / "topic.bin"
-    science = [d for d in wiki_docs[:300] if "science" in d.lower()][:40]
-    other = [d for d in wiki_docs[:300] if "science" not in d.lower()][:40]
-    fasttext_scorer.train(science, other, SMALL, 0.0, 0, out_path=out)
-    return out
 
 
 def _reference_buckets(scores: list[float], tokens: list[int], n: int) -> list[int]:
@@ -70,7 +38,7 @@ def _reference_buckets(scores: list[float], tokens: list[int], n: int) -> list[i
 
 
 def test_quality_bucket_is_the_classifier_bucket_not_the_max_with_preselect(tmp_path, wiki_docs, scorer_dir, classifier):
-    docs = wiki_docs[300:324] + [_junk(1), _junk(5)]
+    docs = wiki_docs[300:324] + [junk_text(1), junk_text(5)]
     write_shard(tmp_path / "in/0.parquet", {"id": [f"d{i}" for i in range(len(docs))], "text": docs})
     scoring = {
         "enabled": True,
@@ -95,7 +63,7 @@ def test_quality_bucket_is_the_classifier_bucket_not_the_max_with_preselect(tmp_
 
 
 def test_preselect_alone_leaves_quality_bucket_null(tmp_path, wiki_docs, scorer_dir):
-    write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[330:340] + [_junk(2)]})
+    write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[330:340] + [junk_text(2)]})
     scoring = {"enabled": True, "preselect": {"scorer_dir": str(scorer_dir), "rule": {"top_share": 0.5}}}
     summary = run_pipeline(make_config(tmp_path, [str(tmp_path / "in/*.parquet")], scoring=scoring, **NO_FILTERS), run_id="p")
     rows = curated_rows(summary) + rejected_rows(summary)

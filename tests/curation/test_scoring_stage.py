@@ -5,43 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import curated_rows, make_config, rejected_rows, write_shard
+from conftest import NO_FILTERS, curated_rows, junk_text, make_config, rejected_rows, write_shard
 
 from curation.runner import run_pipeline
-from schemas.scoring import FastTextParams
-from scorers import fasttext_scorer
 from warehouse.warehouse import Warehouse
-
-SMALL = FastTextParams(epoch=20, lr=0.5, bucket=50_000)
-
-
-def _junk(i: int) -> str:
-    import random
-
-    words = "click here buy now free offer best price deal shop online today cheap sale win prize hot new top".split()
-    rng = random.Random(i)
-    return " ".join(rng.choice(words) for _ in range(60))
-
-
-@pytest.fixture(scope="module")
-def scorer_dir(tmp_path_factory, wiki_docs):
-    """A real fastText scorer in the folder layout `curate preselect train` writes."""
-    out = tmp_path_factory.mktemp("scorer")
-    fasttext_scorer.train(wiki_docs[100:220], [_junk(i) for i in range(120)], SMALL, 0.1, 0, out_path=out / "model.bin")
-    (out / "scorer_card.json").write_text(json.dumps({"scorer_id": "test", "label": fasttext_scorer.POSITIVE}))
-    return out
-
-
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory, wiki_docs):
-    out = tmp_path_factory.mktemp("clf") / "topic.bin"
-    science = [d for d in wiki_docs[:300] if "science" in d.lower()][:40]
-    other = [d for d in wiki_docs[:300] if "science" not in d.lower()][:40]
-    fasttext_scorer.train(science, other, SMALL, 0.0, 0, out_path=out)
-    return out
-
-
-NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "toxicity": {"enabled": False}}
 
 
 def test_preselect_keeps_the_top_share_and_rejects_the_rest_with_scores(tmp_path, wiki_docs, scorer_dir, classifier):
@@ -49,7 +16,7 @@ def test_preselect_keeps_the_top_share_and_rejects_the_rest_with_scores(tmp_path
     write_shard(tmp_path / "in/0.parquet", {"id": [f"w{i}" for i in range(20)], "text": docs[:20]})
     write_shard(
         tmp_path / "in/1.parquet",
-        {"id": [f"w{i}" for i in range(20, 30)] + ["j1", "j2"], "text": docs[20:] + [_junk(1), _junk(5)]},
+        {"id": [f"w{i}" for i in range(20, 30)] + ["j1", "j2"], "text": docs[20:] + [junk_text(1), junk_text(5)]},
     )
     scoring = {
         "enabled": True,
@@ -85,7 +52,7 @@ def test_preselect_keeps_the_top_share_and_rejects_the_rest_with_scores(tmp_path
 
 
 def test_fixed_threshold_and_classifiers_alone(tmp_path, wiki_docs, scorer_dir, classifier):
-    write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[330:340] + [_junk(2)]})
+    write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[330:340] + [junk_text(2)]})
     fixed = {"enabled": True, "preselect": {"scorer_dir": str(scorer_dir), "rule": {"threshold": 0.5}}}
     summary = run_pipeline(
         make_config(tmp_path / "a", [str(tmp_path / "in/*.parquet")], scoring=fixed, **NO_FILTERS), run_id="fixed"
