@@ -34,14 +34,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import types
-from dataclasses import asdict, dataclass
+import unicodedata
+from bisect import bisect_right
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from datatrove.utils.text import simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
 
 from schemas.mixture import EvalSetSpec
@@ -51,10 +56,13 @@ from scorers.words import SPACY_LOCK
 from warehouse.files import atomic_path, sha256_file, write_json_atomic
 
 # Raise when what is indexed for the same files changes: it is part of the index's identity.
-INDEX_SCHEME = 1
+INDEX_SCHEME = 2
 MANIFEST_NAME = "index.json"
 BUNDLED_MMLU = "mmlu.jsonl"
 LANGUAGE = "en"
+# the prefilter's polynomial base over word hashes: odd, so multiplying by it loses no bits mod 2**64
+_WINDOW_BASE = np.uint64(0x9E3779B97F4A7C15)
+_BITMAP_SHIFT = np.uint64(40)  # a 2**24-entry bitmap (16 MB)
 _JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 
@@ -91,7 +99,11 @@ class CachedWordTokenizer(WordTokenizer):
 
     spaCy splits a text at whitespace and tokenizes each piece independently, and datatrove drops
     the whitespace tokens, so the pieces' words put together equal the words of the whole text.
+    Pieces not seen yet are split together, in one spaCy call over them joined by spaces (a call
+    per piece costs ~75 us of overhead; a real corpus meets tens of thousands of new pieces).
     The cache is cleared when full: cheaper than evicting entries one by one."""
+
+    SPLIT_BATCH = 10_000  # pieces per spaCy call
 
     def __init__(self, inner: WordTokenizer, max_entries: int = 1_000_000):
         super().__init__(inner.language)
@@ -100,15 +112,57 @@ class CachedWordTokenizer(WordTokenizer):
         self._words: dict[str, tuple[str, ...]] = {}
 
     def word_tokenize(self, text: str) -> list[str]:
-        words: list[str] = []
+        return [word for split in self.piece_words(text.split()) for word in split]
+
+    def piece_words(self, pieces: list[str]) -> list[tuple[str, ...]]:
+        """The words of each piece (a piece holds no whitespace), in order."""
         cache = self._words
-        for piece in text.split():
-            split = cache.get(piece)
-            if split is None:
-                if len(cache) >= self.max_entries:
-                    cache.clear()
-                split = cache[piece] = tuple(self.inner.word_tokenize(piece))
-            words.extend(split)
+        new = [piece for piece in dict.fromkeys(pieces) if piece not in cache]
+        if not new:
+            return [cache[piece] for piece in pieces]
+        fresh = {}
+        for start in range(0, len(new), self.SPLIT_BATCH):
+            chunk = new[start : start + self.SPLIT_BATCH]
+            fresh.update(zip(chunk, self._split(chunk)))
+        words = [fresh[piece] if piece in fresh else cache[piece] for piece in pieces]
+        if len(cache) + len(fresh) > self.max_entries:
+            cache.clear()
+        cache.update(fresh)
+        return words
+
+    def _split(self, pieces: list[str]) -> list[tuple[str, ...]]:
+        """spaCy's words of each piece: one call over the pieces joined by single spaces, each
+        token going to the piece its offset falls in. A piece of ASCII lower-case letters only is
+        its own single word unless it is one of the tokenizer's special cases ("cannot"): no
+        prefix, suffix, infix or URL rule of spaCy's English tokenizer matches letters alone, and
+        most pieces of simplified text are such words. datatrove's own per-text call (with its
+        workaround for strings spaCy chokes on) where the joined call fails."""
+        nlp = getattr(self.inner, "tokenizer", None)
+        if nlp is None or not hasattr(nlp, "memory_zone"):
+            return [tuple(self.inner.word_tokenize(piece)) for piece in pieces]
+        special = nlp.tokenizer.rules
+        words: list[tuple[str, ...] | None] = [
+            (piece,) if piece.isascii() and piece.isalpha() and piece.islower() and piece not in special else None
+            for piece in pieces
+        ]
+        rest = [i for i, split in enumerate(words) if split is None]
+        if not rest:
+            return words
+        starts, offset = [], 0
+        for i in rest:
+            starts.append(offset)
+            offset += len(pieces[i]) + 1
+        found: list[list[str]] = [[] for _ in rest]
+        try:
+            with nlp.memory_zone():
+                for token in nlp.tokenizer(" ".join(pieces[i] for i in rest)):
+                    word = token.text.strip()
+                    if word:
+                        found[bisect_right(starts, token.idx) - 1].append(word)
+        except Exception:  # noqa: BLE001 - spaCy raises plain errors on a few strings; the slow path handles them
+            found = [self.inner.word_tokenize(pieces[i]) for i in rest]
+        for i, split in zip(rest, found):
+            words[i] = tuple(split)
         return words
 
     def sent_tokenize(self, text: str) -> list[str]:
@@ -116,6 +170,24 @@ class CachedWordTokenizer(WordTokenizer):
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
         return self.inner.span_tokenize(text)
+
+
+def _simplify(text: str, norm) -> str:
+    """datatrove's `simplify_text`, with its Unicode step (NFD, combining marks dropped) looking
+    only at the non-ASCII runs of a text (ASCII has no mark to drop): the same string, faster."""
+    if not norm.norm_unicode_diacritics:
+        return simplify_text(text, norm)
+    text = simplify_text(text, replace(norm, norm_unicode_diacritics=False))
+    if text.isascii():
+        return text
+    return _NON_ASCII.sub(_without_marks, unicodedata.normalize("NFD", text)).strip()
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def _without_marks(run: re.Match) -> str:
+    return "".join(c for c in run.group() if unicodedata.category(c) != "Mn")
 
 
 # ---------------------------------------------------------------- reading eval sets
@@ -230,20 +302,47 @@ def _config(n_gram: int):
     return NGramsDecontConfig(n_grams=n_gram, find_query_ngrams=True, find_overlap_ngrams=True)
 
 
-def _item_hashes(config, tokenizer):
-    """datatrove's indexer's `compute_hashes`, run on a stand-in holding what it reads."""
+def _item_ngrams(config, tokenizer):
+    """datatrove's indexer's `compute_hashes`, run on a stand-in holding what it reads, with the
+    identity as its hash: the n-gram strings it would hash."""
     from datatrove.pipeline.decont.n_grams import NGramsDecontIndexer
-    from datatrove.utils.hashing import create_hash_func
 
-    indexer = types.SimpleNamespace(config=config, tokenizer=tokenizer, hash_func=create_hash_func(config.hash_config))
+    indexer = types.SimpleNamespace(config=config, tokenizer=tokenizer, hash_func=lambda ngram: ngram)
 
-    def hashes(item: EvalItem) -> set[int]:
-        found: set[int] = set()
+    def ngram_strings(item: EvalItem) -> set[str]:
+        found: set[str] = set()
         for label in item.labels:
             found.update(NGramsDecontIndexer.compute_hashes(indexer, label, item.query))
         return found
 
-    return hashes
+    return ngram_strings
+
+
+def _window_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:
+    """A polynomial hash of every n consecutive word hashes (uint64, wrapping): the prefilter's key."""
+    count = len(word_hashes) - n + 1
+    if count <= 0:
+        return np.empty(0, np.uint64)
+    windows = word_hashes[:count].copy()
+    for k in range(1, n):
+        windows *= _WINDOW_BASE
+        windows += word_hashes[k : k + count]
+    return windows
+
+
+def _prefilter_keys(ngrams: set[str], n: int, hash_func) -> np.ndarray:
+    """The prefilter keys of indexed n-grams, all at once: an n-gram's words are its string split
+    at spaces (a word never holds whitespace), each distinct word hashed once."""
+    word_hash: dict[str, int] = {}
+    rows = np.array(
+        [[word_hash.get(w) or word_hash.setdefault(w, hash_func(w)) for w in ngram.split(" ")] for ngram in ngrams],
+        np.uint64,
+    ).reshape(len(ngrams), n)
+    keys = rows[:, 0].copy()
+    for k in range(1, n):
+        keys *= _WINDOW_BASE
+        keys += rows[:, k]
+    return np.unique(keys)
 
 
 def _identity(sources: list[_Source], config) -> str:
@@ -278,6 +377,10 @@ def _index_file(folder: Path, name: str) -> Path:
     return folder / f"{name}.index.hashes"
 
 
+def _prefilter_file(folder: Path, name: str) -> Path:
+    return folder / f"{name}.prefilter"
+
+
 def _read_manifest(folder: Path, identity: str, np_dtype) -> dict | None:
     """The manifest of a complete index for `identity`, or None (absent, other inputs, or a hashes
     file missing or of the wrong size, as a killed build could leave)."""
@@ -289,32 +392,41 @@ def _read_manifest(folder: Path, identity: str, np_dtype) -> dict | None:
         return None
     itemsize = np.dtype(np_dtype).itemsize
     for entry in manifest.get("eval_sets", []):
-        index_file = _index_file(folder, entry["name"])
-        if not index_file.is_file() or index_file.stat().st_size != entry["ngrams"] * itemsize:
-            return None
+        for path, count, size in (
+            (_index_file(folder, entry["name"]), entry["ngrams"], itemsize),
+            (_prefilter_file(folder, entry["name"]), entry.get("prefilter_keys", -1), 8),
+        ):
+            if not path.is_file() or path.stat().st_size != count * size:
+                return None
     return manifest
 
 
 def _write_index(folder: Path, sources: list[_Source], config, tokenizer, identity: str) -> dict:
-    item_hashes = _item_hashes(config, tokenizer)
+    from datatrove.utils.hashing import create_hash_func
+
+    item_ngrams = _item_ngrams(config, tokenizer)
+    hash_func = create_hash_func(config.hash_config)
     entries = []
     for source in sources:
         items = read_eval_items(source.spec, source.path)
-        hashes: set[int] = set()
+        ngrams: set[str] = set()
         without = 0
         for item in items:
-            found = item_hashes(item)
+            found = item_ngrams(item)
             without += not found
-            hashes |= found
-        if not hashes:
+            ngrams |= found
+        if not ngrams:
             raise EvalSetError(
                 f"eval set {source.spec.name!r} ({source.path}): none of its {len(items)} items has "
                 f"{config.n_grams} words, so it could never match; lower `n_gram`"
             )
         # sorted, so the same inputs give the same bytes; the filter does not care about order
-        array = np.array(sorted(hashes), dtype=config.hash_config.np_dtype)
+        hashes = np.unique(np.array([hash_func(ngram) for ngram in ngrams], dtype=config.hash_config.np_dtype))
         with atomic_path(_index_file(folder, source.spec.name)) as tmp:
-            array.tofile(tmp)
+            hashes.tofile(tmp)
+        keys = _prefilter_keys(ngrams, config.n_grams, hash_func)
+        with atomic_path(_prefilter_file(folder, source.spec.name)) as tmp:
+            keys.tofile(tmp)
         entries.append(
             {
                 "name": source.spec.name,
@@ -323,6 +435,7 @@ def _write_index(folder: Path, sources: list[_Source], config, tokenizer, identi
                 "items": len(items),
                 "items_without_ngrams": without,
                 "ngrams": len(hashes),
+                "prefilter_keys": len(keys),
             }
         )
     manifest = {"identity": identity, "n_gram": config.n_grams, "datatrove": version("datatrove"), "eval_sets": entries}
@@ -335,16 +448,30 @@ def _write_index(folder: Path, sources: list[_Source], config, tokenizer, identi
 
 
 class Decontaminator:
-    """An n-gram index of evaluation sets and datatrove's filter over it."""
+    """An n-gram index of evaluation sets and the check of texts against it: datatrove's
+    `NGramsDecontFilter` itself (`exact_tokenizer=True`), or the same verdicts faster (the default).
 
-    def __init__(self, folder: Path, manifest: dict, config, tokenizer, built: bool):
-        from datatrove.pipeline.decont.n_grams import NGramsDecontFilter
+    The fast check splits words through `CachedWordTokenizer` and looks every n-gram up in a
+    prefilter first: each word is hashed once, each run of n word hashes is combined into one key
+    with numpy, and the keys are looked up among those of the indexed n-grams. Only a text with a
+    key in the prefilter is checked the filter's way (n-gram strings hashed in reading order, the
+    first found in the index wins), so verdicts and the reported n-gram are the filter's. A text
+    the filter would flag always passes the prefilter (the same words give the same key); the one
+    way they could differ is a 64-bit xxhash collision between a text's n-gram and an indexed one,
+    which the filter would report and the prefilter would not see."""
 
+    def __init__(self, folder: Path, manifest: dict, config, tokenizer, built: bool, exact: bool):
         self.folder = folder
         self.built = built  # False when an index for the same inputs was already there
         self._manifest = manifest
-        self._filter = NGramsDecontFilter(index_folder=str(folder), config=config, language=tokenizer)
-        self._filter.load_index_hashes()
+        self._config = config
+        self._tokenizer = tokenizer
+        self._exact = exact
+        self._filter = None  # loaded on the first check: a mixture whose verdicts are all cached needs none
+        self._index: dict[int, str] | None = None
+        self._prefilter: np.ndarray | None = None
+        self._piece_hashes: dict[str, tuple[int, ...]] = {}
+        self._bits: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -371,7 +498,7 @@ class Decontaminator:
         if built:
             with SPACY_LOCK:
                 manifest = _write_index(folder, sources, config, tokenizer, identity)
-        return cls(folder, manifest, config, tokenizer, built)
+        return cls(folder, manifest, config, tokenizer, built, exact_tokenizer)
 
     @property
     def identity(self) -> str:
@@ -390,16 +517,90 @@ class Decontaminator:
 
     def check(self, texts: list[str]) -> list[tuple[str, str] | None]:
         """Per text: (eval set name, the normalised n-gram it shares with it), or None when clean."""
-        from datatrove.data import Document
-
-        verdicts: list[tuple[str, str] | None] = []
+        for position, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {position} is a {type(text).__name__}, not a string")
         with SPACY_LOCK:
-            for position, text in enumerate(texts):
-                if not isinstance(text, str):
-                    raise TypeError(f"text {position} is a {type(text).__name__}, not a string")
-                doc = Document(text=text, id=str(position))
-                if self._filter.filter(doc) is True:
-                    verdicts.append(None)
-                else:
-                    verdicts.append((doc.metadata["contaminated_task"], doc.metadata["contaminated_ngram"]))
+            return self._check_exact(texts) if self._exact else self._check_fast(texts)
+
+    def _check_exact(self, texts: list[str]) -> list[tuple[str, str] | None]:
+        from datatrove.data import Document
+        from datatrove.pipeline.decont.n_grams import NGramsDecontFilter
+
+        if self._filter is None:
+            self._filter = NGramsDecontFilter(index_folder=str(self.folder), config=self._config, language=self._tokenizer)
+            self._filter.load_index_hashes()
+        verdicts: list[tuple[str, str] | None] = []
+        for position, text in enumerate(texts):
+            doc = Document(text=text, id=str(position))
+            if self._filter.filter(doc) is True:
+                verdicts.append(None)
+            else:
+                verdicts.append((doc.metadata["contaminated_task"], doc.metadata["contaminated_ngram"]))
         return verdicts
+
+    def _load(self) -> None:
+        """The index as the filter loads it (files in name order, a later set's name winning a shared
+        hash) and the sorted prefilter keys of every set."""
+        from datatrove.utils.hashing import create_hash_func
+
+        self._hash = create_hash_func(self._config.hash_config)
+        index: dict[int, str] = {}
+        keys = []
+        for entry in sorted(self._manifest["eval_sets"], key=lambda e: _index_file(self.folder, e["name"]).name):
+            name = entry["name"]
+            hashes = np.fromfile(_index_file(self.folder, name), dtype=self._config.hash_config.np_dtype)
+            index.update(dict.fromkeys(hashes.tolist(), name))
+            keys.append(np.fromfile(_prefilter_file(self.folder, name), dtype=np.uint64))
+        self._index = index
+        self._prefilter = np.unique(np.concatenate(keys))
+        self._bits = np.zeros(1 << (64 - int(_BITMAP_SHIFT)), bool)
+        self._bits[self._prefilter >> _BITMAP_SHIFT] = True
+
+    def _check_fast(self, texts: list[str]) -> list[tuple[str, str] | None]:
+        if self._index is None:
+            self._load()
+        n = self._config.n_grams
+        pieces = [_simplify(text, self._config.norm_config).split() for text in texts]
+        self._learn_pieces(set().union(*pieces))
+        hashes = [np.fromiter(chain.from_iterable(map(self._piece_hashes.__getitem__, p)), np.uint64) for p in pieces]
+        verdicts: list[tuple[str, str] | None] = [None] * len(texts)
+        for position in self._suspects(hashes, n):
+            words = [word for split in self._tokenizer.piece_words(pieces[position]) for word in split]
+            verdicts[position] = self._first_indexed_ngram(words, n)
+        return verdicts
+
+    def _learn_pieces(self, pieces: set[str]) -> None:
+        """The word hashes of every piece not seen yet (split by spaCy in one call)."""
+        cache = self._piece_hashes
+        new = list(pieces.difference(cache))
+        if len(cache) + len(new) > self._tokenizer.max_entries:
+            cache.clear()
+            new = list(pieces)
+        words = self._tokenizer.piece_words(new)
+        cache.update(zip(new, (tuple(map(self._hash, split)) for split in words)))
+
+    def _suspects(self, hashes: list[np.ndarray], n: int) -> list[int]:
+        """Texts with at least one n-gram whose key is in the prefilter: all texts' keys at once,
+        windows that straddle two texts left out."""
+        lengths = np.array([len(h) for h in hashes])
+        if lengths.sum() < n:
+            return []
+        keys = _window_hashes(np.concatenate(hashes), n)
+        owner = np.repeat(np.arange(len(hashes)), lengths)
+        within = owner[: len(keys)] == owner[n - 1 :]
+        # a bitmap of the keys' top bits first (a few per cent of it set): the sorted search only
+        # for keys that pass it
+        maybe = np.flatnonzero(within & self._bits[keys >> _BITMAP_SHIFT])
+        slots = np.minimum(np.searchsorted(self._prefilter, keys[maybe]), len(self._prefilter) - 1)
+        found = maybe[self._prefilter[slots] == keys[maybe]]
+        return np.unique(owner[found]).tolist()
+
+    def _first_indexed_ngram(self, words: list[str], n: int) -> tuple[str, str] | None:
+        """The filter's own check: n-gram strings in reading order, the first one in the index."""
+        for start in range(len(words) - n + 1):
+            ngram = " ".join(words[start : start + n])
+            name = self._index.get(self._hash(ngram))
+            if name is not None:
+                return name, ngram
+        return None

@@ -17,6 +17,7 @@ from scorers.decontamination import (
     CachedWordTokenizer,
     Decontaminator,
     EvalSetError,
+    _simplify,
     read_eval_items,
 )
 
@@ -142,6 +143,41 @@ def test_fast_and_exact_checks_give_identical_verdicts(mmlu_index, mmlu_question
     fast_verdicts = mmlu_index.check(texts)
     assert fast_verdicts == exact.check(texts)
     assert sum(v is not None for v in fast_verdicts) >= len(picked)
+
+
+def test_fast_simplify_equals_datatrove_s(wiki_docs, spanish_docs, assets):
+    texts = wiki_docs[:200] + spanish_docs + nlp_corpus_docs(assets)
+    texts += ["Ça a été très élégant, naïve café. Ångström on Monday 3,5 km", "  \u0301\u00e9 leading mark ", "İstanbul ǅ ﬁ"]
+    for text in texts:
+        assert _simplify(text, TextNormConfig()) == simplify_text(text, TextNormConfig())
+
+
+def test_fast_check_agrees_where_words_are_split_normalised_or_shared_by_two_sets(tmp_path, mmlu_questions, wiki_docs):
+    """Texts whose match needs spaCy's splitting of a piece ("cannot" is two words), the digit,
+    weekday and diacritics rules, or a long text; and an n-gram two sets share (the later set's
+    name is reported)."""
+    passage = (
+        "The committee cannot meet on Tuesday because 42 members of the société travelled to Zürich "
+        "for the annual review of naïve pricing models and will return later"
+    )
+    sets = [
+        EvalSetSpec(name="a-first", path=str(write_jsonl(tmp_path / "a.jsonl", [{"t": passage}])), text_column="t"),
+        EvalSetSpec(name="b-second", path=str(write_jsonl(tmp_path / "b.jsonl", [{"t": passage.upper()}])), text_column="t"),
+    ]
+    fast = Decontaminator.build(sets, N, tmp_path / "index")
+    exact = Decontaminator.build(sets, N, tmp_path / "index", exact_tokenizer=True)
+    texts = [
+        plant(wiki_docs[3], passage),
+        plant(wiki_docs[4], passage.replace("42", "97").replace("Tuesday", "Friday").replace("é", "e").replace("ü", "u")),
+        plant(wiki_docs[5], passage.replace("cannot", "can not")),
+        wiki_docs[6] + " " + passage[:60],  # too few words
+        wiki_docs[7],
+        "",
+        " ".join(wiki_docs[8:40]) + " " + passage,
+    ]
+    verdicts = fast.check(texts)
+    assert verdicts == exact.check(texts)
+    assert [v[0] if v else None for v in verdicts] == ["b-second", "b-second", "b-second", None, None, None, "b-second"]
 
 
 def test_index_built_with_the_cached_split_equals_spacy_s(tmp_path, mmlu_questions):
@@ -280,7 +316,8 @@ def test_index_is_reused_for_the_same_inputs_and_rebuilt_for_others(user_sets, t
     first = Decontaminator.build(user_sets, N, index_dir)
     assert first.built
     files = _stamps(first.folder)
-    assert set(files) == {"index.json", "passages.index.hashes", "quiz.index.hashes"}  # no temporary left
+    # no temporary left
+    assert set(files) == {"index.json", "passages.index.hashes", "quiz.index.hashes", "passages.prefilter", "quiz.prefilter"}
 
     again = Decontaminator.build(user_sets, N, index_dir)
     assert not again.built and again.identity == first.identity and again.folder == first.folder
@@ -307,6 +344,11 @@ def test_an_incomplete_index_is_rebuilt(user_sets, tmp_path):
     hashes.write_bytes(whole[: len(whole) // 2])  # as if the copy had been cut short
     rebuilt = Decontaminator.build(user_sets, N, index_dir)
     assert rebuilt.built and hashes.read_bytes() == whole
+
+    prefilter = first.folder / "passages.prefilter"
+    keys = prefilter.read_bytes()
+    prefilter.write_bytes(keys[:-8])
+    assert Decontaminator.build(user_sets, N, index_dir).built and prefilter.read_bytes() == keys
 
     (first.folder / "index.json").unlink()  # a build killed before its manifest
     assert Decontaminator.build(user_sets, N, index_dir).built
