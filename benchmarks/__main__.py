@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> dict:
 
         if "mix" in args.sections:
             _log("mixtures: curate mix and the exports vs the bare tokenizers batch API")
-            results["mix"] = mixture.mixture_benchmark(corpus.files, work, args.docs, args.seed, log=_log)
+            results["mix"] = mixture.mixture_benchmark(work, args.docs, args.seed, log=_log)
     finally:
         if args.keep or args.work_dir:
             _log(f"work dir kept: {work}")

@@ -207,7 +207,7 @@ def _mixture_lines(mx: dict) -> list[str]:
     )
     rows = [
         [
-            "bare encode_batch_fast (faster of 2)",
+            "bare encode_batch_fast (fastest pass)",
             "-",
             bare["texts"],
             bare["tokens"],
@@ -235,7 +235,13 @@ def _mixture_lines(mx: dict) -> list[str]:
         )
     lines += _table(["side", "cache", "records", "tokens", "seconds", "tokens/s", "ratio", "target", "vs bare count"], rows)
     step_names = ["setup", "select", "tokens", "decontaminate", "shuffle_write"]
-    lines += ["   seconds per mix step:"] + [
+    passes = bare["passes_s"]
+    if isinstance(passes, dict):
+        lines.append(
+            "   bare passes (s): "
+            + "; ".join(f"{mode.replace('_', ' ')} {', '.join(str(x) for x in times)}" for mode, times in passes.items())
+        )
+    lines += ["   seconds per mix step (tokens and decontaminate run at the same time):"] + [
         "   " + line
         for line in _table(
             ["mix", *step_names],
@@ -247,6 +253,13 @@ def _mixture_lines(mx: dict) -> list[str]:
         f"   decontamination: costs {mx['decontamination_cost_s']} s on the cold mix; removed {on['decontaminated']} records "
         f"({c['planted_mmlu']} planted); MMLU index built once in {on['index_s']} s before timing (not charged)"
     )
+    d = mx.get("decontamination_agreement")
+    if d:
+        lines.append(
+            f"   decontamination agreement with datatrove's NGramsDecontFilter (spaCy on whole texts), {d['texts']:,} sampled "
+            f"texts with all {d['planted']} planted: flagged {d['flagged_fast']} vs {d['flagged_exact']}, "
+            f"{d['differing_verdicts']} verdicts differ"
+        )
     for name, v in mx["variants"].items():
         a = v["agreement"]
         lines.append(

@@ -205,9 +205,10 @@ class ShardWriter:
     received no rows still produces a valid empty shard, so readers never special-case absence.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema):
+    def __init__(self, path: Path, schema: pa.Schema, compression: str = "zstd"):
         self.path = Path(path)
         self.schema = schema
+        self.compression = compression
         self.rows = 0
         self.bytes = 0
         self._tmp = temporary_name(self.path)
@@ -215,7 +216,7 @@ class ShardWriter:
 
     def __enter__(self) -> ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression=self.compression)
         return self
 
     def write(self, table: pa.Table) -> None:

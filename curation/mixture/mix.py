@@ -23,11 +23,13 @@ import math
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curation.mixture.manifest import MANIFEST_NAME, build_manifest
 from curation.mixture.select import IDENTITY_COLUMNS, MixtureError, write_candidates
@@ -92,18 +94,29 @@ def _materialise(spec: MixtureSpec, warehouse: Warehouse, out: Path, tokenizer: 
     try:
         con.execute(f"SET temp_directory = {_quoted(work / 'duckdb-tmp')}")
         tokens_dir = warehouse.cache_dir("token-counts", tokenizer.identity)
-        _fill_cache(con, tokens_dir, TOKEN_COUNT, all_candidates, lambda texts: _token_rows(tokenizer, texts), "mix: tokens")
-        verdicts_dir = None
-        if decontaminator is not None:
-            verdicts_dir = warehouse.cache_dir("decontamination", decontaminator.identity)
-            _fill_cache(
-                con,
-                verdicts_dir,
-                VERDICT,
+        verdicts_dir = None if decontaminator is None else warehouse.cache_dir("decontamination", decontaminator.identity)
+        # the tokenizer runs in Rust without the GIL, so counting tokens in a thread overlaps with
+        # decontamination (Python) instead of leaving a core idle through it
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            counted = pool.submit(
+                _fill_cache,
+                con.cursor(),
+                tokens_dir,
+                TOKEN_COUNT,
                 all_candidates,
-                lambda texts: _verdict_rows(decontaminator, texts),
-                "mix: decontaminate",
+                lambda texts: _token_rows(tokenizer, texts),
+                "mix: tokens",
             )
+            if decontaminator is not None:
+                _fill_cache(
+                    con,
+                    verdicts_dir,
+                    VERDICT,
+                    all_candidates,
+                    lambda texts: _verdict_rows(decontaminator, texts),
+                    "mix: decontaminate",
+                )
+            counted.result()
         _annotate(con, spec, candidates, tokens_dir, verdicts_dir)
         _write_decontaminated(con, spec, work / DECONTAMINATED_FILE)
         allocation = _allocate(con, spec)
@@ -289,8 +302,10 @@ def _write_shards(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict
             )
         )
         offset += n
-    plan = pa.concat_tables(plan_parts)  # noqa: F841 - read by DuckDB's replacement scan
-    con.execute("CREATE TABLE plan AS SELECT * FROM plan")
+    # through a file: DuckDB's Python scans of Arrow objects import pandas, a quarter second
+    plan_file = work / "plan.parquet"
+    pq.write_table(pa.concat_tables(plan_parts), plan_file, compression="none")
+    con.execute(f"CREATE TABLE plan AS SELECT * FROM read_parquet({_quoted(plan_file)})")
     texts = " UNION ALL ".join(
         f"SELECT {i} AS source_index, row, text FROM read_parquet({_quoted(work / 'candidates' / f'{s.name}.parquet')})"
         for i, s in enumerate(spec.sources)

@@ -159,7 +159,8 @@ def source_batches(warehouse: Warehouse, source) -> Iterator[pa.RecordBatch]:
 def write_candidates(warehouse: Warehouse, source, path: Path) -> int:
     """Every record `source` selects, numbered in its stable order, to `path`; the row count."""
     rows = 0
-    with ShardWriter(path, CANDIDATE) as writer:
+    # a working file, read twice and deleted: compressing it would cost more than it saves
+    with ShardWriter(path, CANDIDATE, compression="none") as writer:
         for batch in source_batches(warehouse, source):
             texts = batch.column("text").to_pylist()
             columns = {name: batch.column(name) if name in batch.schema.names else None for name in IDENTITY_COLUMNS}
