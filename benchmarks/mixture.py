@@ -411,6 +411,25 @@ def _memory(one: tuple[dict, object], four: tuple[dict, object]) -> dict:
     }
 
 
+def _marginal(small: dict, large: dict, bare_tps: float) -> dict:
+    """The cold mix's rate beyond its fixed cost: the extra tokens of the 4x mixture over the 1x
+    one per extra second, against the bare tokenizer; and the fixed cost that the straight line
+    through both points gives at zero tokens (imports, warehouse connections, the registration)."""
+    extra_tokens = large["tokens"] - small["tokens"]
+    extra_s = large["seconds"] - small["seconds"]
+    rate = extra_tokens / extra_s if extra_s > 0 else float("inf")
+    return {
+        "tokens_1x": small["tokens"],
+        "seconds_1x": small["seconds"],
+        "tokens_4x": large["tokens"],
+        "seconds_4x": large["seconds"],
+        "tokens_per_s": round(rate, 1),
+        "ratio": round(rate / bare_tps, 3),
+        "fixed_s": round(small["seconds"] - small["tokens"] / rate, 3),
+        "target": COLD_TARGET,
+    }
+
+
 def _exports(manifest: str, warm_up_manifest: str, work: Path, bare_tps: float) -> dict:
     spec = {
         "manifest": manifest,
@@ -475,10 +494,17 @@ def mixture_benchmark(work: Path, docs: int, seed: int, log=print) -> dict:
             ratio = entry["tokens_per_s"] / bare_tps
             variants[name] = {**entry, "decontamination": label, "cache": cache, "ratio": round(ratio, 3), "target": target}
 
-    log("mix: 1x mixture for the memory ratio (child process)")
+    log("mix: 1x mixture for the memory ratio and the marginal rate (child process)")
     warehouse = _fresh_warehouse(base, root / "1x")
     spec = _spec("1x", warehouse, quarter, replay[:1], shard_tokens, where=QUARTER)
     one = _run_mix("mix-1x", spec, root)
+    log("mix: 1x mixture with decontamination, for its marginal rate (child process)")
+    warehouse = _fresh_warehouse(base, root / "1x-on")
+    spec = _spec("1x-on", warehouse, quarter, replay[:1], shard_tokens, where=QUARTER, decontaminate=True)
+    one_on = _run_mix("mix-1x-on", spec, root)
+    marginal = {
+        label: _marginal(small, variants[f"{label}-cold"], bare_tps) for label, small in (("off", one[0]), ("on", one_on[0]))
+    }
 
     log("mix: agreement with the bare tokenizer (not timed)")
     counts = _BareCounts(tokenizer_file)
@@ -517,6 +543,7 @@ def mixture_benchmark(work: Path, docs: int, seed: int, log=print) -> dict:
         "variants": variants,
         "decontamination_cost_s": round(variants["on-cold"]["seconds"] - variants["off-cold"]["seconds"], 3),
         "decontamination_agreement": decontamination_agreement,
+        "marginal": marginal,
         "memory": _memory(one, (variants["off-cold"], children["off-cold"])),
         "exports": exports,
     }

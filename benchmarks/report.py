@@ -253,6 +253,12 @@ def _mixture_lines(mx: dict) -> list[str]:
         f"   decontamination: costs {mx['decontamination_cost_s']} s on the cold mix; removed {on['decontaminated']} records "
         f"({c['planted_mmlu']} planted); MMLU index built once in {on['index_s']} s before timing (not charged)"
     )
+    for label, mg in (mx.get("marginal") or {}).items():
+        lines.append(
+            f"   marginal rate of a cold mix, decontamination {label} (1x {mg['tokens_1x']:,} tokens in {mg['seconds_1x']} s, "
+            f"4x {mg['tokens_4x']:,} in {mg['seconds_4x']} s): {mg['tokens_per_s']:,.0f} tokens/s = {_fmt(mg['ratio'], 2)} of bare "
+            f"[>= {mg['target']}: {_verdict(mg['ratio'] >= mg['target'])}]; fixed cost per mix {mg['fixed_s']} s"
+        )
     d = mx.get("decontamination_agreement")
     if d:
         lines.append(

@@ -22,9 +22,19 @@ from warehouse.shards import ShardWriter
 TEXT_HASH = pa.field("text_hash", pa.string(), nullable=False)
 
 
+# Part of every cache folder's key: parts keyed by another digest must never be read as these.
+TEXT_HASH_SCHEME = "sha256"
+
+
 def text_hash(text: str) -> str:
-    """What a cached fact is keyed by: the text itself, not a record id that could be reused."""
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    """What a cached fact is keyed by: the text itself, not a record id that could be reused. The
+    hex SHA-256 of its UTF-8 bytes, which DuckDB's `sha256(text)` (`text_hash_sql`) gives too, so
+    texts hashed in SQL and in Python meet in one cache."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def text_hash_sql(column: str) -> str:
+    return f"sha256({column})"
 
 
 def _parts(cache_dir: Path) -> list[str]:

@@ -37,7 +37,7 @@ from schemas import progress
 from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, MixtureSpec, SyntheticSource
 from scorers.tokens import TrainerTokenizer, load_tokenizer
 from warehouse.files import write_json_atomic
-from warehouse.record_cache import TEXT_HASH, add_part, cached_relation, count_missing, missing_texts
+from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, add_part, cached_relation, count_missing, missing_texts
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import MIXTURE, Warehouse
 
@@ -93,8 +93,12 @@ def _materialise(spec: MixtureSpec, warehouse: Warehouse, out: Path, tokenizer: 
     con = duckdb.connect()
     try:
         con.execute(f"SET temp_directory = {_quoted(work / 'duckdb-tmp')}")
-        tokens_dir = warehouse.cache_dir("token-counts", tokenizer.identity)
-        verdicts_dir = None if decontaminator is None else warehouse.cache_dir("decontamination", decontaminator.identity)
+        tokens_dir = warehouse.cache_dir("token-counts", f"{TEXT_HASH_SCHEME}:{tokenizer.identity}")
+        verdicts_dir = (
+            None
+            if decontaminator is None
+            else warehouse.cache_dir("decontamination", f"{TEXT_HASH_SCHEME}:{decontaminator.identity}")
+        )
         # the tokenizer runs in Rust without the GIL, so counting tokens in a thread overlaps with
         # decontamination (Python) instead of leaving a core idle through it
         with ThreadPoolExecutor(max_workers=1) as pool:

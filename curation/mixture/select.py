@@ -1,10 +1,11 @@
 """A mixture's sources read into candidate files: every record a source could give, in a stable
 order, with the text hash its cached facts are keyed by.
 
-Documents and synthetic records are selected from the warehouse views with the source's `where`;
-replay files are read directly. Candidates are written to Parquet as they stream, so a source
-larger than memory is fine; their order (record identity, then file and row) fixes what the
-seeded sampling sees, whatever order the warehouse returned them in.
+Documents and synthetic records are selected from the warehouse views with the source's `where`,
+numbered and hashed by DuckDB in one `COPY` (it spills to disk: a source larger than memory is
+fine); replay files are read row by row, each row checked, and written as they stream. The order
+(record identity, then file and row) fixes what the seeded sampling sees, whatever order the
+warehouse returned them in.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.mixture import MIXTURE_RECORD, DocumentsSource, ReplaySource, SyntheticSource
-from warehouse.record_cache import TEXT_HASH, text_hash
+from warehouse.record_cache import TEXT_HASH, text_hash, text_hash_sql
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import Warehouse
 
@@ -77,16 +79,26 @@ def _check_named_jobs(warehouse: Warehouse, source) -> None:
         raise MixtureError(f"source {source.name!r}: no completed {view[:-1]} {missing} in the warehouse {warehouse.path}")
 
 
-def _warehouse_batches(warehouse: Warehouse, source) -> Iterator[pa.RecordBatch]:
+def _write_warehouse_candidates(warehouse: Warehouse, source, path: Path) -> int:
+    """The source's records straight from the warehouse into the candidate file, numbered and
+    hashed by DuckDB in one statement: no text passes through Python."""
     _check_named_jobs(warehouse, source)
     query = _documents_query(source) if isinstance(source, DocumentsSource) else _synthetic_query(source)
+    order = "run_id, doc_id" if isinstance(source, DocumentsSource) else "rewrite_id, record_id"
+    columns = ", ".join(IDENTITY_COLUMNS)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with warehouse.connect(read_only=True) as con:
         try:
-            reader = con.sql(query).fetch_record_batch(BATCH_ROWS)
+            con.execute(
+                f"""COPY (SELECT row_number() OVER (ORDER BY {order}) - 1 AS row, {columns}, text,
+                                 {text_hash_sql("text")} AS text_hash
+                          FROM ({query}) ORDER BY row)
+                    TO {_sql_list([str(path)])} (FORMAT parquet, COMPRESSION uncompressed)"""
+            )
         except duckdb.Error as err:
             view = "documents" if isinstance(source, DocumentsSource) else "synthetic"
             raise MixtureError(f"source {source.name!r}: `where` {source.where!r} over `{view}` fails: {err}") from None
-        yield from reader
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 def _replay_format(path: str, declared: str) -> str:
@@ -150,26 +162,31 @@ def _replay_batches(source: ReplaySource) -> Iterator[pa.RecordBatch]:
         yield pa.RecordBatch.from_pylist(rows)
 
 
-def source_batches(warehouse: Warehouse, source) -> Iterator[pa.RecordBatch]:
-    if isinstance(source, ReplaySource):
-        return _replay_batches(source)
-    return _warehouse_batches(warehouse, source)
-
-
 def write_candidates(warehouse: Warehouse, source, path: Path) -> int:
     """Every record `source` selects, numbered in its stable order, to `path`; the row count."""
+    if isinstance(source, ReplaySource):
+        rows = _write_replay_candidates(source, path)
+    else:
+        rows = _write_warehouse_candidates(warehouse, source, path)
+    if rows == 0:
+        raise MixtureError(f"source {source.name!r} selects no records: check its `where`, runs, styles or paths")
+    return rows
+
+
+def _write_replay_candidates(source: ReplaySource, path: Path) -> int:
     rows = 0
     # a working file, read twice and deleted: compressing it would cost more than it saves
     with ShardWriter(path, CANDIDATE, compression="none") as writer:
-        for batch in source_batches(warehouse, source):
+        for batch in _replay_batches(source):
             texts = batch.column("text").to_pylist()
-            columns = {name: batch.column(name) if name in batch.schema.names else None for name in IDENTITY_COLUMNS}
             table = pa.table(
                 {
-                    "row": pa.array(range(rows, rows + batch.num_rows), pa.int64()),
+                    "row": pa.array(np.arange(rows, rows + batch.num_rows, dtype=np.int64)),
                     **{
-                        name: col if col is not None else pa.nulls(batch.num_rows, CANDIDATE.field(name).type)
-                        for name, col in columns.items()
+                        name: batch.column(name)
+                        if name in batch.schema.names
+                        else pa.nulls(batch.num_rows, CANDIDATE.field(name).type)
+                        for name in IDENTITY_COLUMNS
                     },
                     "text": batch.column("text"),
                     "text_hash": pa.array([text_hash(t) for t in texts], pa.string()),
@@ -177,6 +194,4 @@ def write_candidates(warehouse: Warehouse, source, path: Path) -> int:
             )
             writer.write(table)
             rows += batch.num_rows
-    if rows == 0:
-        raise MixtureError(f"source {source.name!r} selects no records: check its `where`, runs, styles or paths")
     return rows
