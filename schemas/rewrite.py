@@ -71,6 +71,10 @@ class StyleSpec(_Strict):
     system: str | None = None
     user: str = TEXT_SLOT
     chunk_tokens: int = Field(default=300, ge=16)  # input budget, in the generating model's tokens
+    # true: chunk_tokens is the whole input, the rendered prompt included, and the document text
+    # gets what the prompt leaves (NeMo Curator's Nemotron-CC recipe); false: chunk_tokens of
+    # document text, the prompt on top (WRAP's 300-token chunks)
+    input_includes_prompt: bool = False
     max_output_tokens: int = Field(default=512, ge=1)
     output_ratio: float = Field(default=1.5, gt=0)  # max_tokens = min(max_output_tokens, ratio * input + 16)
     postprocess: PostProcess = Field(default_factory=PostProcess)
@@ -93,7 +97,10 @@ class StyleSpec(_Strict):
 
     @property
     def content_hash(self) -> str:
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        fields = self.model_dump(mode="json")
+        if not fields["input_includes_prompt"]:
+            del fields["input_includes_prompt"]  # added later: styles without it keep their hash and work keys
+        payload = json.dumps(fields, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
     def gate_settings(self, defaults: GateSettings) -> GateSettings:

@@ -72,6 +72,13 @@ MIN_CHUNK_TOKENS = 16  # below this a chunk holds too little text to rewrite
 BOUNDARY_TOKENS = 2
 
 
+def input_tokens(style: StyleSpec, counter: TokenCounter) -> int:
+    """The most tokens one request of the style sends: prompt and chunk together."""
+    if style.kind == "llm" and style.input_includes_prompt:
+        return style.chunk_tokens
+    return prompt_tokens(style, counter) + style.chunk_tokens
+
+
 def prompt_tokens(style: StyleSpec, counter: TokenCounter) -> int:
     """Tokens of the style's chat prompt around an empty chunk: what every request pays besides the text."""
     if style.kind != "llm":
@@ -79,8 +86,12 @@ def prompt_tokens(style: StyleSpec, counter: TokenCounter) -> int:
     return counter.chat_tokens(render_messages(style, ""))
 
 
-def chunk_budget(style: StyleSpec, counter: TokenCounter) -> int:
-    """Tokens of document text per chunk, so that prompt + chunk fits the style's input budget."""
+def text_budget(style: StyleSpec, counter: TokenCounter) -> int:
+    """Tokens of document text per chunk: `chunk_tokens`, or, for a style whose `chunk_tokens` is
+    its whole input (`input_includes_prompt`, the Nemotron-CC styles, as NeMo Curator counts their
+    limits), what the rendered prompt leaves of it."""
+    if style.kind != "llm" or not style.input_includes_prompt:
+        return style.chunk_tokens
     budget = style.chunk_tokens - prompt_tokens(style, counter) - BOUNDARY_TOKENS
     if budget < MIN_CHUNK_TOKENS:
         raise StyleError(

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.rewrite.chunking import TokenCounter, chunk_budget, prompt_tokens, sentence_spans
+from curation.rewrite.chunking import TokenCounter, input_tokens, prompt_tokens, sentence_spans, text_budget
 from curation.rewrite.engines import (
     MISSING_RESULT,
     Engine,
@@ -112,26 +112,29 @@ def _routed_model_styles(cfg: RewriteConfig, registry: dict) -> list[tuple[str, 
 
 
 def engine_context(cfg: RewriteConfig, registry: dict, counter: TokenCounter) -> int:
-    """The engine's context length. A style needs its rendered prompt + chunk_tokens +
-    max_output_tokens (chunks are cut to chunk_tokens of text; cutting them to chunk_tokens minus the
-    prompt, as NeMo Curator counts the input budget, is not wired in yet). Unset: the largest such
-    sum over the routed styles. Set: every routed style must fit it, or the config is rejected naming
-    the route and the style, before any work."""
+    """The engine's context length. A style sends at most `input_tokens` (its prompt and a chunk;
+    for a style whose `chunk_tokens` includes the prompt, `chunk_tokens`) and receives at most
+    `max_output_tokens`. Unset: the largest such sum over the routed styles. Set: every routed
+    style must fit it, or the config is rejected naming the route and the style, before any work."""
     routed = _routed_model_styles(cfg, registry)
-    prompts = {style.id: prompt_tokens(style, counter) for _, style in routed}
     for _, style in routed:
-        chunk_budget(style, counter)  # a prompt that leaves no room for text is an error here too
+        text_budget(style, counter)  # a prompt that leaves no room for text is an error here
+    needs = {style.id: input_tokens(style, counter) + style.max_output_tokens for _, style in routed}
     explicit = cfg.engine.max_model_len
     if explicit is None:
-        return max((prompts[s.id] + s.chunk_tokens + s.max_output_tokens for _, s in routed), default=NO_MODEL_CONTEXT)
+        return max(needs.values(), default=NO_MODEL_CONTEXT)
     for where, style in routed:
-        needed = prompts[style.id] + style.chunk_tokens + style.max_output_tokens
-        if needed > explicit:
+        if needs[style.id] > explicit:
+            prompt = prompt_tokens(style, counter)
+            sent = (
+                f"its input (chunk_tokens {style.chunk_tokens}, prompt {prompt} tokens included)"
+                if style.input_includes_prompt
+                else f"its prompt ({prompt} tokens) plus a {style.chunk_tokens}-token chunk (chunk_tokens)"
+            )
             raise StyleError(
-                f"{where} style {style.id}: its prompt ({prompts[style.id]} tokens) plus a {style.chunk_tokens}-token chunk "
-                f"(chunk_tokens) plus max_output_tokens {style.max_output_tokens} needs "
-                f"{needed} tokens, more than engine.max_model_len {explicit}; raise max_model_len, leave it unset to size the "
-                f"context from the routed styles, or lower them with style_overrides: "
+                f"{where} style {style.id}: {sent} plus max_output_tokens {style.max_output_tokens} needs "
+                f"{needs[style.id]} tokens, more than engine.max_model_len {explicit}; raise max_model_len, leave it unset to "
+                f"size the context from the routed styles, or lower them with style_overrides: "
                 f"{{{style.id}: {{chunk_tokens: N, max_output_tokens: M}}}}"
             )
     return explicit

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from curation.rewrite.chunking import Chunk, TokenCounter, chunk_text
+from curation.rewrite.chunking import Chunk, TokenCounter, chunk_text, text_budget
 from curation.rewrite.styles import StyleError, render_messages
 from schemas.rewrite import (
     RouteRule,
@@ -153,6 +153,7 @@ def plan_work(
 ) -> Plan:
     plan = Plan()
     seen: set[str] = set()
+    text_budgets: dict[str, int] = {}
     for doc in docs.to_pylist():
         plan.documents += 1
         rule = route(doc, rules)
@@ -163,7 +164,9 @@ def plan_work(
         by_budget: dict[int, list[Chunk]] = {}
         for choice in rule.styles:
             style = registry[choice.style]
-            budget_tokens = style.chunk_tokens
+            if style.id not in text_budgets:
+                text_budgets[style.id] = text_budget(style, counter)
+            budget_tokens = text_budgets[style.id]
             if budget_tokens not in by_budget:
                 by_budget[budget_tokens] = [c for c in chunk_text(doc["text"], budget_tokens, counter) if c.text.strip()]
                 plan.chunks += len(by_budget[budget_tokens])

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from test_rewrite_near_duplicates import ChosenTexts, by_chunk, chunk_of, generations, near_duplicate_verdict
 from test_rewrite_run import curate_six_documents, records, rewrite_config
 
-from curation.rewrite.chunking import TokenCounter, chunk_budget, chunk_text, prompt_tokens
+from curation.rewrite.chunking import TokenCounter, chunk_text, prompt_tokens, text_budget
 from curation.rewrite.engines import GenerationResult
 from curation.rewrite.gates import append_qa_nemotron_cc, nemotron_cc_pair_limit, qa_pairs
 from curation.rewrite.runner import engine_context, run_rewrite
@@ -63,7 +63,7 @@ def test_a_style_that_cannot_fit_an_explicit_context_is_an_error_naming_it(count
 
 @pytest.mark.parametrize(("style", "needed"), [("nemotron_distill", 3600), ("nemotron_extract_knowledge", 2800)])
 def test_nemotron_cc_limits_do_not_fit_the_old_default_context(counter, style, needed):
-    needed += prompt_tokens(load_registry()[style], counter)  # the prompt comes on top of the chunk
+    # the prompt is inside the input budget (chunk_tokens), as NeMo Curator counts it
     cfg = config([style], max_model_len=2048)
     with pytest.raises(StyleError, match=rf"style {style}:.*needs {needed} tokens"):
         engine_context(cfg, load_registry(), counter)
@@ -76,11 +76,10 @@ def test_an_unset_context_is_sized_from_the_largest_routed_style(counter):
     registry = load_registry()
     cfg = config(["wrap_wikipedia", "nemotron_distill", "sentence_shuffle"])
     assert cfg.engine.max_model_len is None
-    distill = registry["nemotron_distill"]
-    prompt = prompt_tokens(distill, counter)
-    assert prompt > 20  # the system and user prompt around the chunk
-    assert engine_context(cfg, registry, counter) == 3600 + prompt  # 2000 in + 1600 out + the prompt
+    assert engine_context(cfg, registry, counter) == 3600  # 2000 in (the prompt included) + 1600 out
+    # WRAP's 300 tokens are text: the prompt comes on top
     wrap = registry["wrap_wikipedia"]
+    assert not wrap.input_includes_prompt
     assert engine_context(config(["wrap_wikipedia"]), registry, counter) == 300 + 512 + prompt_tokens(wrap, counter)
 
 
@@ -92,25 +91,64 @@ def test_the_default_config_file_leaves_the_context_to_the_styles():
     assert RewriteConfig.model_validate(data).engine.max_model_len is None
 
 
-def test_chunks_are_cut_so_prompt_and_chunk_fit_the_input_budget(counter, wiki_docs):
+def test_nemotron_cc_chunks_are_cut_so_prompt_and_chunk_fit_the_input_budget_and_wrap_s_are_300_tokens_of_text(
+    counter, wiki_docs
+):
     registry = load_registry()
     text = "\n\n".join(wiki_docs[:3])
-    for style_id in ("wrap_wikipedia", "nemotron_wikipedia"):
-        style = registry[style_id]
-        budget = chunk_budget(style, counter)
-        assert budget < style.chunk_tokens - prompt_tokens(style, counter) + 1
-        chunks = chunk_text(text, budget, counter)
-        assert len(chunks) > 2
-        prompts = [counter.chat_tokens(render_messages(style, c.text)) for c in chunks]
-        assert max(prompts) <= style.chunk_tokens
-        # the budget is used, not wasted: some chunk fills most of it
-        assert max(prompts) > style.chunk_tokens - 60
+    assert all(style.input_includes_prompt for sid, style in registry.items() if sid.startswith("nemotron_"))
+    style = registry["nemotron_wikipedia"]
+    budget = text_budget(style, counter)
+    assert budget < style.chunk_tokens - prompt_tokens(style, counter) + 1
+    chunks = chunk_text(text, budget, counter)
+    assert len(chunks) > 2
+    prompts = [counter.chat_tokens(render_messages(style, c.text)) for c in chunks]
+    assert max(prompts) <= style.chunk_tokens
+    assert max(prompts) > style.chunk_tokens - 60  # the budget is used, not wasted
+    wrap = registry["wrap_wikipedia"]
+    assert text_budget(wrap, counter) == wrap.chunk_tokens == 300
+    assert max(c.tokens for c in chunk_text(text, 300, counter)) > 240
 
 
 def test_a_prompt_longer_than_the_input_budget_is_an_error_naming_the_style(counter):
-    style = StyleSpec.model_validate({**big_style("tight"), "chunk_tokens": 20, "user": "word " * 30 + "{text}"})
+    style = StyleSpec.model_validate(
+        {**big_style("tight"), "chunk_tokens": 20, "input_includes_prompt": True, "user": "word " * 30 + "{text}"}
+    )
     with pytest.raises(StyleError, match="style tight: its prompt takes"):
-        chunk_budget(style, counter)
+        text_budget(style, counter)
+    cfg = config(["tight"])
+    cfg.styles.append(style)
+    with pytest.raises(StyleError, match="style tight: its prompt takes"):
+        engine_context(cfg, load_registry(inline=cfg.styles), counter)
+
+
+def test_the_plan_cuts_each_style_s_chunks_to_what_its_prompt_leaves(counter, wiki_docs):
+    """Two styles of one route whose chunk_tokens includes the prompt, with prompts of different
+    length, get chunks of different size, each request within chunk_tokens; a model-free style
+    gets chunks of chunk_tokens of text."""
+    import pyarrow as pa
+
+    from curation.rewrite.work import ModelIdentity, plan_work
+    from schemas.rewrite import RouteRule, SamplingConfig
+
+    within = {"chunk_tokens": 300, "input_includes_prompt": True}
+    long_prompt = StyleSpec.model_validate({**big_style("long_prompt"), **within, "user": "Rewrite. " * 60 + "{text}"})
+    short_prompt = StyleSpec.model_validate({**big_style("short_prompt"), **within, "user": "Rewrite: {text}"})
+    registry = load_registry(inline=[long_prompt, short_prompt])
+    assert text_budget(long_prompt, counter) < text_budget(short_prompt, counter) - 100
+    text = "\n\n".join(wiki_docs[:2])
+    doc = {"doc_id": "d", "run_id": "r", "text": text, "source": None, "language": "en", "quality_bucket": None}
+    rules = [RouteRule(styles=[{"style": "long_prompt"}, {"style": "short_prompt"}, {"style": "sentence_shuffle"}])]
+    plan = plan_work(pa.Table.from_pylist([doc]), rules, registry, counter, ModelIdentity("m", "h"), SamplingConfig(), 4096)
+    chunks = {
+        sid: [i.chunk for i in plan.items if i.style.id == sid] for sid in ("long_prompt", "short_prompt", "sentence_shuffle")
+    }
+    assert len(chunks["long_prompt"]) > len(chunks["short_prompt"]) > 1
+    for item in plan.items:
+        if item.messages:
+            assert item.prompt_tokens <= item.style.chunk_tokens
+    shuffle = registry["sentence_shuffle"]
+    assert chunks["sentence_shuffle"] == chunk_text(text, shuffle.chunk_tokens, counter)
 
 
 # ---------------------------------------------------------------- QA append

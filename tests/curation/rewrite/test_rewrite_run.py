@@ -117,7 +117,9 @@ def test_a_style_that_cannot_fit_the_context_is_a_clear_error(curated):
     cfg = rewrite_config(
         curated, rewrite_id="long", routes=[{"styles": [{"style": "nemotron_distill"}]}], engine={"max_model_len": 1024}
     )
-    with pytest.raises(StyleError, match=r"nemotron_distill: its prompt \(\d+ tokens\) plus a 2000-token chunk"):
+    with pytest.raises(
+        StyleError, match=r"nemotron_distill: its input \(chunk_tokens 2000, prompt \d+ tokens included\).*needs 3600 tokens"
+    ):
         run_rewrite(cfg)
     (row,) = records(curated, "SELECT status, error FROM rewrites WHERE rewrite_id = 'long'")
     assert row["status"] == "failed" and "max_model_len" in row["error"]
