@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix]`
+"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix,gates]`
 
 Generates the benchmark corpus, runs each measurement in a child process, prints a table and
 writes benchmarks/results/latest.json. See benchmarks/README.md for what every number means.
@@ -17,12 +17,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import measure, mixture, rewrite, scoring
+from benchmarks import gates, measure, mixture, rewrite, scoring
 from benchmarks.corpus import generate_corpus
 from benchmarks.report import render
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SECTIONS = ("stages", "chain", "memory", "scoring", "losses", "rewrite", "mix")
+SECTIONS = ("stages", "chain", "memory", "scoring", "losses", "rewrite", "mix", "gates")
 DEFAULT_DOCS, QUICK_DOCS, SHARDS = 2000, 200, 8
 
 
@@ -145,6 +145,9 @@ def run(args: argparse.Namespace) -> dict:
         if "mix" in args.sections:
             _log("mixtures: curate mix and the exports vs the bare tokenizers batch API")
             results["mix"] = mixture.mixture_benchmark(work, args.docs, args.seed, log=_log)
+
+        if "gates" in args.sections:
+            results["gates"] = gates.gates_benchmark(log=_log)
     finally:
         if args.keep or args.work_dir:
             _log(f"work dir kept: {work}")

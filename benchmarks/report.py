@@ -192,6 +192,9 @@ def render(results: dict) -> str:
     if "mix" in results:
         lines += _mixture_lines(results["mix"])
 
+    if "gates" in results:
+        lines += _gate_lines(results["gates"])
+
     return "\n".join(lines)
 
 
@@ -302,4 +305,43 @@ def _mixture_lines(mx: dict) -> list[str]:
         else:
             rows.append([fmt, r["tokens"], r["seconds"], r["tokens_per_s"], _fmt(r["ratio_vs_bare"], 2), r["bytes"]])
     lines += ["   " + line for line in _table(["format", "tokens", "seconds", "tokens/s", "ratio vs bare", "bytes"], rows)]
+    return lines
+
+
+def _gate_lines(g: dict) -> list[str]:
+    goals = g["goals"]
+    lines = [
+        "",
+        f"8. rewrite output gates on the labelled set: {g['good']} good and {g['bad']} bad outputs (tests/data/gate_eval.yaml)",
+        f"   caught {g['catch_rate']:.1%} of bad [goal >= {goals['catch_rate']:.0%}: {_verdict(g['catch_rate'] >= goals['catch_rate'])}]; "
+        f"wrongly rejected {g['false_reject_rate']:.1%} of good "
+        f"[goal <= {goals['false_reject_rate']:.0%}: {_verdict(g['false_reject_rate'] <= goals['false_reject_rate'])}]",
+    ]
+    rows = [
+        [
+            kind,
+            e["cases"],
+            e["caught"],
+            f"{e['catch_rate']:.0%}",
+            ", ".join(f"{k} {v}" for k, v in sorted(e["first_gates"].items())),
+            " ".join(e["missed"]),
+        ]
+        for kind, e in g["kinds"].items()
+    ]
+    lines += ["   " + line for line in _table(["kind", "cases", "caught", "share", "rejected first by", "missed"], rows)]
+    rows = [
+        [
+            gate,
+            f"{e['own_kind_caught']}/{e['own_kind_cases']}" if e["own_kind_cases"] else "-",
+            e["fired_on_bad"],
+            e["fired_on_good"],
+            f"{e['false_reject_rate']:.0%}",
+        ]
+        for gate, e in g["gates"].items()
+    ]
+    lines += [
+        "   " + line for line in _table(["gate", "its own kind caught", "failed on bad", "failed on good", "false rejects"], rows)
+    ]
+    for miss in g["false_rejects"]:
+        lines.append(f"   false reject {miss['id']}: {miss['reason']} ({miss['verdict']})")
     return lines

@@ -31,6 +31,8 @@ class GateSettings(_Strict):
     toxicity_min_matches: int = Field(default=2, ge=1)
     reject_truncated: bool = True  # finish_reason == "length"
     near_duplicates: bool = True  # among generations of this rewrite and earlier ones
+    max_added_facts: int = Field(default=0, ge=0)  # names and numbers the output has and the chunk lacks
+    shape: Literal["any", "qa", "list"] = "any"  # qa: question/answer pairs; list: at least two list items
     extra_preambles: list[str] = Field(default_factory=list)  # regexes, matched at the start
     extra_refusals: list[str] = Field(default_factory=list)  # regexes, matched anywhere in the first 200 chars
 

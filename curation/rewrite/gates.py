@@ -1,7 +1,9 @@
 """Output gates and post-processing for generated text.
 
 Small models (and big ones, at scale) answer with preambles, refusals, loops, copies of the input,
-text that ignores the input, cut-off text or the wrong language. Every gate is a plain function of
+echoes of the prompt, descriptions of the document instead of a rewrite, facts the source never
+stated, text that ignores the input, the wrong shape for the style, cut-off text or the wrong
+language. Every gate is a plain function of
 (output, chunk); all of them run on every record so the verdicts show every problem, and the first
 failing gate in GATE_ORDER is the record's reject reason. Nothing is dropped: a rejected record is
 written with its verdicts like an accepted one.
@@ -40,6 +42,37 @@ _REFUSALS = [
 ]
 
 
+# Prompt scaffolding a model copies into its answer: our own markers (<document>), chat-template
+# tokens, "<<Document>>"-style labels, Markdown headings of prompt sections, an unfilled slot.
+_MARKERS = re.compile(
+    r"<<\s*/?\s*[A-Za-z][A-Za-z ]{1,30}>>|</?\s*document\s*>|\[/?INST\]|<\|[a-z_]+\|>"
+    r"|^\s*#{1,4}\s*(?:instruction|input|output|response|document|text|task)s?\b|\{text\}",
+    re.IGNORECASE | re.MULTILINE,
+)
+PROMPT_ECHO_NGRAM = 6  # consecutive words of the style's own instructions that count as an echo
+_DOC_NOUN = r"(?:document|text|passage|article|excerpt|paragraph|snippet|input|extract|content)"
+_DESCRIBING = (
+    r"(?:contains|describes|discusses|is about|talks about|provides|presents|explains|lists|mentions|covers|"
+    r"outlines|highlights|focuses on|gives|offers|includes|deals with|introduces|states|says|tells|reports|notes|"
+    r"suggests|appears to|seems to|is a|is an)"
+)
+# Writing about the document instead of rewriting it: "The document contains a list of facts about".
+_META = [
+    re.compile(rf"\b(?:the|this|that|given|above|provided|following|original)\s+{_DOC_NOUN}\s+(?:also\s+)?{_DESCRIBING}\b", re.I),
+    re.compile(rf"\b(?:in|from|according to|based on)\s+the\s+(?:given\s+|provided\s+|above\s+|original\s+)?{_DOC_NOUN}\b", re.I),
+    re.compile(rf"\bin\s+this\s+{_DOC_NOUN}\b", re.I),
+    re.compile(
+        r"\bthe\s+authors?\s+(?:of\s+the\s+\w+\s+)?(?:describes?|discuss(?:es)?|explains?|argues?|states?|mentions?|writes?)\b",
+        re.I,
+    ),
+]
+_LIST_MARKER_END = re.compile(r"(?:^|\n)\s*(?:[-*•·]|\d+[.)])$")
+_NAME = re.compile(r"\b[^\W\d_][\w'’-]*", re.UNICODE)
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
+_LABELS = {"question", "answer", "q", "a", "i"}
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•·]|\d+[.)])\s+\S", re.MULTILINE)
+
+
 @dataclass(frozen=True)
 class GateContext:
     chunk: str
@@ -48,6 +81,7 @@ class GateContext:
     settings: GateSettings
     lid_model: str  # fastText language-ID model path
     wordlists: Path  # LDNOOBW lists
+    prompt: str = ""  # the style's instructions (system and user text around the chunk)
 
 
 def strip_preamble(text: str, extra: list[str] | None = None) -> tuple[str, bool]:
@@ -95,6 +129,49 @@ def overlap_share(output: str, chunk: str) -> float:
     return sum(w in source for w in out_words) / len(out_words)
 
 
+def _word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    tokens = words(text)
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def _starts_sentence(text: str, start: int) -> bool:
+    """Whether the word at `start` opens the text, a sentence, a line or a list item."""
+    window = text[max(0, start - 40) : start]
+    before = window.rstrip(" \t\"'“‘([*")
+    if not before:
+        return start <= 40 or window.endswith("\n")
+    return before[-1] in ".!?:;\n" or bool(_LIST_MARKER_END.search(before))
+
+
+# languages that capitalise every noun: a capital letter does not mark a name there
+_NOUN_CAPITALISING = {"de", "lb"}
+
+
+def added_facts(output: str, chunk: str, names: bool = True) -> list[str]:
+    """Names and numbers the output states that the chunk does not: a rephrasing keeps the facts
+    of its source and adds none. A name is a capitalised word that does not start a sentence, a
+    line or a list item, is not a Question/Answer label, and matches no word of the chunk, neither
+    itself nor by its first five letters (Armenia / Armenian); a number matches the chunk's
+    numbers after thousands separators are dropped. Each counted once, in order of appearance.
+    `names=False` counts numbers only (for languages that capitalise every noun)."""
+    source_words = {w.lower() for w in _NAME.findall(chunk)}
+    stems = {w[:5] for w in source_words if len(w) >= 5}
+    source_numbers = {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(chunk)}
+    found: dict[str, None] = {}
+    for match in _NAME.finditer(output) if names else ():
+        word = match.group()
+        lower = word.lower()
+        if not word[0].isupper() or lower in _LABELS or _starts_sentence(output, match.start()):
+            continue
+        if lower not in source_words and (len(lower) < 5 or lower[:5] not in stems):
+            found.setdefault(word)
+    for match in _NUMBER.finditer(output):
+        number = match.group().replace(",", "").rstrip(".")
+        if number not in source_numbers:
+            found.setdefault(match.group())
+    return list(found)
+
+
 def _gate_empty(output: str, ctx: GateContext) -> str | None:
     size = len(output.strip())
     return None if size >= max(ctx.settings.min_chars, 1) else f"{size} chars"
@@ -136,6 +213,46 @@ def _gate_low_overlap(output: str, ctx: GateContext) -> str | None:
     return f"{share:.2f} < {ctx.settings.min_overlap}" if share < ctx.settings.min_overlap else None
 
 
+def _gate_prompt_echo(output: str, ctx: GateContext) -> str | None:
+    marker = _MARKERS.search(output)
+    if marker:
+        return f"marker {marker.group(0).strip()!r}"
+    if ctx.prompt:
+        echoed = (_word_ngrams(output, PROMPT_ECHO_NGRAM) & _word_ngrams(ctx.prompt, PROMPT_ECHO_NGRAM)) - _word_ngrams(
+            ctx.chunk, PROMPT_ECHO_NGRAM
+        )
+        if echoed:
+            return f"instructions {' '.join(min(echoed))!r}"
+    return None
+
+
+def _gate_meta_description(output: str, ctx: GateContext) -> str | None:
+    """The output talks about the document ("The text describes ...") where the chunk itself does not."""
+    chunk = ctx.chunk.lower()
+    for pattern in _META:
+        for match in pattern.finditer(output):
+            if match.group(0).lower() not in chunk:
+                return repr(match.group(0))
+    return None
+
+
+def _gate_shape(output: str, ctx: GateContext) -> str | None:
+    shape = ctx.settings.shape
+    if shape == "qa" and not qa_pairs(output):
+        return "no Question/Answer pair"
+    if shape == "list" and len(_LIST_ITEM.findall(output)) < 2:
+        return "fewer than 2 list items"
+    return None
+
+
+def _gate_added_facts(output: str, ctx: GateContext) -> str | None:
+    added = added_facts(output, ctx.chunk, names=ctx.language not in _NOUN_CAPITALISING)
+    if len(added) > ctx.settings.max_added_facts:
+        shown = ", ".join(added[:6]) + (", ..." if len(added) > 6 else "")
+        return f"{len(added)} not in the chunk ({shown}) > {ctx.settings.max_added_facts}"
+    return None
+
+
 def _gate_wrong_language(output: str, ctx: GateContext) -> str | None:
     if not ctx.settings.language or not ctx.language:
         return None
@@ -157,9 +274,13 @@ _GATES: dict[str, Callable[[str, GateContext], str | None]] = {
     "refusal": _gate_refusal,
     "truncated": _gate_truncated,
     "repetition": _gate_repetition,
+    "prompt_echo": _gate_prompt_echo,
+    "meta_description": _gate_meta_description,
+    "shape": _gate_shape,
     "length_ratio": _gate_length_ratio,
     "near_copy": _gate_near_copy,
     "low_overlap": _gate_low_overlap,
+    "added_facts": _gate_added_facts,
     "wrong_language": _gate_wrong_language,
     "toxicity": _gate_toxicity,
 }

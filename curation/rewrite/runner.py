@@ -42,7 +42,7 @@ from curation.rewrite.gates import (
     shuffle_sentences,
     strip_preamble,
 )
-from curation.rewrite.styles import StyleError, load_registry
+from curation.rewrite.styles import StyleError, load_registry, style_instructions
 from curation.rewrite.work import (
     ModelIdentity,
     Plan,
@@ -213,6 +213,7 @@ def judge(item: WorkItem, result: GenerationResult, ctx: RewriteContext, batch_s
         settings=settings,
         lid_model=ctx.lid_model,
         wordlists=ctx.wordlists,
+        prompt=style_instructions(style),
     )
     verdicts, reason = run_gates(output, gate_ctx)
     if stripped:

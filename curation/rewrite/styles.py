@@ -80,3 +80,9 @@ def render_messages(style: StyleSpec, chunk: str) -> list[dict[str, str]]:
     user = style.user.replace(TEXT_SLOT, _as_data(chunk))
     messages = [{"role": "system", "content": style.system}] if style.system else []
     return messages + [{"role": "user", "content": user}]
+
+
+def style_instructions(style: StyleSpec) -> str:
+    """The style's own words around the chunk (system prompt and user template without the slot):
+    what an output must not echo."""
+    return "\n".join(part for part in (style.system or "", style.user.replace(TEXT_SLOT, "")) if part)

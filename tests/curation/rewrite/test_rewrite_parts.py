@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from curation.rewrite.chunking import TokenCounter, chunk_text, sentence_spans
 from curation.rewrite.gates import (
     GateContext,
+    added_facts,
     append_qa_sample,
     copy_share,
     qa_pairs,
@@ -264,6 +266,56 @@ def test_each_gate_rejects_its_failure_with_a_reason(assets, wiki_docs, spanish_
     toxic = chunk[:500] + " fuck shit fuck shit"
     verdicts, reason = run_gates(toxic, _ctx(assets, chunk, settings={"max_copy": 1.0}))
     assert reason == "toxicity", verdicts
+
+
+ARMENIA = "Armenia is a landlocked country in the Armenian Highlands of West Asia. Its capital is Yerevan, founded in 782 BC."
+
+
+def test_added_facts_are_the_names_and_numbers_the_chunk_lacks():
+    invented = (
+        "Armenia is a country in the North African region of Egypt, with 1,200 cities. The Armenians founded Yerevan in 782 BC."
+    )
+    assert added_facts(invented, ARMENIA) == ["North", "African", "Egypt", "1,200"]
+    # sentence, line and list-item openers, Question/Answer labels, the chunk's own words and
+    # words sharing their first five letters (Armenians) are not added facts
+    faithful = (
+        "Question: Where is Armenia?\nAnswer: In West Asia; the Armenians' capital Yerevan dates from 782 BC.\n- Landlocked."
+    )
+    assert added_facts(faithful, ARMENIA) == []
+    assert added_facts("It has 1,200 cities in Egypt.", ARMENIA, names=False) == ["1,200"]
+
+
+def test_each_new_gate_on_a_hand_made_case(assets):
+    chunk = ARMENIA
+
+    def reason(output, **kw):
+        return run_gates(output, _ctx(assets, chunk, **kw))[1]
+
+    faithful = "Landlocked Armenia lies in West Asia, in the Armenian Highlands; Yerevan, its capital, was founded in 782 BC."
+    assert reason(faithful) is None
+    assert reason(faithful + " It borders Georgia.") == "added_facts"
+    assert reason(faithful + " It borders Georgia.", settings={"max_added_facts": 1}) is None
+    assert reason("<<Document>>\n" + faithful) == "prompt_echo"
+    assert reason(faithful + "\n</document>") == "prompt_echo"
+    prompt = "Rewrite the passage as a neutral encyclopedia paragraph in good English."
+    echo = "Rewrite the passage as a neutral encyclopedia paragraph. " + faithful
+    assert run_gates(echo, dataclasses.replace(_ctx(assets, chunk), prompt=prompt))[1] == "prompt_echo"
+    # the same words in the chunk itself are a rewrite's to keep, not an echo
+    assert run_gates(echo, dataclasses.replace(_ctx(assets, chunk + " " + prompt), prompt=prompt))[1] != "prompt_echo"
+    assert reason("The document contains a list of facts about Armenia and Yerevan, founded in 782 BC.") == "meta_description"
+    assert reason("According to the text, Armenia is landlocked in West Asia, with Yerevan its capital since 782 BC.") == (
+        "meta_description"
+    )
+    qa = (
+        "Question: Where is Armenia?\nAnswer: In West Asia, in the Armenian Highlands; Yerevan has been its capital since 782 BC."
+    )
+    assert reason(qa, settings={"shape": "qa"}) is None
+    assert reason(faithful, settings={"shape": "qa"}) == "shape"
+    listed = (
+        "- Armenia is landlocked.\n- It lies in the Armenian Highlands of West Asia.\n- Yerevan, its capital, dates from 782 BC."
+    )
+    assert reason(listed, settings={"shape": "list"}) is None
+    assert reason(faithful, settings={"shape": "list"}) == "shape"
 
 
 def test_repetition_and_copy_measures():

@@ -264,7 +264,14 @@ def test_failed_work_is_kept_then_retried_by_the_next_run(curated, server, monke
     assert {r["engine"] for r in rows} == {f"openai:{server}"} and {r["model_name"] for r in rows} == {"smol"}
     assert all(r["model_hash"] is None for r in rows)
     # the echo server's outputs copy the prompt, template included: the gates reject them
-    assert {r["reject_reason"] for r in rows} <= {"low_overlap", "near_copy", "length_ratio", "near_duplicate", "repetition"}
+    assert {r["reject_reason"] for r in rows} <= {
+        "prompt_echo",
+        "low_overlap",
+        "near_copy",
+        "length_ratio",
+        "near_duplicate",
+        "repetition",
+    }
     # the key is never written anywhere
     for path in (curated / "out").rglob("*"):
         if path.is_file():
