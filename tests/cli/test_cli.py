@@ -334,13 +334,14 @@ def test_demo_end_to_end_through_prefect(tmp_path):
         assert docs_in == sum(pq.ParquetFile(f).metadata.num_rows for f in readable) > 0
         assert docs_out == con.execute("SELECT count(*) FROM documents WHERE run_id = ?", [run_id]).fetchall()[0][0]
         assert docs_rejected == con.execute("SELECT count(*) FROM rejected WHERE run_id = ?", [run_id]).fetchall()[0][0]
-    # the rewrite of a crawl2 sample: records in both WRAP styles, with provenance, gate verdicts shown
+    # the rewrite of a crawl2 sample: records in both WRAP styles and the shuffle, with provenance,
+    # gate verdicts shown
     styles = dict(con.execute("SELECT style, count(*) FROM generations GROUP BY ALL").fetchall())
-    assert set(styles) == {"wrap_wikipedia", "wrap_qa"}
+    assert set(styles) == {"wrap_wikipedia", "wrap_qa", "sentence_shuffle"}
     assert con.execute(
         "SELECT count(*) FROM generations g JOIN documents d USING (doc_id) WHERE d.run_id = 'demo-crawl2' "
         "AND g.model_name = 'smollm2-135m-instruct' AND g.model_hash IS NOT NULL AND g.tokens_out > 0"
-    ).fetchall() == [(sum(styles.values()),)]
+    ).fetchall() == [(styles["wrap_wikipedia"] + styles["wrap_qa"],)]
     assert con.execute("SELECT status FROM rewrites").fetchall() == [("completed",)]
     assert "Output gates" in result.output and "Records per style" in result.output
     # the mixture: three sources, the pasted MMLU questions removed, verified, exported four ways
