@@ -2,7 +2,7 @@
 
 Layout (JSON, `schema_version` = schemas.mixture.MANIFEST_SCHEMA_VERSION):
 
-    schema_version, mixture_id, created_at, spec (the validated spec), spec_hash, code_version,
+    schema_version, mixture_id, spec (the validated spec), spec_hash, code_version,
     tokenizer: {name, path, sha256, eos_token, eos_id, vocab_size},
     sources: {name: {kind, requested_share, realised_share, requested_tokens, tokens, records,
                      unique_records, available_tokens, epochs, decontaminated: {eval_set: records},
@@ -92,12 +92,11 @@ def code_version() -> str:
 
 
 def build_manifest(spec, tokenizer, sources: dict, shards: list[dict], lineage: dict) -> dict:
-    from datetime import UTC, datetime
-
+    """No timestamp: the same spec over the same records gives the same manifest bytes (when the
+    mixture was made is in the warehouse's `mixtures` view)."""
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "mixture_id": spec.mixture_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "spec": spec.model_dump(mode="json"),
         "spec_hash": spec.spec_hash(),
         "code_version": code_version(),

@@ -85,7 +85,6 @@ def build_mixture(folder: Path, texts: list[str], tokenizer_spec: dict, *, misco
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "mixture_id": "fixture",
-        "created_at": "2026-11-30T00:00:00Z",
         "spec": {},
         "spec_hash": "0" * 64,
         "code_version": "test",
