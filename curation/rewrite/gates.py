@@ -50,7 +50,8 @@ _MARKERS = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 PROMPT_ECHO_NGRAM = 6  # consecutive words of the style's own instructions that count as an echo
-_DOC_NOUN = r"(?:document|text|passage|article|excerpt|paragraph|snippet|input|extract|content)"
+# "the text of the treaty" is about a text, not about the document
+_DOC_NOUN = r"(?:document|text|passage|article|excerpt|paragraph|snippet|input|extract|content)(?!\s+of\b)"
 _DESCRIBING = (
     r"(?:contains|describes|discusses|is about|talks about|provides|presents|explains|lists|mentions|covers|"
     r"outlines|highlights|focuses on|gives|offers|includes|deals with|introduces|states|says|tells|reports|notes|"
