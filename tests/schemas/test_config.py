@@ -59,3 +59,33 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_allowing_a_language_the_quality_rules_cannot_judge_is_an_error_naming_it():
+    base = {"input": {"paths": ["a"]}, "language": {"allowed": ["en", "fr", "es"]}}
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(base)
+    message = str(err.value)
+    assert "language.allowed lists fr, es" in message and "quality.gopher_quality" in message
+    assert "gopher_enough_stop_words" in message
+    # each way out the message names is accepted
+    config_from_dict({**base, "quality": {"gopher_quality": {"enabled": False}}})
+    config_from_dict({**base, "quality": {"enabled": False}})
+    config_from_dict({**base, "quality": {"gopher_quality": {"params": {"stop_words": ["le", "la", "de", "el"]}}}})
+    config_from_dict({**base, "language": {"allowed": ["en"]}})
+
+
+def test_the_premise_english_stop_words_drop_french_wikipedia(assets):
+    """What the error above prevents: the default quality rules on clean French articles."""
+    import json
+
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import GopherQualityFilter
+
+    data = json.loads((assets / "wiki" / "summaries_fr-fr.json").read_text())
+    texts = [e["extract"] for e in data.values() if len(e["extract"].split()) > 60][:200]
+    gopher = GopherQualityFilter()
+    dropped = [gopher.filter(Document(text=t, id=str(i))) for i, t in enumerate(texts)]
+    stop_word_drops = sum(isinstance(d, tuple) and d[1] == "gopher_enough_stop_words" for d in dropped)
+    kept = sum(d is True for d in dropped)
+    assert len(texts) == 200 and kept < 0.05 * len(texts) and stop_word_drops > 0.5 * len(texts)
