@@ -205,13 +205,18 @@ class RunConfig(_Strict):
         if "stop_words" in quality.gopher_quality.params:  # the user chose the stop words
             return self
         others = [code for code in language.allowed if code != "en"]
-        if others:
+        if others or not language.allowed:
             listed = ", ".join(others)
+            allowed, dropped = (
+                (f"language.allowed lists {listed}", f"every {listed} document")
+                if others
+                else ("language.allowed is empty (every language is kept)", "every document not in English")
+            )
             raise ValueError(
-                f"language.allowed lists {listed}, but quality.gopher_quality counts English stop words with English "
-                f"thresholds and would drop nearly every {listed} document (as gopher_enough_stop_words). The quality "
-                f"stage has no per-language settings yet: set quality.gopher_quality.enabled: false, or give "
-                f"quality.gopher_quality.params.stop_words for these languages, or allow only en"
+                f"{allowed}, but quality.gopher_quality counts English stop words with English thresholds and would drop "
+                f"nearly {dropped} (as gopher_enough_stop_words). The quality stage has no per-language settings yet: set "
+                f"quality.gopher_quality.enabled: false, or give quality.gopher_quality.params.stop_words for these "
+                f"languages, or allow only en"
             )
         return self
 

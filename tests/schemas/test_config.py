@@ -73,6 +73,8 @@ def test_allowing_a_language_the_quality_rules_cannot_judge_is_an_error_naming_i
     config_from_dict({**base, "quality": {"enabled": False}})
     config_from_dict({**base, "quality": {"gopher_quality": {"params": {"stop_words": ["le", "la", "de", "el"]}}}})
     config_from_dict({**base, "language": {"allowed": ["en"]}})
+    with pytest.raises(ConfigError, match="language.allowed is empty"):
+        config_from_dict({**base, "language": {"allowed": []}})
 
 
 def test_the_premise_english_stop_words_drop_french_wikipedia(assets):
