@@ -1,6 +1,7 @@
 """Section 7: `curate mix` and the trainer exports against the bare `tokenizers` batch API.
 
-Set-up (not measured): a curation run over the corpus with the filters off, a model-free
+Set-up (not measured): a corpus of its own, MIX_SCALE times the benchmark's; a curation run over
+it with the filters off, a model-free
 sentence-shuffle rewrite of some of its documents, and a replay corpus of other documents (another
 seed) into a few of which MMLU questions are pasted, so that decontamination has something to find.
 The three sources are mixed with weights equal to their token counts and `target_tokens` equal to
@@ -10,12 +11,15 @@ tokenizer is timed on.
 Measured, each in its own child process (see child.py):
 
 * the bare tokenizer: `Tokenizer.from_file(...).encode_batch_fast(texts, add_special_tokens=False)`
-  over every candidate text, after a warm-up call; the faster of two passes;
+  over every candidate text, after a warm-up call, in one call and in batches of the mix's own
+  size; the fastest of four passes;
 * `mix(spec)` cold (fresh record caches) and warm (a second mixture over the same records with
   another seed and mixture_id), with decontamination off and on (MMLU); the MMLU index is built
   before the timed part (a one-off per eval set, printed);
-* peak RSS of a cold mix at 1x (a quarter of the records, a quarter of the tokens) and 4x (all);
+* cold mixes at 1x (a quarter of the records, a quarter of the tokens), decontamination off and
+  on: with the 4x cold mixes, the marginal rate and the fixed cost per call; and peak RSS 1x vs 4x;
 * `export_mixture` of the cold mixture in each format.
+* not timed: the mix's decontamination verdicts against datatrove's filter on a sample.
 
 Tokens are counted as the manifest counts them, one end-of-sequence token per record included;
 the bare side's are counted, not encoded. Ratios are tokens/s over the bare tokenizer's tokens/s.
