@@ -320,31 +320,31 @@ def _item_ngrams(config, tokenizer):
     return ngram_strings
 
 
+def _combined(columns: list[np.ndarray]) -> np.ndarray:
+    """The prefilter's key of n word hashes, column-wise: a polynomial over them (uint64, wrapping).
+    The one definition both sides use: the index's n-grams and every window of a text."""
+    keys = columns[0].copy()
+    for column in columns[1:]:
+        keys *= _WINDOW_BASE
+        keys += column
+    return keys
+
+
 def _window_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:
-    """A polynomial hash of every n consecutive word hashes (uint64, wrapping): the prefilter's key."""
+    """The key of every n consecutive word hashes."""
     count = len(word_hashes) - n + 1
     if count <= 0:
         return np.empty(0, np.uint64)
-    windows = word_hashes[:count].copy()
-    for k in range(1, n):
-        windows *= _WINDOW_BASE
-        windows += word_hashes[k : k + count]
-    return windows
+    return _combined([word_hashes[k : k + count] for k in range(n)])
 
 
 def _prefilter_keys(ngrams: set[str], n: int, hash_func) -> np.ndarray:
-    """The prefilter keys of indexed n-grams, all at once: an n-gram's words are its string split
-    at spaces (a word never holds whitespace), each distinct word hashed once."""
-    word_hash: dict[str, int] = {}
-    rows = np.array(
-        [[word_hash.get(w) or word_hash.setdefault(w, hash_func(w)) for w in ngram.split(" ")] for ngram in ngrams],
-        np.uint64,
-    ).reshape(len(ngrams), n)
-    keys = rows[:, 0].copy()
-    for k in range(1, n):
-        keys *= _WINDOW_BASE
-        keys += rows[:, k]
-    return np.unique(keys)
+    """The keys of the indexed n-grams, all at once: an n-gram's words are its string split at
+    spaces (a word never holds whitespace), each distinct word hashed once."""
+    split = [ngram.split(" ") for ngram in ngrams]
+    word_hash = {word: hash_func(word) for word in {word for words in split for word in words}}
+    rows = np.array([[word_hash[word] for word in words] for words in split], np.uint64).reshape(len(split), n)
+    return np.unique(_combined([rows[:, k] for k in range(n)]))
 
 
 def _identity(sources: list[_Source], config) -> str:
