@@ -15,6 +15,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from schemas.rewrite import GateSettings
@@ -67,11 +68,14 @@ _META = [
         re.I,
     ),
 ]
-_LIST_MARKER_END = re.compile(r"(?:^|\n)\s*(?:[-*•·]|\d+[.)])$")
+_LIST_MARKER = r"(?:[-*•·]|\d+[.)])"  # "- ", "* ", "1. ", "2) "
+_LIST_MARKER_END = re.compile(rf"(?:^|\n)\s*{_LIST_MARKER}$")
 _NAME = re.compile(r"\b[^\W\d_][\w'’-]*", re.UNICODE)
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
 _LABELS = {"question", "answer", "q", "a", "i"}
-_LIST_ITEM = re.compile(r"^\s*(?:[-*•·]|\d+[.)])\s+\S", re.MULTILINE)
+_LIST_ITEM = re.compile(rf"^\s*{_LIST_MARKER}\s+\S", re.MULTILINE)
+# languages that capitalise every noun: a capital letter does not mark a name there
+_NOUN_CAPITALISING = {"de", "lb"}
 
 
 @dataclass(frozen=True)
@@ -104,19 +108,22 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def _ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
 def repeated_ngram_share(text: str, n: int) -> float:
-    tokens = words(text)
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    grams = _ngrams(words(text), n)
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
 def copy_share(output: str, chunk: str, n: int = 5) -> float:
     """Share of the output's word n-grams that occur verbatim in the chunk."""
     out_tokens, src_tokens = words(output), words(chunk)
-    out_grams = [tuple(out_tokens[i : i + n]) for i in range(len(out_tokens) - n + 1)]
+    out_grams = _ngrams(out_tokens, n)
     if not out_grams:
         return 1.0 if out_tokens and " ".join(out_tokens) in " ".join(src_tokens) else 0.0
-    src_grams = {tuple(src_tokens[i : i + n]) for i in range(len(src_tokens) - n + 1)}
+    src_grams = set(_ngrams(src_tokens, n))
     return sum(g in src_grams for g in out_grams) / len(out_grams)
 
 
@@ -130,9 +137,10 @@ def overlap_share(output: str, chunk: str) -> float:
     return sum(w in source for w in out_words) / len(out_words)
 
 
-def _word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    tokens = words(text)
-    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+@lru_cache(maxsize=64)
+def _instruction_ngrams(prompt: str) -> frozenset[tuple[str, ...]]:
+    """A style's instructions as word n-grams: the same for every record of the style."""
+    return frozenset(_ngrams(words(prompt), PROMPT_ECHO_NGRAM))
 
 
 def _starts_sentence(text: str, start: int) -> bool:
@@ -142,10 +150,6 @@ def _starts_sentence(text: str, start: int) -> bool:
     if not before:
         return start <= 40 or window.endswith("\n")
     return before[-1] in ".!?:;\n" or bool(_LIST_MARKER_END.search(before))
-
-
-# languages that capitalise every noun: a capital letter does not mark a name there
-_NOUN_CAPITALISING = {"de", "lb"}
 
 
 def added_facts(output: str, chunk: str, names: bool = True) -> list[str]:
@@ -219,8 +223,8 @@ def _gate_prompt_echo(output: str, ctx: GateContext) -> str | None:
     if marker:
         return f"marker {marker.group(0).strip()!r}"
     if ctx.prompt:
-        echoed = (_word_ngrams(output, PROMPT_ECHO_NGRAM) & _word_ngrams(ctx.prompt, PROMPT_ECHO_NGRAM)) - _word_ngrams(
-            ctx.chunk, PROMPT_ECHO_NGRAM
+        echoed = (_instruction_ngrams(ctx.prompt) & set(_ngrams(words(output), PROMPT_ECHO_NGRAM))) - set(
+            _ngrams(words(ctx.chunk), PROMPT_ECHO_NGRAM)
         )
         if echoed:
             return f"instructions {' '.join(min(echoed))!r}"
