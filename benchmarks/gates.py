@@ -75,7 +75,9 @@ def _sentences(text: str) -> list[str]:
 def _without_shape(style_shape: str, good: str) -> str | None:
     """The good output's facts as plain prose: QA answers or list items run together."""
     if style_shape == "qa":
-        answers = re.findall(r"^\s*Answer:\s*(.+)$", good, re.MULTILINE)
+        from curation.rewrite.gates import qa_pairs
+
+        answers = [answer for _, answer in qa_pairs(good)]
         return " ".join(answers) if answers else None
     if style_shape == "list":
         items = [re.sub(r"^\s*[-*•]\s*", "", line).rstrip(".") + "." for line in good.splitlines() if line.strip()]
@@ -151,26 +153,20 @@ def build_cases(items: list[dict], registry: dict, wordlists: Path) -> list[Case
 
 
 def judge_case(case: Case, registry: dict, lid_model: str, wordlists: Path) -> tuple[dict[str, str], str | None, str]:
-    """The verdicts, the reject reason and the text left, as the rewrite stage's `judge` gets them."""
-    from curation.rewrite.gates import GateContext, run_gates, strip_preamble
-    from curation.rewrite.styles import style_instructions
+    """The verdicts, the reject reason and the text left, from what the rewrite stage's `judge` calls."""
+    from curation.rewrite.gates import gate_output
     from schemas.rewrite import GateSettings
 
-    style = registry[case.style]
-    settings = style.gate_settings(GateSettings())
-    text = case.output
-    if style.postprocess.strip_preamble:
-        text, _ = strip_preamble(text, settings.extra_preambles)
-    ctx = GateContext(
+    text, verdicts, reason = gate_output(
+        case.output,
+        registry[case.style],
+        GateSettings(),
         chunk=case.chunk,
         language="en",
         finish_reason=case.finish_reason,
-        settings=settings,
         lid_model=lid_model,
         wordlists=wordlists,
-        prompt=style_instructions(style),
     )
-    verdicts, reason = run_gates(text, ctx)
     return verdicts, reason, text
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from schemas.rewrite import GateSettings
+from curation.rewrite.styles import style_instructions
+from schemas.rewrite import GateSettings, StyleSpec
 from scorers.language_id import predict_languages
 from scorers.toxicity import word_list_score
 
@@ -306,6 +307,40 @@ def run_gates(output: str, ctx: GateContext) -> tuple[dict[str, str], str | None
         if detail is not None and first_failure is None:
             first_failure = name
     return verdicts, first_failure
+
+
+def gate_output(
+    raw: str,
+    style: StyleSpec,
+    defaults: GateSettings,
+    *,
+    chunk: str,
+    language: str | None,
+    finish_reason: str | None,
+    lid_model: str,
+    wordlists: Path,
+) -> tuple[str, dict[str, str], str | None]:
+    """A generation as the rewrite stage judges it: the style's preamble stripping, then every
+    gate with the style's settings. The text left, the verdicts (with "preamble": "stripped" when
+    an opener was removed) and the first failing gate."""
+    settings = style.gate_settings(defaults)
+    if style.postprocess.strip_preamble:
+        output, stripped = strip_preamble(raw, settings.extra_preambles)
+    else:
+        output, stripped = raw.strip(), False
+    ctx = GateContext(
+        chunk=chunk,
+        language=language,
+        finish_reason=finish_reason,
+        settings=settings,
+        lid_model=lid_model,
+        wordlists=wordlists,
+        prompt=style_instructions(style),
+    )
+    verdicts, reason = run_gates(output, ctx)
+    if stripped:
+        verdicts["preamble"] = "stripped"
+    return output, verdicts, reason
 
 
 # ---------------------------------------------------------------- post-processing

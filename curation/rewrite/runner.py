@@ -35,14 +35,12 @@ from curation.rewrite.engines import (
     VLLMEngine,
 )
 from curation.rewrite.gates import (
-    GateContext,
     append_qa_nemotron_cc,
     append_qa_sample,
-    run_gates,
+    gate_output,
     shuffle_sentences,
-    strip_preamble,
 )
-from curation.rewrite.styles import StyleError, load_registry, style_instructions
+from curation.rewrite.styles import StyleError, load_registry
 from curation.rewrite.work import (
     ModelIdentity,
     Plan,
@@ -201,23 +199,16 @@ def judge(item: WorkItem, result: GenerationResult, ctx: RewriteContext, batch_s
     """One GENERATION row: post-processing, gate verdicts, provenance."""
     style = item.style
     raw = result.text or ""
-    settings = style.gate_settings(ctx.cfg.gates)
-    if style.postprocess.strip_preamble:
-        output, stripped = strip_preamble(raw, settings.extra_preambles)
-    else:
-        output, stripped = raw.strip(), False
-    gate_ctx = GateContext(
+    output, verdicts, reason = gate_output(
+        raw,
+        style,
+        ctx.cfg.gates,
         chunk=item.chunk.text,
         language=item.language,
         finish_reason=result.finish_reason,
-        settings=settings,
         lid_model=ctx.lid_model,
         wordlists=ctx.wordlists,
-        prompt=style_instructions(style),
     )
-    verdicts, reason = run_gates(output, gate_ctx)
-    if stripped:
-        verdicts["preamble"] = "stripped"
     text = output
     if reason is None and style.postprocess.qa_append:
         appended = qa_appended(item, output, style.postprocess.qa_append, ctx)
