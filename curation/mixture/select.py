@@ -49,18 +49,19 @@ def _where(source, lists: dict[str, list[str]]) -> str:
     return f"WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
-def _documents_query(source: DocumentsSource) -> str:
-    where = _where(source, {"run_id": source.runs})
-    return f"""SELECT doc_id AS record_id, doc_id, run_id, NULL::VARCHAR AS rewrite_id, NULL::VARCHAR AS style,
-                      NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text
-               FROM documents {where} ORDER BY run_id, doc_id"""
-
-
-def _synthetic_query(source: SyntheticSource) -> str:
+def _warehouse_query(source: DocumentsSource | SyntheticSource) -> tuple[str, str]:
+    """The source's records as candidate columns, and the columns that order them stably."""
+    if isinstance(source, DocumentsSource):
+        where = _where(source, {"run_id": source.runs})
+        query = f"""SELECT doc_id AS record_id, doc_id, run_id, NULL::VARCHAR AS rewrite_id, NULL::VARCHAR AS style,
+                           NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text
+                    FROM documents {where}"""
+        return query, "run_id, doc_id"
     where = _where(source, {"style": source.styles, "rewrite_id": source.rewrite_ids})
-    return f"""SELECT record_id, doc_id, source_run_id AS run_id, rewrite_id, style,
-                      NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text
-               FROM synthetic {where} ORDER BY rewrite_id, record_id"""
+    query = f"""SELECT record_id, doc_id, source_run_id AS run_id, rewrite_id, style,
+                       NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text
+                FROM synthetic {where}"""
+    return query, "rewrite_id, record_id"
 
 
 def _check_named_jobs(warehouse: Warehouse, source) -> None:
@@ -83,8 +84,7 @@ def _write_warehouse_candidates(warehouse: Warehouse, source, path: Path) -> int
     """The source's records straight from the warehouse into the candidate file, numbered and
     hashed by DuckDB in one statement: no text passes through Python."""
     _check_named_jobs(warehouse, source)
-    query = _documents_query(source) if isinstance(source, DocumentsSource) else _synthetic_query(source)
-    order = "run_id, doc_id" if isinstance(source, DocumentsSource) else "rewrite_id, record_id"
+    query, order = _warehouse_query(source)
     columns = ", ".join(IDENTITY_COLUMNS)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warehouse.connect(read_only=True) as con:
