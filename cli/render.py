@@ -106,6 +106,20 @@ def _size(n: float) -> str:
 # ----------------------------------------------------------------------------- curation runs
 
 
+def print_calibration(summary: dict) -> None:
+    table = _table(
+        f"{summary['language']}: what the calibrated rules drop of the reference ({summary['documents']} documents)",
+        ("rule", "share dropped"),
+        left=("rule",),
+    )
+    for rule, share in summary["dropped_by"].items():
+        table.add_row(rule, f"{share:.2%}")
+    table.add_row("kept", f"{summary['kept']:.2%}")
+    out.print(table)
+    if summary["out"]:
+        out.print(f"block written to {summary['out']}; use it with quality.languages.{summary['language']}: {summary['out']}")
+
+
 def print_run_summary(summary: dict) -> None:
     """The funnel of a run, why documents were dropped, and where everything went."""
     columns = ("stage", "docs in", "kept", "dropped", "bytes kept", "bytes dropped", "seconds")

@@ -1,6 +1,10 @@
 """Heuristic quality: datatrove's Gopher repetition, Gopher quality, C4 and FineWeb filters, and
 its URL blocklist for documents that have a url.
 
+Each document is judged with the settings of its language (the language stage's code): the word
+tokenizer, stop words and thresholds of that language's block over the default (English) block
+(schemas/config.py `QualityConfig.for_language`). The URL blocklist does not depend on language.
+
 The filters' own `filter` methods make the decisions; we only feed them documents, turn their
 reasons into rejections and keep the order cheap-first. Note that C4's filter rewrites the text
 it keeps (drops lines without terminal punctuation): that is why deduplication runs before it.
@@ -15,14 +19,14 @@ from datatrove.data import Document
 from datatrove.utils.text import PUNCTUATION_SET, split_into_words
 
 from curation.stage import DocumentStage, Rejection
-from schemas.config import QualityConfig
+from schemas.config import QualityConfig, UrlBlocklistConfig
 from scorers.words import SPACY_LOCK
 
 # (name, filter function, whether it splits words with spaCy and so must hold SPACY_LOCK)
 NamedFilter = tuple[str, Callable[[Document], bool | tuple[bool, str]], bool]
 
 
-def _alpha_words_rule(max_non_alpha_words_ratio: float) -> Callable[[Document], bool | tuple[bool, str]]:
+def _alpha_words_rule(max_non_alpha_words_ratio: float, language: str) -> Callable[[Document], bool | tuple[bool, str]]:
     """Gopher's "80% of words contain a letter" rule, counting words only.
 
     datatrove counts every punctuation token of the spaCy split as a word here, which on clean
@@ -30,7 +34,7 @@ def _alpha_words_rule(max_non_alpha_words_ratio: float) -> Callable[[Document], 
     """
 
     def check(doc: Document) -> bool | tuple[bool, str]:
-        words = [w for w in split_into_words(doc.text, "eng") if any(ch not in PUNCTUATION_SET for ch in w)]
+        words = [w for w in split_into_words(doc.text, language) if any(ch not in PUNCTUATION_SET for ch in w)]
         if words and sum(any(c.isalpha() for c in w) for w in words) / len(words) < max_non_alpha_words_ratio:
             return False, "gopher_below_alpha_threshold"
         return True
@@ -39,44 +43,53 @@ def _alpha_words_rule(max_non_alpha_words_ratio: float) -> Callable[[Document], 
 
 
 def build_filters(cfg: QualityConfig) -> list[NamedFilter]:
-    from datatrove.pipeline.filters import (
-        C4QualityFilter,
-        FineWebQualityFilter,
-        GopherQualityFilter,
-        GopherRepetitionFilter,
-        URLFilter,
-    )
+    """The language-dependent filters of one (effective) block, cheap first."""
+    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 
+    language = cfg.word_tokenizer
     filters: list[NamedFilter] = []
-    if cfg.url_blocklist.enabled:
-        import tldextract
-
-        url_filter = URLFilter(**cfg.url_blocklist.params)
-        # the default extractor tries to download the public suffix list
-        url_filter.tldextractor = tldextract.TLDExtract(suffix_list_urls=())
-        url_filter.download_data()  # unpacks the bundled lists (~3 s, hundreds of MB): once per process
-        filters.append(("url_blocklist", url_filter.filter, False))
     if cfg.gopher_repetition.enabled:
-        filters.append(("gopher_repetition", GopherRepetitionFilter(**cfg.gopher_repetition.params).filter, True))
+        filters.append(
+            ("gopher_repetition", GopherRepetitionFilter(language=language, **cfg.gopher_repetition.params).filter, True)
+        )
     if cfg.gopher_quality.enabled:
         params = dict(cfg.gopher_quality.params)
         if cfg.gopher_quality.alpha_words_rule == "words":
             ratio = params.pop("max_non_alpha_words_ratio", 0.8)
-            filters.append(("gopher_quality", GopherQualityFilter(max_non_alpha_words_ratio=None, **params).filter, True))
+            gopher = GopherQualityFilter(max_non_alpha_words_ratio=None, language=language, **params)
+            filters.append(("gopher_quality", gopher.filter, True))
             if ratio:
-                filters.append(("gopher_quality", _alpha_words_rule(ratio), True))
+                filters.append(("gopher_quality", _alpha_words_rule(ratio, language), True))
         else:
-            filters.append(("gopher_quality", GopherQualityFilter(**params).filter, True))
+            filters.append(("gopher_quality", GopherQualityFilter(language=language, **params).filter, True))
     if cfg.c4.enabled:
-        filters.append(("c4", C4QualityFilter(**cfg.c4.params).filter, True))
+        filters.append(("c4", C4QualityFilter(language=language, **cfg.c4.params).filter, True))
     if cfg.fineweb.enabled:
-        filters.append(("fineweb", FineWebQualityFilter(**cfg.fineweb.params).filter, True))
+        filters.append(("fineweb", FineWebQualityFilter(language=language, **cfg.fineweb.params).filter, True))
     return filters
 
 
-@lru_cache(maxsize=4)
+def build_url_filter(cfg: UrlBlocklistConfig) -> NamedFilter | None:
+    if not cfg.enabled:
+        return None
+    import tldextract
+    from datatrove.pipeline.filters import URLFilter
+
+    url_filter = URLFilter(**cfg.params)
+    # the default extractor tries to download the public suffix list
+    url_filter.tldextractor = tldextract.TLDExtract(suffix_list_urls=())
+    url_filter.download_data()  # unpacks the bundled lists (~3 s, hundreds of MB): once per process
+    return ("url_blocklist", url_filter.filter, False)
+
+
+@lru_cache(maxsize=32)
 def _filters_for(cfg_json: str) -> tuple[NamedFilter, ...]:
     return tuple(build_filters(QualityConfig.model_validate_json(cfg_json)))
+
+
+@lru_cache(maxsize=2)
+def _url_filter_for(cfg_json: str) -> NamedFilter | None:
+    return build_url_filter(UrlBlocklistConfig.model_validate_json(cfg_json))
 
 
 class Quality(DocumentStage):
@@ -84,13 +97,22 @@ class Quality(DocumentStage):
     config_section = "quality"
 
     def setup(self) -> None:
-        self.filters = _filters_for(self.config.model_dump_json())
+        self.url_filter = _url_filter_for(self.config.url_blocklist.model_dump_json())
+        self._by_language: dict[str | None, tuple[NamedFilter, ...]] = {}
+        self.filters_for(None)  # a broken default block fails before any shard is written
+
+    def filters_for(self, language: str | None) -> tuple[NamedFilter, ...]:
+        key = language if language in self.config.languages else None
+        if key not in self._by_language:
+            self._by_language[key] = _filters_for(self.config.for_language(key).model_dump_json())
+        return self._by_language[key]
 
     def check(self, row: dict) -> Rejection | None:
         doc = Document(text=row["text"], id=row["doc_id"], metadata={"url": row["url"]} if row["url"] else {})
-        for name, apply, uses_spacy in self.filters:
-            if name == "url_blocklist" and not row["url"]:
-                continue
+        filters = self.filters_for(row.get("language"))
+        if self.url_filter is not None and row["url"]:
+            filters = (self.url_filter, *filters)
+        for name, apply, uses_spacy in filters:
             if uses_spacy:
                 with SPACY_LOCK:
                     result = apply(doc)

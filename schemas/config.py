@@ -114,13 +114,100 @@ class UrlBlocklistConfig(FilterConfig):
     _owned: ClassVar[set[str]] = {"exclusion_writer"}
 
 
+class GopherRepetitionOverride(GopherRepetitionConfig):
+    enabled: bool | None = None  # None: as the default block
+
+
+class GopherQualityOverride(GopherQualityConfig):
+    enabled: bool | None = None
+    alpha_words_rule: Literal["words", "tokens"] | None = None
+
+
+class C4Override(C4Config):
+    enabled: bool | None = None
+
+
+class FineWebOverride(FineWebConfig):
+    enabled: bool | None = None
+
+
+_LANGUAGE_FILTERS = ("gopher_repetition", "gopher_quality", "c4", "fineweb")
+BUNDLED = "bundled"
+BUNDLED_LANGUAGES_DIR = Path(__file__).parent / "quality_languages"
+
+
+class LanguageQuality(_Strict):
+    """One language's quality settings: its word tokenizer and, per filter, what differs from the
+    default block (params given here replace the default's params of the same name). Written by
+    `curate calibrate`, which also records how in `calibration`."""
+
+    word_tokenizer: str | None = None  # a datatrove word-tokenizer language; None: the language code
+    gopher_repetition: GopherRepetitionOverride | None = None
+    gopher_quality: GopherQualityOverride | None = None
+    c4: C4Override | None = None
+    fineweb: FineWebOverride | None = None
+    calibration: dict[str, Any] | None = None  # provenance only: the reference, its size, per-rule drop shares
+
+    @field_validator("word_tokenizer")
+    @classmethod
+    def _known_tokenizer(cls, v):
+        if v is not None and not has_word_tokenizer(v):
+            raise ValueError(f"datatrove has no word tokenizer for {v!r}")
+        return v
+
+
+def has_word_tokenizer(language: str) -> bool:
+    from datatrove.utils.word_tokenizers import load_tokenizer_assignments
+
+    return language in load_tokenizer_assignments()
+
+
+def bundled_language_quality(code: str) -> LanguageQuality | None:
+    """The calibrated block shipped for `code` (schemas/quality_languages/<code>.yaml), or None."""
+    path = BUNDLED_LANGUAGES_DIR / f"{code}.yaml"
+    if not path.is_file():
+        return None
+    return LanguageQuality.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def bundled_quality_languages() -> list[str]:
+    return sorted(p.stem for p in BUNDLED_LANGUAGES_DIR.glob("*.yaml"))
+
+
 class QualityConfig(_Strict):
+    """The default block (English rules: datatrove's defaults, spaCy's English word splitting) and
+    per-language blocks over it, keyed by the language stage's codes. A language's entry is a block,
+    `bundled` (the calibrated block shipped for it) or the path of a block file; allowed languages
+    other than English with no entry get their bundled block when there is one."""
+
     enabled: bool = True
+    word_tokenizer: str = "eng"
     gopher_repetition: GopherRepetitionConfig = Field(default_factory=GopherRepetitionConfig)
     gopher_quality: GopherQualityConfig = Field(default_factory=GopherQualityConfig)
     c4: C4Config = Field(default_factory=C4Config)
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
     url_blocklist: UrlBlocklistConfig = Field(default_factory=UrlBlocklistConfig)
+    languages: dict[str, LanguageQuality | str] = Field(default_factory=dict)
+
+    def for_language(self, code: str | None) -> QualityConfig:
+        """The settings a document in language `code` is filtered with: the default block, with the
+        language's block (when it has one) laid over it."""
+        block = self.languages.get(code) if code else None
+        if not isinstance(block, LanguageQuality):
+            return self.model_copy(update={"languages": {}})
+        update: dict[str, Any] = {"languages": {}, "word_tokenizer": block.word_tokenizer or code}
+        for name in _LANGUAGE_FILTERS:
+            override = getattr(block, name)
+            if override is None:
+                continue
+            base = getattr(self, name)
+            merged = base.model_dump()
+            merged["params"] = {**base.params, **override.params}
+            for key, value in override.model_dump(exclude={"params"}).items():
+                if value is not None:
+                    merged[key] = value
+            update[name] = type(base).model_validate(merged)
+        return self.model_copy(update=update)
 
 
 class LanguageConfig(_Strict):
@@ -195,30 +282,53 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _quality_fits_the_allowed_languages(self):
-        """Gopher's quality rule counts English stop words in every document: with another language
-        allowed it would drop nearly all of that language's documents (French and Spanish Wikipedia
-        leads: 9 of 6,926 kept), silently. Refuse the config instead, until the quality stage has
-        per-language settings."""
+        """Every allowed language is judged with settings made for it: its own block, its bundled
+        block, or (English only) the default block. Gopher's rule counts English stop words, so
+        English rules on another language drop nearly all of it (French and Spanish Wikipedia
+        leads: 9 of 6,926 kept), silently: such a config is refused, naming the languages."""
         quality, language = self.quality, self.language
-        if not (quality.enabled and quality.gopher_quality.enabled and language.enabled):
+        for code, entry in list(quality.languages.items()):
+            if entry == BUNDLED:
+                bundled = bundled_language_quality(code)
+                if bundled is None:
+                    raise ValueError(
+                        f"quality.languages.{code} is 'bundled', but no calibrated block ships for {code} "
+                        f"(bundled: {', '.join(bundled_quality_languages())}); {_calibrate_hint(code)}"
+                    )
+                quality.languages[code] = bundled
+            elif isinstance(entry, str):
+                quality.languages[code] = _read_language_block(self._resolved(entry), f"quality.languages.{code}")
+        if not (quality.enabled and language.enabled):
             return self
-        if "stop_words" in quality.gopher_quality.params:  # the user chose the stop words
+        if not language.allowed:
+            if quality.gopher_quality.enabled and "stop_words" not in quality.gopher_quality.params:
+                raise ValueError(
+                    "language.allowed is empty (every language is kept), but a document in a language with no quality "
+                    "settings would be judged by the English rules (quality.gopher_quality counts English stop words) "
+                    "and nearly all of it dropped as gopher_enough_stop_words: list the languages in language.allowed"
+                )
             return self
-        others = [code for code in language.allowed if code != "en"]
-        if others or not language.allowed:
-            listed = ", ".join(others)
-            allowed, dropped = (
-                (f"language.allowed lists {listed}", f"every {listed} document")
-                if others
-                else ("language.allowed is empty (every language is kept)", "every document not in English")
-            )
+        missing = []
+        for code in language.allowed:
+            if code == "en" or code in quality.languages:
+                continue
+            bundled = bundled_language_quality(code)
+            if bundled is not None:
+                quality.languages[code] = bundled
+            elif quality.gopher_quality.enabled and "stop_words" not in quality.gopher_quality.params:
+                missing.append(code)
+        if missing:
+            listed = ", ".join(missing)
             raise ValueError(
-                f"{allowed}, but quality.gopher_quality counts English stop words with English thresholds and would drop "
-                f"nearly {dropped} (as gopher_enough_stop_words). The quality stage has no per-language settings yet: set "
-                f"quality.gopher_quality.enabled: false, or give quality.gopher_quality.params.stop_words for these "
-                f"languages, or allow only en"
+                f"language.allowed lists {listed}, but the quality stage has no settings for {listed} (bundled: "
+                f"{', '.join(bundled_quality_languages())}); the English rules (quality.gopher_quality counts English "
+                f"stop words) would drop nearly every {listed} document as gopher_enough_stop_words. "
+                f"{_calibrate_hint(missing[0])}, or set quality.gopher_quality.enabled: false"
             )
         return self
+
+    def _resolved(self, path: str) -> str:
+        return _resolver(Path(self.base_dir))(path) if self.base_dir else path
 
     @model_validator(mode="after")
     def _resolve_relative_paths(self):
@@ -239,6 +349,26 @@ class RunConfig(_Strict):
         if "/" in self.scoring.tokenizer or self.scoring.tokenizer.startswith("."):  # a bare name is a prepared model
             self.scoring.tokenizer = resolve(self.scoring.tokenizer)
         return self
+
+
+def _calibrate_hint(code: str) -> str:
+    return (
+        f"make one with `curate calibrate REFERENCE --language {code} --out quality-{code}.yaml` on text you trust "
+        f"in that language and set quality.languages.{code}: quality-{code}.yaml"
+    )
+
+
+def _read_language_block(path: str, key: str) -> LanguageQuality:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ValueError(f"{key}: cannot read {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{key}: invalid YAML in {path}: {err}") from None
+    try:
+        return LanguageQuality.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(_format_errors(f"{path} ({key})", err)) from None
 
 
 def _resolver(base: Path):

@@ -61,20 +61,27 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
-def test_allowing_a_language_the_quality_rules_cannot_judge_is_an_error_naming_it():
-    base = {"input": {"paths": ["a"]}, "language": {"allowed": ["en", "fr", "es"]}}
+def test_allowing_a_language_the_quality_rules_cannot_judge_is_an_error_naming_it(tmp_path):
+    base = {"input": {"paths": ["a"]}, "language": {"allowed": ["en", "fr", "de", "sw"]}}
     with pytest.raises(ConfigError) as err:
         config_from_dict(base)
     message = str(err.value)
-    assert "language.allowed lists fr, es" in message and "quality.gopher_quality" in message
-    assert "gopher_enough_stop_words" in message
+    assert "language.allowed lists de, sw" in message and "no settings for de, sw" in message
+    assert "curate calibrate REFERENCE --language de" in message and "gopher_enough_stop_words" in message
     # each way out the message names is accepted
+    (tmp_path / "de.yaml").write_text("word_tokenizer: de\ngopher_quality: {params: {stop_words: [der, die, und]}}\n")
+    (tmp_path / "sw.yaml").write_text("gopher_quality: {params: {stop_words: [na, ya, wa]}}\n")
+    languages = {"de": str(tmp_path / "de.yaml"), "sw": str(tmp_path / "sw.yaml")}
+    chosen = config_from_dict({**base, "quality": {"languages": languages}})
+    assert chosen.quality.for_language("de").gopher_quality.params["stop_words"] == ["der", "die", "und"]
+    assert chosen.quality.for_language("sw").word_tokenizer == "sw"
     config_from_dict({**base, "quality": {"gopher_quality": {"enabled": False}}})
     config_from_dict({**base, "quality": {"enabled": False}})
-    config_from_dict({**base, "quality": {"gopher_quality": {"params": {"stop_words": ["le", "la", "de", "el"]}}}})
-    config_from_dict({**base, "language": {"allowed": ["en"]}})
+    config_from_dict({**base, "language": {"allowed": ["en", "fr", "es"]}})  # both bundled
     with pytest.raises(ConfigError, match="language.allowed is empty"):
         config_from_dict({**base, "language": {"allowed": []}})
+    with pytest.raises(ConfigError, match=r"quality.languages.de: cannot read"):
+        config_from_dict({**base, "quality": {"languages": {"de": str(tmp_path / "missing.yaml")}}})
 
 
 def test_the_premise_english_stop_words_drop_french_wikipedia(assets):
