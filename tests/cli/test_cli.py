@@ -311,12 +311,22 @@ def test_demo_end_to_end_through_prefect(tmp_path):
     assert result.exit_code == 0, result.output
     con = duckdb.connect(str(tmp_path / "demo/warehouse.duckdb"), read_only=True)
     removed = dict(con.execute("SELECT stage, count(*) FROM rejected GROUP BY ALL").fetchall())
-    # every removing stage removed something, and both crawls completed
+    # every removing stage removed something, and the three crawls completed
     assert set(removed) == {"ingest", "exact_dedup", "near_dedup", "language", "quality", "toxicity", "score"}
     assert all(n > 0 for n in removed.values())
     reasons = {r[0] for r in con.execute("SELECT reason FROM rejected").fetchall()}
     assert {"exact_duplicate_of_curated", "near_duplicate_of_curated", "duplicate_id", "url_blocklist:domain"} <= reasons
-    assert con.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchall() == [(2,)]
+    assert con.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchall() == [(3,)]
+    # crawl3 allows en, es and fr: each language's clean pages kept, its four junk pages dropped
+    from provision.demo_corpus import MULTILINGUAL_JUNK, MULTILINGUAL_PAGES
+
+    per_language = con.execute(
+        "SELECT language, count(*) FROM documents WHERE run_id = 'demo-crawl3' GROUP BY ALL ORDER BY language"
+    ).fetchall()
+    assert per_language == [(lang, MULTILINGUAL_PAGES) for lang in ("en", "es", "fr")]
+    junk_dropped = con.execute("SELECT count(*) FROM rejected WHERE run_id = 'demo-crawl3'").fetchall()[0][0]
+    assert junk_dropped == 3 * len(MULTILINGUAL_JUNK)
+    assert "dropped_as" in result.output  # the funnel per language was printed
     assert con.execute("SELECT sum(pii_redactions) > 0 FROM documents").fetchall() == [(True,)]
     # the PreSelect scorer trained on crawl1 selected crawl2: scores for every scored document
     assert con.execute("SELECT scorer_id FROM scorers").fetchall() == [("demo-preselect",)]

