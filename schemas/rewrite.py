@@ -10,6 +10,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TEXT_SLOT = "{text}"
+# where a template names the language to write in: the source document's language, by name
+LANGUAGE_SLOT = "{language}"
 
 
 class _Strict(BaseModel):

@@ -79,20 +79,20 @@ def input_tokens(style: StyleSpec, counter: TokenCounter) -> int:
     return prompt_tokens(style, counter) + style.chunk_tokens
 
 
-def prompt_tokens(style: StyleSpec, counter: TokenCounter) -> int:
+def prompt_tokens(style: StyleSpec, counter: TokenCounter, language: str | None = None) -> int:
     """Tokens of the style's chat prompt around an empty chunk: what every request pays besides the text."""
     if style.kind != "llm":
         return 0
-    return counter.chat_tokens(render_messages(style, ""))
+    return counter.chat_tokens(render_messages(style, "", language))
 
 
-def text_budget(style: StyleSpec, counter: TokenCounter) -> int:
+def text_budget(style: StyleSpec, counter: TokenCounter, language: str | None = None) -> int:
     """Tokens of document text per chunk: `chunk_tokens`, or, for a style whose `chunk_tokens` is
     its whole input (`input_includes_prompt`, the Nemotron-CC styles, as NeMo Curator counts their
     limits), what the rendered prompt leaves of it."""
     if style.kind != "llm" or not style.input_includes_prompt:
         return style.chunk_tokens
-    budget = style.chunk_tokens - prompt_tokens(style, counter) - BOUNDARY_TOKENS
+    budget = style.chunk_tokens - prompt_tokens(style, counter, language) - BOUNDARY_TOKENS
     if budget < MIN_CHUNK_TOKENS:
         raise StyleError(
             f"style {style.id}: its prompt takes {style.chunk_tokens - budget} of its {style.chunk_tokens} input tokens "

@@ -335,7 +335,7 @@ def gate_output(
         settings=settings,
         lid_model=lid_model,
         wordlists=wordlists,
-        prompt=style_instructions(style),
+        prompt=style_instructions(style, language),
     )
     verdicts, reason = run_gates(output, ctx)
     if stripped:

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from schemas.rewrite import TEXT_SLOT, StyleSpec
+from schemas.rewrite import LANGUAGE_SLOT, TEXT_SLOT, StyleSpec
 
 BUNDLED_DIR = Path(__file__).parent / "styles"
 
@@ -74,15 +74,42 @@ def _as_data(text: str) -> str:
     return text.replace(_CLOSE, "</ document>").replace(_OPEN, "< document>")
 
 
-def render_messages(style: StyleSpec, chunk: str) -> list[dict[str, str]]:
-    """Chat messages for one chunk. The system prompt comes first so that every request of a style
-    shares the longest possible prefix (the engine's prefix cache reuses it)."""
-    user = style.user.replace(TEXT_SLOT, _as_data(chunk))
-    messages = [{"role": "system", "content": style.system}] if style.system else []
+UNKNOWN_LANGUAGE = "the passage's own language"
+
+
+def language_name(code: str | None) -> str:
+    """The English name of a language-ID code ("fr" -> "French"), from Babel's CLDR data; for a
+    document of unknown language, or a code CLDR does not name, the passage's own language."""
+    if not code:
+        return UNKNOWN_LANGUAGE
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        return Locale.parse(code.replace("-", "_")).get_language_name("en") or UNKNOWN_LANGUAGE
+    except (UnknownLocaleError, ValueError):
+        return UNKNOWN_LANGUAGE
+
+
+def names_language(style: StyleSpec) -> bool:
+    """Whether the style's prompt depends on the document's language."""
+    return LANGUAGE_SLOT in style.user or LANGUAGE_SLOT in (style.system or "")
+
+
+def _filled(template: str, language: str | None) -> str:
+    return template.replace(LANGUAGE_SLOT, language_name(language))
+
+
+def render_messages(style: StyleSpec, chunk: str, language: str | None = None) -> list[dict[str, str]]:
+    """Chat messages for one chunk of a document in `language` (a language-ID code). The system
+    prompt comes first so that every request of a style shares the longest possible prefix (the
+    engine's prefix cache reuses it)."""
+    user = _filled(style.user, language).replace(TEXT_SLOT, _as_data(chunk))
+    messages = [{"role": "system", "content": _filled(style.system, language)}] if style.system else []
     return messages + [{"role": "user", "content": user}]
 
 
-def style_instructions(style: StyleSpec) -> str:
+def style_instructions(style: StyleSpec, language: str | None = None) -> str:
     """The style's own words around the chunk (system prompt and user template without the slot):
     what an output must not echo."""
-    return "\n".join(part for part in (style.system or "", style.user.replace(TEXT_SLOT, "")) if part)
+    parts = (_filled(style.system or "", language), _filled(style.user, language).replace(TEXT_SLOT, ""))
+    return "\n".join(part for part in parts if part)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from curation.rewrite.chunking import Chunk, TokenCounter, chunk_text, text_budget
-from curation.rewrite.styles import StyleError, render_messages
+from curation.rewrite.styles import StyleError, language_name, names_language, render_messages
 from schemas.rewrite import (
     RouteRule,
     RouteWhen,
@@ -119,7 +119,14 @@ def sha(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-def work_key(style: StyleSpec, chunk_hash: str, model: ModelIdentity | None, sampling: SamplingConfig, variant: int) -> str:
+def work_key(
+    style: StyleSpec,
+    chunk_hash: str,
+    model: ModelIdentity | None,
+    sampling: SamplingConfig,
+    variant: int,
+    language: str | None = None,
+) -> str:
     payload = {
         "style": style.id,
         "template": style.content_hash,
@@ -129,6 +136,8 @@ def work_key(style: StyleSpec, chunk_hash: str, model: ModelIdentity | None, sam
         "sampling": sampling.model_dump() if style.kind == "llm" else {"seed": sampling.seed},
         "variant": variant,
     }
+    if names_language(style):  # the prompt names it; styles that do not keep their keys
+        payload["language"] = language_name(language)
     return sha(json.dumps(payload, sort_keys=True))[:32]
 
 
@@ -153,7 +162,7 @@ def plan_work(
 ) -> Plan:
     plan = Plan()
     seen: set[str] = set()
-    text_budgets: dict[str, int] = {}
+    text_budgets: dict[tuple[str, str], int] = {}
     for doc in docs.to_pylist():
         plan.documents += 1
         rule = route(doc, rules)
@@ -164,19 +173,21 @@ def plan_work(
         by_budget: dict[int, list[Chunk]] = {}
         for choice in rule.styles:
             style = registry[choice.style]
-            if style.id not in text_budgets:
-                text_budgets[style.id] = text_budget(style, counter)
-            budget_tokens = text_budgets[style.id]
+            language = doc["language"]
+            budget_key = (style.id, language_name(language))
+            if budget_key not in text_budgets:
+                text_budgets[budget_key] = text_budget(style, counter, language)
+            budget_tokens = text_budgets[budget_key]
             if budget_tokens not in by_budget:
                 by_budget[budget_tokens] = [c for c in chunk_text(doc["text"], budget_tokens, counter) if c.text.strip()]
                 plan.chunks += len(by_budget[budget_tokens])
             for chunk in by_budget[budget_tokens]:
                 chunk_hash = sha(chunk.text)[:32]
-                messages = render_messages(style, chunk.text) if style.kind == "llm" else None
+                messages = render_messages(style, chunk.text, language) if style.kind == "llm" else None
                 prompt_tokens = counter.chat_tokens(messages) if messages else 0
                 budget = max_output_tokens(style, chunk.tokens, prompt_tokens, max_model_len) if messages else 0
                 for variant in range(choice.variants):
-                    key = work_key(style, chunk_hash, model, sampling, variant)
+                    key = work_key(style, chunk_hash, model, sampling, variant, language)
                     if key in seen:
                         plan.duplicate_keys += 1
                         continue
@@ -186,7 +197,7 @@ def plan_work(
                         doc_id=doc["doc_id"],
                         source_run_id=doc["run_id"],
                         source=doc["source"],
-                        language=doc["language"],
+                        language=language,
                         chunk=chunk,
                         chunk_hash=chunk_hash,
                         style=style,

@@ -321,5 +321,5 @@ def test_the_multilingual_crawl_has_clean_pages_and_junk_in_each_language(corpus
     clean = [r for i, r in enumerate(rows) if i not in junk]
     assert len(clean) == MULTILINGUAL_PAGES * len(MULTILINGUAL_LANGUAGES)
     detected = Counter(lang for lang, _ in predict_languages([r["text"] for r in clean], model_path(None)))
-    assert detected == {lang: MULTILINGUAL_PAGES for lang in MULTILINGUAL_LANGUAGES}
+    assert detected == dict.fromkeys(MULTILINGUAL_LANGUAGES, MULTILINGUAL_PAGES)
     assert all(len(r["text"].split()) >= 50 for r in clean)

@@ -105,6 +105,44 @@ def test_a_template_change_changes_the_hash_and_so_the_work_key():
     assert work_key(style, "c", model, SamplingConfig(), 0) != work_key(style, "c", model, SamplingConfig(temperature=0.1), 0)
 
 
+def test_a_document_is_rewritten_in_its_own_language(counter, spanish_docs):
+    """Every model style names the language to write in: the source document's, by name, so a
+    Spanish document is asked for Spanish (and the language gate checks the answer is Spanish)."""
+    import pyarrow as pa
+
+    registry = load_registry()
+    for style in registry.values():
+        if style.kind == "llm":
+            assert "Write in Spanish." in render_messages(style, "texto", "es")[-1]["content"], style.id
+            assert "Write in English." in render_messages(style, "text", "en")[-1]["content"], style.id
+            assert "the passage's own language" in render_messages(style, "text")[-1]["content"], style.id
+    text = spanish_docs[0]
+    docs = pa.Table.from_pylist(
+        [
+            {
+                "doc_id": d,
+                "run_id": "r",
+                "text": text,
+                "source": "s",
+                "language": lang,
+                "quality_bucket": None,
+                "preselect_score": None,
+            }
+            for d, lang in (("d-es", "es"), ("d-fr", "fr"))
+        ]
+    )
+    rules = [RouteRule(styles=[{"style": "wrap_wikipedia"}, {"style": "sentence_shuffle"}])]
+    plan = plan_work(docs, rules, registry, counter, ModelIdentity("m", "h"), SamplingConfig(), 2048)
+    llm = [item for item in plan.items if item.style.kind == "llm"]
+    spanish = [item for item in llm if item.doc_id == "d-es"]
+    french = [item for item in llm if item.doc_id == "d-fr"]
+    assert spanish and all("Write in Spanish." in item.messages[-1]["content"] for item in spanish)
+    assert all("Write in French." in item.messages[-1]["content"] for item in french)
+    # the same chunks asked for in two languages are two pieces of work each; a shuffle is one
+    assert len(french) == len(spanish) and not {i.key for i in spanish} & {i.key for i in french}
+    assert len([item for item in plan.items if item.style.kind != "llm"]) == len(spanish)
+
+
 def test_bad_style_files_name_the_file_and_field(tmp_path):
     (tmp_path / "bad.yaml").write_text("id: Bad Id\nversion: 1\ncites: x\nuser: no slot here\n")
     with pytest.raises(StyleError) as err:
