@@ -195,6 +195,9 @@ def render(results: dict) -> str:
     if "gates" in results:
         lines += _gate_lines(results["gates"])
 
+    if "languages" in results:
+        lines += _language_lines(results["languages"])
+
     return "\n".join(lines)
 
 
@@ -345,3 +348,21 @@ def _gate_lines(g: dict) -> list[str]:
     for miss in g["false_rejects"]:
         lines.append(f"   false reject {miss['id']}: {miss['reason']} ({miss['verdict']})")
     return lines
+
+
+def _language_lines(r: dict) -> list[str]:
+    lines = ["", "9. quality stage per language (bundled Wikipedia reference documents, each language's own block, one thread)"]
+    rows = [
+        [
+            language,
+            e["word_tokenizer"],
+            e["documents"],
+            e["docs_per_s"],
+            e["words_per_s"],
+            _fmt(e["speed_vs_english"], 2),
+            f"{e['kept_share']:.1%} [{_verdict(e['kept_share'] >= r['kept_goal'])}]",
+        ]
+        for language, e in r["languages"].items()
+    ]
+    header = ["language", "word tokenizer", "docs", "docs/s", "words/s", "speed vs en", f"kept (goal >= {r['kept_goal']:.0%})"]
+    return lines + ["   " + line for line in _table(header, rows)]
