@@ -14,6 +14,12 @@ from curation.stage import DocumentStage, FinishContext, Rejection
 # international or North-American style numbers with at least 9 digits in groups; dots are not
 # accepted as separators so that dotted IPv4 addresses and version numbers never match
 _PHONE = re.compile(r"(?<![\w+.])(?:\+\d{1,3}[ -]?)?(?:\(\d{2,4}\)[ -]?)?\d{2,4}(?:[ -]\d{2,4}){1,4}(?![\w.]\d)(?!\w)")
+# numbers written the way one language's texts write them, on top of the pattern above: French
+# numbers are ten digits in pairs, often dotted (01.23.45.67.89), or +33 and nine digits; the
+# pattern is applied to French documents only, so version strings elsewhere are left alone
+_PHONE_BY_LANGUAGE = {
+    "fr": re.compile(r"(?<![\w.+])(?:\+33[ .]?[1-9]|0[1-9])(?:[ .-]?\d{2}){4}(?![\w]|[.,]?\d)"),
+}
 PHONE_REPLACEMENT = "+1 555 0100"
 
 
@@ -21,7 +27,9 @@ def _count_digits(s: str) -> int:
     return sum(ch.isdigit() for ch in s)
 
 
-def redact_phones(text: str) -> tuple[str, int]:
+def redact_phones(text: str, language: str | None = None) -> tuple[str, int]:
+    """Phone numbers replaced (the document's language adds the patterns of its own usage), and
+    how many."""
     count = 0
 
     def replace(match: re.Match) -> str:
@@ -31,7 +39,9 @@ def redact_phones(text: str) -> tuple[str, int]:
         count += 1
         return PHONE_REPLACEMENT
 
-    return _PHONE.sub(replace, text), count
+    text = _PHONE.sub(replace, text)
+    local = _PHONE_BY_LANGUAGE.get(language or "")
+    return (local.sub(replace, text), count) if local else (text, count)
 
 
 class PiiRedaction(DocumentStage):
@@ -45,7 +55,7 @@ class PiiRedaction(DocumentStage):
 
     def check(self, row: dict) -> Rejection | None:
         cfg, formatter = self.config, self.formatter
-        text, changes = redact_phones(row["text"]) if cfg.phones else (row["text"], 0)
+        text, changes = redact_phones(row["text"], row.get("language")) if cfg.phones else (row["text"], 0)
         if cfg.emails:
             changes += sum(1 for _ in formatter.emails_replacer.regex.finditer(text))
         if cfg.ips:

@@ -290,3 +290,17 @@ def test_phone_redaction_needs_nine_digits_and_leaves_ips_to_the_ip_rule():
     text, count = redact_phones("call (415) 555-0137 or +44 20 7946 0958; in 1901 and 2000; 12 345 people; host 192.168.100.200")
     assert count == 2
     assert text == f"call {PHONE_REPLACEMENT} or {PHONE_REPLACEMENT}; in 1901 and 2000; 12 345 people; host 192.168.100.200"
+
+
+def test_french_phone_numbers_are_redacted_in_french_documents(tmp_path):
+    """French writes numbers as dotted pairs or +33 and nine digits; the generic pattern misses
+    both (it refuses dots so that IPs and versions never match), the French one catches them in
+    French documents and leaves the same dotted digits alone elsewhere."""
+    from curation.pii import PHONE_REPLACEMENT, redact_phones
+
+    french = "Appelez le 01.23.45.67.89 ou le +33 1 23 45 67 89 ; version 10.12.13.14.15, serveur 192.168.10.12."
+    text, count = redact_phones(french, "fr")
+    assert count == 2
+    assert text == f"Appelez le {PHONE_REPLACEMENT} ou le {PHONE_REPLACEMENT} ; version 10.12.13.14.15, serveur 192.168.10.12."
+    assert redact_phones(french, "en") == (french, 0)
+    assert redact_phones(french) == (french, 0)
