@@ -68,6 +68,7 @@ class ReplaySource(_Source):
     paths: list[str] = Field(min_length=1)
     text_column: str = "text"
     format: Literal["auto", "parquet", "jsonl"] = "auto"  # auto: from the file extension
+    language: str | None = None  # its records' language (a language-ID code), for eval sets that name one
 
 
 Source = Annotated[DocumentsSource | SyntheticSource | ReplaySource, Field(discriminator="kind")]
@@ -91,6 +92,9 @@ class EvalSetSpec(_Strict):
     text_column: str | None = None
     question_column: str = "question"
     choices_column: str | None = "choices"
+    # a language-ID code: only records in that language are checked against the set (and records
+    # whose language is unknown, e.g. replay without `language`); None: every record
+    language: str | None = None
 
 
 class DecontaminationSpec(_Strict):
@@ -203,6 +207,7 @@ decontamination:              # records sharing an n-gram with an eval set are r
     - name: mmlu              # path: null = the bundled MMLU test set
     # - {{name: my-eval, path: evals/my.jsonl, text_column: text}}
     # - {{name: my-mcq, path: evals/mcq.parquet, question_column: question, choices_column: choices}}
+    # - {{name: my-fr-eval, path: evals/fr.jsonl, text_column: text, language: fr}}  # French records only
 
 # Weights are target shares of tokens. Preset "{preset}" shift: real : synthetic 1 : 1 (WRAP, Maini et
 # al. 2024) and {replay:.0%} replay of the original distribution (Ibrahim et al. 2024: 5% weak shift, 25%
@@ -227,5 +232,6 @@ sources:
     weight: {replay:.4g}
     paths: [replay/sample.parquet]
     text_column: text
+    language: null            # its records' language, for eval sets that name one (null: unknown, meets them all)
     max_epochs: 4
 """

@@ -10,7 +10,7 @@ Layout (JSON, `schema_version` = schemas.mixture.MANIFEST_SCHEMA_VERSION):
     shards: [{path (relative to the manifest), rows, bytes, tokens, sha256}],
     totals: {tokens, records, shards},
     lineage: {runs, rewrite_ids, scorer_ids, styles: [{style, template_version, template_hash}],
-              models, eval_sets: [{name, path, sha256}]}
+              models, eval_sets: [{name, path, sha256, ..., language}]}
 
 Shards concatenated in manifest order, rows in file order, are the training order (`position`).
 """

@@ -24,6 +24,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -59,27 +60,65 @@ def mix(spec: MixtureSpec, *, force: bool = False) -> dict:
     if status and status[0] == "completed" and not force:
         raise MixtureError(f"mixture {spec.mixture_id} already exists ({out}): use --force to replace it")
     tokenizer = load_tokenizer(spec.tokenizer.path, append_eos=spec.tokenizer.append_eos, eos_token=spec.tokenizer.eos_token)
-    decontaminator = _decontaminator(spec, warehouse)
+    groups = _decontamination_groups(spec, warehouse)
     warehouse.job_started(MIXTURE, spec.mixture_id, out, spec.model_dump(mode="json"))
     try:
-        summary = _materialise(spec, warehouse, out, tokenizer, decontaminator)
+        summary = _materialise(spec, warehouse, out, tokenizer, groups)
     except BaseException as err:
         warehouse.job_failed(MIXTURE, spec.mixture_id, f"{type(err).__name__}: {err}")
         raise
     return summary
 
 
-def _decontaminator(spec: MixtureSpec, warehouse: Warehouse):
-    if not spec.decontamination.enabled:
-        return None
+@dataclass(frozen=True)
+class _DecontaminationGroup:
+    """Records whose `language` meets `condition` (SQL over the candidates), checked against the
+    eval sets of one decontaminator."""
+
+    label: str
+    condition: str
+    decontaminator: object  # scorers.decontamination.Decontaminator
+
+
+def _decontamination_groups(spec: MixtureSpec, warehouse: Warehouse) -> list[_DecontaminationGroup]:
+    """Which records are checked against which eval sets. With no eval set naming a language (the
+    default), one group: every record against every set. Otherwise a record in language L meets
+    the sets without a language and those of L; a record of unknown language meets them all (a
+    leak cannot be ruled out); a record in a language no set names meets the sets without one."""
+    settings = spec.decontamination
+    if not settings.enabled:
+        return []
+    sets = settings.eval_sets
+    languages = sorted({s.language for s in sets if s.language})
+    if not languages:
+        return [_DecontaminationGroup("all records", "true", _decontaminator(settings, sets, warehouse))]
+    general = [s for s in sets if s.language is None]
+    groups = [
+        _DecontaminationGroup(
+            f"language {language}",
+            f"language = {_quoted(language)}",
+            _decontaminator(settings, general + [s for s in sets if s.language == language], warehouse),
+        )
+        for language in languages
+    ]
+    if general:
+        others = f"language NOT IN ({', '.join(map(_quoted, languages))})"
+        groups.append(_DecontaminationGroup("other languages", others, _decontaminator(settings, general, warehouse)))
+    groups.append(_DecontaminationGroup("unknown language", "language IS NULL", _decontaminator(settings, sets, warehouse)))
+    return groups
+
+
+def _decontaminator(settings, sets, warehouse: Warehouse):
     from scorers.decontamination import Decontaminator
 
-    settings = spec.decontamination
-    key = repr((settings.n_gram, [s.model_dump() for s in settings.eval_sets]))
-    return Decontaminator.build(settings.eval_sets, settings.n_gram, warehouse.cache_dir("decontamination-index", key))
+    # the sets' languages decide which records meet them, not what is indexed
+    key = repr((settings.n_gram, [s.model_dump(exclude={"language"}) for s in sets]))
+    return Decontaminator.build(sets, settings.n_gram, warehouse.cache_dir("decontamination-index", key))
 
 
-def _materialise(spec: MixtureSpec, warehouse: Warehouse, out: Path, tokenizer: TrainerTokenizer, decontaminator) -> dict:
+def _materialise(
+    spec: MixtureSpec, warehouse: Warehouse, out: Path, tokenizer: TrainerTokenizer, groups: list[_DecontaminationGroup]
+) -> dict:
     started = time.monotonic()
     work = out / ".work"
     shutil.rmtree(work, ignore_errors=True)
@@ -94,11 +133,9 @@ def _materialise(spec: MixtureSpec, warehouse: Warehouse, out: Path, tokenizer: 
     try:
         con.execute(f"SET temp_directory = {_quoted(work / 'duckdb-tmp')}")
         tokens_dir = warehouse.cache_dir("token-counts", f"{TEXT_HASH_SCHEME}:{tokenizer.identity}")
-        verdicts_dir = (
-            None
-            if decontaminator is None
-            else warehouse.cache_dir("decontamination", f"{TEXT_HASH_SCHEME}:{decontaminator.identity}")
-        )
+        verdicts_dirs = [
+            warehouse.cache_dir("decontamination", f"{TEXT_HASH_SCHEME}:{group.decontaminator.identity}") for group in groups
+        ]
         # the tokenizer runs in Rust without the GIL, so counting tokens in a thread overlaps with
         # decontamination (Python) instead of leaving a core idle through it
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -111,22 +148,23 @@ def _materialise(spec: MixtureSpec, warehouse: Warehouse, out: Path, tokenizer: 
                 lambda texts: _token_rows(tokenizer, texts),
                 "mix: tokens",
             )
-            if decontaminator is not None:
+            for group, verdicts_dir in zip(groups, verdicts_dirs, strict=True):
+                checked = all_candidates if len(groups) == 1 else f"(SELECT * FROM {all_candidates} WHERE {group.condition})"
                 _fill_cache(
                     con,
                     verdicts_dir,
                     VERDICT,
-                    all_candidates,
-                    lambda texts: _verdict_rows(decontaminator, texts),
-                    "mix: decontaminate",
+                    checked,
+                    lambda texts, d=group.decontaminator: _verdict_rows(d, texts),
+                    "mix: decontaminate" if len(groups) == 1 else f"mix: decontaminate ({group.label})",
                 )
             counted.result()
-        _annotate(con, spec, candidates, tokens_dir, verdicts_dir)
+        _annotate(con, spec, candidates, tokens_dir, list(zip(groups, verdicts_dirs, strict=True)))
         _write_decontaminated(con, spec, work / DECONTAMINATED_FILE)
         allocation = _allocate(con, spec)
         shards = _write_shards(con, spec, work, allocation)
         stats = _source_stats(con, spec, allocation)
-        lineage = _lineage(con, warehouse, decontaminator)
+        lineage = _lineage(con, warehouse, spec, groups)
     finally:
         con.close()
     manifest = build_manifest(spec, tokenizer, stats, shards, lineage)
@@ -188,21 +226,31 @@ def _fill_cache(con, cache_dir: Path, schema: pa.Schema, candidates: str, comput
 # ---------------------------------------------------------------------------------------- selection
 
 
-def _annotate(con, spec: MixtureSpec, candidates: dict[str, Path], tokens_dir: Path, verdicts_dir: Path | None) -> None:
-    """One table `records` of every candidate with its tokens, its verdict and whether it is usable."""
+def _annotate(
+    con, spec: MixtureSpec, candidates: dict[str, Path], tokens_dir: Path, verdicts: list[tuple[_DecontaminationGroup, Path]]
+) -> None:
+    """One table `records` of every candidate with its tokens, its verdict and whether it is usable.
+    A record's verdict is the one its decontamination group's eval sets gave its text."""
     tokens = cached_relation(con, tokens_dir, TOKEN_COUNT)
-    verdicts = (
-        cached_relation(con, verdicts_dir, VERDICT)
-        if verdicts_dir
-        else "(SELECT NULL::VARCHAR AS text_hash, NULL::VARCHAR AS eval_set, NULL::VARCHAR AS ngram WHERE false)"
-    )
+    if verdicts:
+        verdict_relation = " UNION ALL ".join(
+            f"SELECT text_hash, eval_set, ngram, {index} AS decontamination_group FROM {cached_relation(con, folder, VERDICT)}"
+            for index, (_, folder) in enumerate(verdicts)
+        )
+        group_of = "CASE " + " ".join(f"WHEN {g.condition} THEN {i}" for i, (g, _) in enumerate(verdicts)) + " END"
+    else:
+        verdict_relation = (
+            "SELECT NULL::VARCHAR AS text_hash, NULL::VARCHAR AS eval_set, NULL::VARCHAR AS ngram, "
+            "NULL::INTEGER AS decontamination_group WHERE false"
+        )
+        group_of = "NULL::INTEGER"
     parts = []
     for index, source in enumerate(spec.sources):
         parts.append(
             f"""SELECT {index} AS source_index, {_quoted(source.name)} AS source, {_quoted(source.kind)} AS source_kind,
                        c.row, c.text_hash, {", ".join(f"c.{name}" for name in IDENTITY_COLUMNS)}, t.tokens, v.eval_set, v.ngram
-                FROM read_parquet({_quoted(candidates[source.name])}) c
-                JOIN {tokens} t USING (text_hash) LEFT JOIN {verdicts} v USING (text_hash)"""
+                FROM (SELECT *, {group_of} AS decontamination_group FROM read_parquet({_quoted(candidates[source.name])})) c
+                JOIN {tokens} t USING (text_hash) LEFT JOIN ({verdict_relation}) v USING (text_hash, decontamination_group)"""
         )
     con.execute(f"CREATE TABLE records AS {' UNION ALL '.join(parts)}")
     con.execute("ALTER TABLE records ADD COLUMN unselected_source BOOLEAN DEFAULT false")
@@ -396,7 +444,7 @@ def _source_stats(con, spec: MixtureSpec, allocation: dict[str, dict]) -> dict[s
     return stats
 
 
-def _lineage(con, warehouse: Warehouse, decontaminator) -> dict:
+def _lineage(con, warehouse: Warehouse, spec: MixtureSpec, groups: list[_DecontaminationGroup]) -> dict:
     """What the emitted records came from: runs, rewrites, the scorers those runs used, styles and models."""
     emitted = "records r JOIN (SELECT DISTINCT source_index, row FROM plan) p USING (source_index, row)"
     runs = [r[0] for r in con.sql(f"SELECT DISTINCT run_id FROM {emitted} WHERE run_id IS NOT NULL ORDER BY 1").fetchall()]
@@ -415,8 +463,10 @@ def _lineage(con, warehouse: Warehouse, decontaminator) -> dict:
             f"SELECT DISTINCT model_name, model_hash, engine FROM synthetic WHERE rewrite_id IN ({listed}) ORDER BY ALL"
         )
         lineage["styles"], lineage["models"] = styles.to_pylist(), models.to_pylist()
-    if decontaminator is not None:
-        lineage["eval_sets"] = decontaminator.eval_sets
+    if groups:
+        language = {s.name: s.language for s in spec.decontamination.eval_sets}
+        entries = {e["name"]: e for group in groups for e in group.decontaminator.eval_sets}
+        lineage["eval_sets"] = [{**entries[name], "language": language[name]} for name in sorted(entries)]
     return lineage
 
 

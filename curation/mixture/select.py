@@ -28,7 +28,7 @@ IDENTITY_COLUMNS = ("record_id", "doc_id", "run_id", "rewrite_id", "style", "rep
 CANDIDATE = pa.schema(
     [pa.field("row", pa.int64(), nullable=False)]
     + [MIXTURE_RECORD.field(name) for name in (*IDENTITY_COLUMNS, "text")]
-    + [TEXT_HASH]
+    + [TEXT_HASH, pa.field("language", pa.string())]  # which language-specific eval sets apply
 )
 BATCH_ROWS = 4096
 
@@ -54,12 +54,12 @@ def _warehouse_query(source: DocumentsSource | SyntheticSource) -> tuple[str, st
     if isinstance(source, DocumentsSource):
         where = _where(source, {"run_id": source.runs})
         query = f"""SELECT doc_id AS record_id, doc_id, run_id, NULL::VARCHAR AS rewrite_id, NULL::VARCHAR AS style,
-                           NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text
+                           NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text, language
                     FROM documents {where}"""
         return query, "run_id, doc_id"
     where = _where(source, {"style": source.styles, "rewrite_id": source.rewrite_ids})
     query = f"""SELECT record_id, doc_id, source_run_id AS run_id, rewrite_id, style,
-                       NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text
+                       NULL::VARCHAR AS replay_file, NULL::BIGINT AS replay_row, text, language
                 FROM synthetic {where}"""
     return query, "rewrite_id, record_id"
 
@@ -91,7 +91,7 @@ def _write_warehouse_candidates(warehouse: Warehouse, source, path: Path) -> int
         try:
             con.execute(
                 f"""COPY (SELECT row_number() OVER (ORDER BY {order}) - 1 AS row, {columns}, text,
-                                 {text_hash_sql("text")} AS text_hash
+                                 {text_hash_sql("text")} AS text_hash, language
                           FROM ({query}) ORDER BY row)
                     TO {_sql_list([str(path)])} (FORMAT parquet, COMPRESSION uncompressed)"""
             )
@@ -190,6 +190,7 @@ def _write_replay_candidates(source: ReplaySource, path: Path) -> int:
                     },
                     "text": batch.column("text"),
                     "text_hash": pa.array([text_hash(t) for t in texts], pa.string()),
+                    "language": pa.array([source.language] * batch.num_rows, pa.string()),
                 }
             )
             writer.write(table)

@@ -330,3 +330,71 @@ def test_decontamination_removes_planted_eval_passages_and_their_rewrites(tmp_pa
     assert emitted == {f"d{i:02d}" for i in range(12)} - {"d03", "d07"}
     manifest = load_manifest(summary["manifest"])
     assert [e["name"] for e in manifest["lineage"]["eval_sets"]] == ["mmlu", "own"]
+
+
+def test_an_eval_set_in_one_language_is_checked_against_records_in_that_language(tmp_path, wiki_docs):
+    """A French eval set meets French records and records of unknown language, not English ones;
+    an eval set without a language meets every record."""
+    from curation.calibration import bundled_reference
+
+    french_eval = (
+        "la commission a conclu que le pont sur la rivière avait été construit par des ingénieurs venus de trois "
+        "villages voisins en un seul été"
+    )
+    general_eval = "the committee concluded that the river crossing had been built by engineers from three neighbouring towns"
+    english = list(wiki_docs[:6])
+    french = bundled_reference("fr").texts[:6]
+    english[1] = f"{english[1]}\n\nA French source puts it so: « {french_eval} »."
+    french[2] = f"{french[2]}\n\nSelon les archives, {french_eval}."
+    french[4] = f"{french[4]}\n\nAn English note: {general_eval} and left."
+    texts = english + french
+    write_shard(tmp_path / "in/0.parquet", {"id": [f"d{i:02d}" for i in range(len(texts))], "text": texts})
+    run_config = make_config(
+        tmp_path,
+        [str(tmp_path / "in/*.parquet")],
+        quality={"enabled": False},
+        toxicity={"enabled": False},
+        language={"allowed": ["en", "fr"]},
+    )
+    run_pipeline(run_config, run_id="crawl1")
+    languages = {r["doc_id"]: r["language"] for r in rows(tmp_path, "SELECT doc_id, language FROM documents")}
+    assert languages["d01"] == "en" and languages["d08"] == "fr" and languages["d10"] == "fr"
+    (tmp_path / "fr.jsonl").write_text(json.dumps({"text": french_eval}) + "\n")
+    (tmp_path / "general.jsonl").write_text(json.dumps({"text": general_eval}) + "\n")
+    write_shard(tmp_path / "replay/unknown.parquet", {"text": [wiki_docs[50], f"{wiki_docs[51]}\n\n{french_eval}."]})
+    write_shard(tmp_path / "replay/english.parquet", {"text": [wiki_docs[52], f"{wiki_docs[53]}\n\n{french_eval}."]})
+    eval_sets = [
+        {"name": "fr_eval", "path": str(tmp_path / "fr.jsonl"), "text_column": "text", "language": "fr"},
+        {"name": "general", "path": str(tmp_path / "general.jsonl"), "text_column": "text"},
+    ]
+    summary = mix(
+        spec(
+            tmp_path,
+            "by-language",
+            target_tokens=12_000,
+            decontamination={"n_gram": 8, "eval_sets": eval_sets},
+            sources=[
+                {"name": "curated", "kind": "documents", "weight": 0.8},
+                {"name": "unknown", "kind": "replay", "weight": 0.1, "paths": [str(tmp_path / "replay/unknown.parquet")]},
+                {
+                    "name": "english",
+                    "kind": "replay",
+                    "weight": 0.1,
+                    "paths": [str(tmp_path / "replay/english.parquet")],
+                    "language": "en",
+                },
+            ],
+        )
+    )
+    removed = rows(
+        tmp_path, "SELECT source, doc_id, record_id, eval_set FROM decontaminated WHERE mixture_id = 'by-language' ORDER BY ALL"
+    )
+    assert [(r["source"], r["doc_id"], r["eval_set"]) for r in removed if r["source"] == "curated"] == [
+        ("curated", "d08", "fr_eval"),
+        ("curated", "d10", "general"),
+    ]
+    assert [r["record_id"].rsplit("#", 1)[1] for r in removed if r["source"] == "unknown"] == ["1"]
+    assert not [r for r in removed if r["source"] == "english"]  # English replay: the French set does not apply
+    assert summary["sources"]["curated"]["decontaminated"] == {"fr_eval": 1, "general": 1}
+    lineage = load_manifest(summary["manifest"])["lineage"]["eval_sets"]
+    assert [(e["name"], e["language"]) for e in lineage] == [("fr_eval", "fr"), ("general", None)]
