@@ -53,17 +53,21 @@ _MARKERS = re.compile(
 )
 PROMPT_ECHO_NGRAM = 6  # consecutive words of the style's own instructions that count as an echo
 # "the text of the treaty" is about a text, not about the document
-_DOC_NOUN = r"(?:document|text|passage|article|excerpt|paragraph|snippet|input|extract|content)(?!\s+of\b)"
+_DOC_NOUN = r"(?:document|text|passage|article|excerpt|paragraph|snippet|input|extract|content|page)(?!\s+of\b)"
 _DESCRIBING = (
     r"(?:contains|describes|discusses|is about|talks about|provides|presents|explains|lists|mentions|covers|"
     r"outlines|highlights|focuses on|gives|offers|includes|deals with|introduces|states|says|tells|reports|notes|"
     r"suggests|appears to|seems to|is a|is an)"
 )
+_REWORDED = r"rewritten|revised|reworded|rephrased|paraphrased|reworked|restated|simplified|condensed"
 # Writing about the document instead of rewriting it: "The document contains a list of facts about".
 _META = [
     re.compile(rf"\b(?:the|this|that|given|above|provided|following|original)\s+{_DOC_NOUN}\s+(?:also\s+)?{_DESCRIBING}\b", re.I),
     re.compile(rf"\b(?:in|from|according to|based on)\s+the\s+(?:given\s+|provided\s+|above\s+|original\s+)?{_DOC_NOUN}\b", re.I),
     re.compile(rf"\bin\s+this\s+{_DOC_NOUN}\b", re.I),
+    # reporting on the rewrite itself: "The passage has been rewritten into ...", "A revised version of the text"
+    re.compile(rf"\b{_DOC_NOUN}\s+(?:has|have)?\s*(?:been|was|is)\s+(?:{_REWORDED})\b", re.I),
+    re.compile(rf"\b(?:{_REWORDED})\s+(?:version|form)\s+of\s+the\s+{_DOC_NOUN}\b", re.I),
     re.compile(
         r"\bthe\s+authors?\s+(?:of\s+the\s+\w+\s+)?(?:describes?|discuss(?:es)?|explains?|argues?|states?|mentions?|writes?)\b",
         re.I,
