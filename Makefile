@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv assets models demo lint test test-fast bench clean
+.PHONY: venv assets models browser demo lint test test-fast bench clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,12 @@ assets: venv
 models: venv
 	$(PY) -m provision.models
 
+# The report tests open pages in a real headless browser: Debian's chromium (root, or sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get install -y -q chromium || \
+			{ $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }; }
+
 demo: venv assets models
 	$(VENV)/bin/curate demo
 
@@ -31,10 +37,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: venv assets models
+test: venv assets models browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: venv assets models
+test-fast: venv assets models browser
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: venv assets models

@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from cli import calibrate, demo, mix, preselect, query, rewrite, run
+from cli import calibrate, demo, mix, preselect, query, report, rewrite, run
 
 HELP = (
     "Curate Parquet corpora for continual pre-training.\n\n"
@@ -52,7 +52,7 @@ def _root(
     pass
 
 
-for command in (run.init, run.run, query.sql, query.status, demo.demo, run.serve, calibrate.calibrate):
+for command in (run.init, run.run, query.sql, query.status, demo.demo, run.serve, calibrate.calibrate, report.report):
     app.command()(command)
 app.add_typer(preselect.app, name="preselect")
 app.add_typer(rewrite.app, name="rewrite")

@@ -15,6 +15,9 @@ from typer.core import TyperGroup
 from cli.errors import reported
 from cli.options import FormatOpt, LocalOpt, OverwriteOpt, VerboseOpt, write_starter_config
 from cli.render import OutputFormat, out, print_export_summary, print_mixture_summary, show
+from cli.report import report_after
+from schemas.config import load_mixture_spec
+from warehouse.warehouse import MIXTURE
 
 
 class _RunByDefault(TyperGroup):
@@ -67,6 +70,8 @@ def run(
     quiet_prefect(verbose)
     with reported("mix"):
         summary = mix(spec, force, local)
+        warehouse = load_mixture_spec(spec).warehouse
+    report_after(warehouse, MIXTURE, summary["mixture_id"])
     show(summary, fmt, print_mixture_summary)
 
 

@@ -11,7 +11,9 @@ from cli.errors import reported
 from cli.execute import quiet_prefect, rewrite
 from cli.options import FormatOpt, LocalOpt, OverwriteOpt, RewriteConfigArg, VerboseOpt, write_starter_config
 from cli.render import OutputFormat, out, paper_of, print_rewrite_summary, print_styles, show
+from cli.report import report_after
 from schemas.config import load_rewrite_config
+from warehouse.warehouse import REWRITE
 
 app = typer.Typer(
     no_args_is_help=True, help="Rewrite curated documents with a language model (WRAP, Nemotron-CC, Physics of LMs styles)."
@@ -67,4 +69,5 @@ def run(
     with reported():
         cfg = load_rewrite_config(config)
         summary = rewrite(config, local)
+    report_after(cfg.warehouse, REWRITE, cfg.rewrite_id)
     show(summary, fmt, lambda s: print_rewrite_summary(s, cfg.warehouse))

@@ -11,7 +11,9 @@ from cli.errors import reported
 from cli.execute import curate, quiet_prefect
 from cli.options import FormatOpt, LocalOpt, OverwriteOpt, RunConfigArg, VerboseOpt, write_starter_config
 from cli.render import OutputFormat, out, print_run_summary, show
+from cli.report import report_after
 from schemas.config import DEFAULT_CONFIG_YAML, load_config
+from warehouse.warehouse import RUN
 
 
 def init(
@@ -37,6 +39,7 @@ def run(
     quiet_prefect(verbose)
     with reported("run"):
         summary = curate(load_config(config), run_id, force, local)
+    report_after(summary["warehouse"], RUN, summary["run_id"])
     show(summary, OutputFormat.json if json_out else fmt, print_run_summary)
 
 

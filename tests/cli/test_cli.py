@@ -101,6 +101,7 @@ CONFIG_COMMANDS = {
     "status": ["status", "--config", "{config}"],
     "preselect apply": ["preselect", "apply", "scorer", "--run-id", "r", "--config", "{config}"],
     "rewrite styles": ["rewrite", "styles", "--config", "{config}"],
+    "report": ["report", "r", "--config", "{config}"],
 }
 
 
@@ -178,6 +179,7 @@ def test_one_way_to_name_the_config_and_to_ask_for_json():
         "rewrite run",
         "mix run",
         "manifest verify",
+        "calibrate",
     }
 
 
@@ -191,6 +193,9 @@ def test_run_prints_its_summary_as_json(configured, tmp_path):
     assert reasons == {"ingest": {"null_text": 1}, "exact_dedup": {"exact_duplicate": 1}}
     # what the run recorded, unrounded; asked again (the old --json spelling), the same summary
     assert summary == json.loads((Path(summary["run_dir"]) / "summary.json").read_text())
+    # and its report, written when it ended, its path on stderr
+    report = Path(summary["run_dir"]) / "report.html"
+    assert f"report: {report}" in result.stderr and "<h2>Funnel</h2>" in report.read_text()
     again = _invoke("run", configured, "--run-id", "js", "--local", "--json")
     assert again.exit_code == 0 and json.loads(again.stdout) == summary
 
@@ -327,6 +332,11 @@ def test_demo_end_to_end_through_prefect(tmp_path):
     junk_dropped = con.execute("SELECT count(*) FROM rejected WHERE run_id = 'demo-crawl3'").fetchall()[0][0]
     assert junk_dropped == 3 * len(MULTILINGUAL_JUNK)
     assert "dropped_as" in result.output  # the funnel per language was printed
+    # a report per run, rewrite and mixture, each path printed
+    for view, column in (("runs", "run_id"), ("rewrites", "rewrite_id"), ("mixtures", "mixture_id")):
+        for job_id, output_dir in con.execute(f"SELECT {column}, output_dir FROM {view}").fetchall():
+            report = Path(output_dir) / "report.html"
+            assert report.is_file() and f"report: {report}" in result.output, job_id
     assert con.execute("SELECT sum(pii_redactions) > 0 FROM documents").fetchall() == [(True,)]
     # the PreSelect scorer trained on crawl1 selected crawl2: scores for every scored document
     assert con.execute("SELECT scorer_id FROM scorers").fetchall() == [("demo-preselect",)]
