@@ -79,8 +79,9 @@ def run_numbers(warehouse: Warehouse, run_id: str, examples: int = EXAMPLES_PER_
     run = _q(run_id)
     stages = _rows(
         warehouse,
-        f"""SELECT stage, sum(docs_in) AS docs_in, sum(docs_out) AS docs_out, sum(docs_rejected) AS docs_rejected,
-                   sum(bytes_in) AS bytes_in, sum(bytes_out) AS bytes_out, round(sum(seconds), 3) AS seconds,
+        f"""SELECT stage, sum(docs_in)::BIGINT AS docs_in, sum(docs_out)::BIGINT AS docs_out,
+                   sum(docs_rejected)::BIGINT AS docs_rejected, sum(bytes_in)::BIGINT AS bytes_in,
+                   sum(bytes_out)::BIGINT AS bytes_out, round(sum(seconds), 3) AS seconds,
                    min(shard) AS first_shard
             FROM stage_stats WHERE run_id = {run} GROUP BY stage""",
     )
@@ -90,9 +91,17 @@ def run_numbers(warehouse: Warehouse, run_id: str, examples: int = EXAMPLES_PER_
         s.pop("first_shard")
     reasons = _rows(
         warehouse,
-        f"""SELECT stage, reason, count(*) AS docs, sum(n_words) AS words FROM rejected WHERE run_id = {run}
+        f"""SELECT stage, reason, count(*) AS docs, sum(n_words)::BIGINT AS words FROM rejected WHERE run_id = {run}
             GROUP BY stage, reason ORDER BY stage, docs DESC, reason""",
     )
+    # words that went on past each stage: the kept documents' and those dropped by a later stage
+    # (each counted as the stage that dropped it saw it)
+    kept_words = _rows(warehouse, f"SELECT coalesce(sum(n_words), 0)::BIGINT AS w FROM documents WHERE run_id = {run}")[0]["w"]
+    dropped_words = {}
+    for reason in reasons:
+        dropped_words[reason["stage"]] = dropped_words.get(reason["stage"], 0) + (reason["words"] or 0)
+    for index, stage in enumerate(stages):
+        stage["words_out"] = kept_words + sum(dropped_words.get(later["stage"], 0) for later in stages[index + 1 :])
     picked = _rows(
         warehouse,
         f"""SELECT stage, reason, doc_id, detail, duplicate_of, url, input_file, input_row, n_words, language,

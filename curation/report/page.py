@@ -141,20 +141,14 @@ def _run_body(n: dict, charts: _Charts) -> str:
 
     parts = []
     stages = n["stages"]
-    funnel = go.Funnel(
-        y=[_label(s["stage"]) for s in stages], x=[s["docs_out"] for s in stages], textinfo="value+percent initial"
-    )
-    parts.append("<h2>Funnel</h2>" + charts.add(_figure([funnel], "documents kept after each stage", "documents", "stage")))
-    parts.append(
-        _table(
-            ["stage", "docs in", "kept", "dropped", "bytes in", "bytes kept", "seconds"],
-            [
-                [s["stage"], s["docs_in"], s["docs_out"], s["docs_rejected"], s["bytes_in"], s["bytes_out"], s["seconds"]]
-                for s in stages
-            ],
-            left=("stage",),
-        )
-    )
+    names = [_label(s["stage"]) for s in stages]
+    documents = go.Funnel(y=names, x=[s["docs_out"] for s in stages], textinfo="value+percent initial")
+    words = go.Funnel(y=names, x=[s["words_out"] for s in stages], textinfo="value+percent initial")
+    parts.append("<h2>Funnel</h2>" + charts.add(_figure([documents], "documents kept after each stage", "documents", "stage")))
+    parts.append(charts.add(_figure([words], "words kept after each stage", "words", "stage")))
+    columns = ["stage", "docs in", "kept", "dropped", "words kept", "bytes in", "bytes kept", "seconds"]
+    keys = ["stage", "docs_in", "docs_out", "docs_rejected", "words_out", "bytes_in", "bytes_out", "seconds"]
+    parts.append(_table(columns, [[s[k] for k in keys] for s in stages], left=("stage",)))
     parts.append("<h2>Why documents were dropped</h2>")
     if not n["reasons"]:
         parts.append("<p>Nothing was dropped.</p>")
@@ -207,6 +201,17 @@ def _verdicts(verdicts: dict) -> str:
     )
 
 
+def _marked(output: str, chunk: str | None) -> str:
+    """The output, escaped, with each word the chunk lacks in <mark>: what the model added."""
+    import re
+
+    known = {w.lower() for w in re.findall(r"\w+", chunk or "")}
+    pieces = re.split(r"(\w+)", output or "")
+    return "".join(
+        f"<mark>{_e(piece)}</mark>" if i % 2 and piece.lower() not in known else _e(piece) for i, piece in enumerate(pieces)
+    )
+
+
 def _rewrite_body(n: dict, charts: _Charts) -> str:
     import plotly.graph_objects as go
 
@@ -246,7 +251,8 @@ def _rewrite_body(n: dict, charts: _Charts) -> str:
             f"<details><summary>{_e(record['style'])} · {_e(verdict)} · {_e(record['record_id'])}</summary>"
             f"<p>{_verdicts(record['gate_verdicts'])}</p>"
             f'<div class="pair"><div><b>source chunk</b> ({_e(record["language"])})<pre>{_e(record["chunk"])}</pre></div>'
-            f"<div><b>output</b><pre>{_e(record['text'])}</pre></div></div></details>"
+            f"<div><b>output</b> (marked: words the chunk does not have)<pre>{_marked(record['text'], record['chunk'])}</pre>"
+            "</div></div></details>"
         )
     return "".join(parts)
 
