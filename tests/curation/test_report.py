@@ -73,6 +73,11 @@ def test_run_numbers_are_the_warehouses(warehouse):
     }
     assert [s["stage"] for s in n["stages"]][:3] == ["ingest", "exact_dedup", "near_dedup"]
     assert {s["stage"]: (s["docs_in"], s["docs_out"]) for s in n["stages"]} == {k: (v["i"], v["o"]) for k, v in stats.items()}
+    kept_words = _one(wh, "SELECT sum(n_words) AS w FROM documents WHERE run_id = 'crawl1'")[0]["w"]
+    pii_dropped = _one(wh, "SELECT coalesce(sum(n_words), 0) AS w FROM rejected WHERE stage = 'pii'")[0]["w"]
+    assert n["stages"][-1]["words_out"] == kept_words and n["stages"][-2]["words_out"] == kept_words + pii_dropped
+    first_dropped = _one(wh, "SELECT sum(n_words) AS w FROM rejected WHERE stage <> 'ingest'")[0]["w"]
+    assert n["stages"][0]["words_out"] == kept_words + first_dropped
     counts = {
         (r["stage"], r["reason"]): r["n"] for r in _one(wh, "SELECT stage, reason, count(*) AS n FROM rejected GROUP BY ALL")
     }
