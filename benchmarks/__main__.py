@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix,gates,languages]`
+"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix,gates,languages,toxicity]`
 
 Generates the benchmark corpus, runs each measurement in a child process, prints a table and
 writes benchmarks/results/latest.json. See benchmarks/README.md for what every number means.
@@ -17,12 +17,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import gates, languages, measure, mixture, rewrite, scoring
+from benchmarks import gates, languages, measure, mixture, rewrite, scoring, toxicity
 from benchmarks.corpus import generate_corpus
 from benchmarks.report import render
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SECTIONS = ("stages", "chain", "memory", "scoring", "losses", "rewrite", "mix", "gates", "languages")
+SECTIONS = ("stages", "chain", "memory", "scoring", "losses", "rewrite", "mix", "gates", "languages", "toxicity")
 DEFAULT_DOCS, QUICK_DOCS, SHARDS = 2000, 200, 8
 
 
@@ -151,6 +151,9 @@ def run(args: argparse.Namespace) -> dict:
 
         if "languages" in args.sections:
             results["languages"] = languages.quality_by_language(min(args.docs, 400), log=_log)
+
+        if "toxicity" in args.sections:
+            results["toxicity"] = toxicity.toxicity_match(log=_log)
     finally:
         if args.keep or args.work_dir:
             _log(f"work dir kept: {work}")

@@ -198,6 +198,16 @@ def render(results: dict) -> str:
     if "languages" in results:
         lines += _language_lines(results["languages"])
 
+    if "toxicity" in results:
+        t = results["toxicity"]
+        lines += [
+            "",
+            f"10. toxicity word match, {t['texts']:,} real texts ({t['characters']:,} characters), English list",
+            f"   regex {t['regex_chars_per_s']:,} chars/s, automaton {t['automaton_chars_per_s']:,} chars/s: "
+            f"{t['speedup']}x; texts flagged {t['texts_flagged']}, texts where they differ {t['texts_that_differ']} "
+            f"[{_verdict(t['texts_that_differ'] == 0)}]",
+        ]
+
     return "\n".join(lines)
 
 

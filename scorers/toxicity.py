@@ -9,7 +9,6 @@ rule.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,25 +29,53 @@ def check_wordlist_dir(lists: Path) -> None:
 
 
 @lru_cache(maxsize=64)
-def _word_pattern(path: str) -> re.Pattern | None:
-    words = [
+def _automaton(path: str):
+    """One Aho-Corasick automaton over a list's terms (lower-cased), each stored with its length."""
+    import ahocorasick
+
+    words = {
         line.strip().lower()
         for line in Path(path).read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
-    ]
+    }
     if not words:
         return None
-    # longest first so that phrases win over their first word; \b only where the term has a word edge
-    alternatives = "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+    automaton = ahocorasick.Automaton()
+    for word in words:
+        automaton.add_word(word, len(word))
+    automaton.make_automaton()
+    return automaton
+
+
+def _word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"  # what `\w` matches in a str pattern
 
 
 def flagged_words(text: str, language: str | None, lists: Path) -> list[str]:
+    """The list's terms found in `text` as whole words, left to right, without overlap, the longest
+    term winning where several start at one place (a phrase over its first word): one pass of an
+    automaton over the text, then the edge checks on its hits."""
     path = lists / f"{language}.txt"
     if not language or not path.exists():
         path = lists / f"{FALLBACK_LANGUAGE}.txt"
-    pattern = _word_pattern(str(path))
-    return pattern.findall(text.lower()) if pattern else []
+    automaton = _automaton(str(path))
+    if automaton is None:
+        return []
+    lowered = text.lower()
+    last = len(lowered) - 1
+    longest: dict[int, int] = {}  # start -> length of the longest whole-word term there
+    for end, length in automaton.iter(lowered):
+        start = end - length + 1
+        if (start > 0 and _word_char(lowered[start - 1])) or (end < last and _word_char(lowered[end + 1])):
+            continue
+        if length > longest.get(start, 0):
+            longest[start] = length
+    found, cursor = [], 0
+    for start in sorted(longest):
+        if start >= cursor:
+            found.append(lowered[start : start + longest[start]])
+            cursor = start + longest[start]
+    return found
 
 
 @dataclass(frozen=True)
