@@ -26,8 +26,8 @@ models: venv
 # The report tests open pages in a real headless browser: Debian's chromium (root, or sudo).
 browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-		{ SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get install -y -q chromium || \
-			{ $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }; }
+		{ SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+			$$SUDO apt-get install -y -q chromium || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }; }
 
 demo: venv assets models
 	$(VENV)/bin/curate demo
