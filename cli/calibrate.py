@@ -25,7 +25,8 @@ def calibrate(
 ) -> None:
     """Calibrate a language's quality settings from reference text and report what share of the
     reference each rule of the result drops. Use the block with quality.languages.<code>: FILE."""
-    from curation.calibration import BUNDLED, block_yaml, bundled_reference, calibrate, drop_shares, read_reference
+    from curation.calibration import block_yaml, bundled_reference, calibrate, drop_shares, read_reference
+    from schemas.config import BUNDLED
 
     with reported():
         if out_file is not None and out_file.exists() and not force:

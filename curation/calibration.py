@@ -34,8 +34,8 @@ from statistics import median
 
 import pyarrow.parquet as pq
 from datatrove.data import Document
-from datatrove.utils.text import PUNCTUATION_SET, split_into_words
 
+from curation.quality import build_filters, gopher_words
 from schemas.config import LanguageQuality, QualityConfig, has_word_tokenizer
 from scorers.assets import asset_path
 from warehouse.files import sha256_file
@@ -44,7 +44,6 @@ STOP_WORDS_KEPT = 8  # as many as Gopher's English list
 ENGLISH_BOUNDS = (3, 10)  # Gopher's average word length bounds, in characters (datatrove's defaults)
 BUNDLED_REFERENCES = {"en": "wiki/summaries_en-us.json", "es": "wiki/summaries_es-es.json", "fr": "wiki/summaries_fr-fr.json"}
 LEADS_PER_DOCUMENT = 5
-BUNDLED = "bundled"
 
 
 class CalibrationError(ValueError):
@@ -121,11 +120,6 @@ def read_reference(path: str | Path, text_column: str = "text") -> Reference:
 # ---------------------------------------------------------------------------------------- statistics
 
 
-def _words(text: str, tokenizer: str) -> list[str]:
-    """The words Gopher's quality rule counts: tokens with at least one non-punctuation character."""
-    return [w for w in split_into_words(text, tokenizer) if any(ch not in PUNCTUATION_SET for ch in w)]
-
-
 def _average_word_length(words: list[str]) -> float | None:
     return sum(map(len, words)) / len(words) if words else None
 
@@ -156,7 +150,7 @@ def common_stop_words(split: list[list[str]], language: str) -> tuple[list[str],
 
 
 def median_average_word_length(texts: list[str], tokenizer: str) -> float:
-    lengths = [a for a in (_average_word_length(_words(t, tokenizer)) for t in texts) if a is not None]
+    lengths = [a for a in (_average_word_length(gopher_words(t, tokenizer)) for t in texts) if a is not None]
     if not lengths:
         raise CalibrationError("the reference has no words")
     return median(lengths)
@@ -175,7 +169,7 @@ def calibrate(reference: Reference, language: str, english: Reference | None = N
     reference whose median word length Gopher's bounds are taken to fit (default: the bundled one)."""
     if not has_word_tokenizer(language):
         raise CalibrationError(f"datatrove has no word tokenizer for {language!r}: cannot split its words")
-    split = [_words(text, language) for text in reference.texts]
+    split = [gopher_words(text, language) for text in reference.texts]
     stop_words, shares = common_stop_words(split, language)
     lengths = [a for a in map(_average_word_length, split) if a is not None]
     language_median = median(lengths)
@@ -202,7 +196,6 @@ def calibrate(reference: Reference, language: str, english: Reference | None = N
 def drop_shares(block: LanguageQuality, language: str, texts: list[str], default: QualityConfig | None = None) -> dict:
     """What the block's real filters do to `texts`: the share kept and the share each rule drops
     (a document counts under the first rule that drops it, as in a run)."""
-    from curation.quality import build_filters
 
     cfg = (default or QualityConfig()).model_copy(update={"languages": {language: block}}).for_language(language)
     filters = build_filters(cfg)

@@ -26,6 +26,11 @@ from scorers.words import SPACY_LOCK
 NamedFilter = tuple[str, Callable[[Document], bool | tuple[bool, str]], bool]
 
 
+def gopher_words(text: str, language: str) -> list[str]:
+    """The words Gopher's rules count: tokens of the language's split with a non-punctuation character."""
+    return [w for w in split_into_words(text, language) if any(ch not in PUNCTUATION_SET for ch in w)]
+
+
 def _alpha_words_rule(max_non_alpha_words_ratio: float, language: str) -> Callable[[Document], bool | tuple[bool, str]]:
     """Gopher's "80% of words contain a letter" rule, counting words only.
 
@@ -34,7 +39,7 @@ def _alpha_words_rule(max_non_alpha_words_ratio: float, language: str) -> Callab
     """
 
     def check(doc: Document) -> bool | tuple[bool, str]:
-        words = [w for w in split_into_words(doc.text, language) if any(ch not in PUNCTUATION_SET for ch in w)]
+        words = gopher_words(doc.text, language)
         if words and sum(any(c.isalpha() for c in w) for w in words) / len(words) < max_non_alpha_words_ratio:
             return False, "gopher_below_alpha_threshold"
         return True

@@ -106,7 +106,8 @@ _COMPLETED_FILES = """SELECT f.path, f.job_id, j.started_at FROM _job_files f JO
                       WHERE j.status = 'completed' AND f.kind = ?"""
 
 
-def _sql_str(value: str) -> str:
+def sql_string(value: str) -> str:
+    """A SQL string literal of `value` (for statements that take no parameters: views, COPY, ATTACH)."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -226,7 +227,7 @@ class Warehouse:
                     FROM _rewrites"""
             )
         if _has_table(con, "_run_files"):
-            by_file_kind = " ".join(f"WHEN {_sql_str(k)} THEN {_sql_str(j)}" for k, j in JOB_KIND_OF_FILES.items())
+            by_file_kind = " ".join(f"WHEN {sql_string(k)} THEN {sql_string(j)}" for k, j in JOB_KIND_OF_FILES.items())
             job_kind = f"CASE kind {by_file_kind} END"
             columns = {
                 r[0]
@@ -262,7 +263,7 @@ class Warehouse:
             empty = schema.empty_table()  # noqa: F841 - read by DuckDB's replacement scan
             con.execute(f"CREATE TABLE {empty_name} AS SELECT * FROM empty")
         if files:
-            listed = ", ".join(_sql_str(f) for f in files)
+            listed = ", ".join(sql_string(f) for f in files)
             source = f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
         else:
             source = f"SELECT * FROM {empty_name}"

@@ -40,7 +40,7 @@ from scorers.tokens import TrainerTokenizer, load_tokenizer
 from warehouse.files import write_json_atomic
 from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, add_part, cached_relation, count_missing, missing_texts
 from warehouse.shards import ShardWriter
-from warehouse.warehouse import MIXTURE, Warehouse
+from warehouse.warehouse import MIXTURE, Warehouse, sql_string
 
 TOKEN_COUNT = pa.schema([TEXT_HASH, pa.field("tokens", pa.int64(), nullable=False)])
 VERDICT = pa.schema([TEXT_HASH, pa.field("eval_set", pa.string()), pa.field("ngram", pa.string())])
@@ -194,7 +194,7 @@ def _materialise(
 
 
 def _quoted(path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+    return sql_string(str(path))
 
 
 # ---------------------------------------------------------------------------------------- caches

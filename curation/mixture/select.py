@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from schemas.mixture import MIXTURE_RECORD, DocumentsSource, ReplaySource, SyntheticSource
 from warehouse.record_cache import TEXT_HASH, text_hash, text_hash_sql
 from warehouse.shards import ShardWriter
-from warehouse.warehouse import Warehouse
+from warehouse.warehouse import Warehouse, sql_string
 
 IDENTITY_COLUMNS = ("record_id", "doc_id", "run_id", "rewrite_id", "style", "replay_file", "replay_row")
 CANDIDATE = pa.schema(
@@ -38,7 +38,7 @@ class MixtureError(ValueError):
 
 
 def _sql_list(values: list[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return ", ".join(map(sql_string, values))
 
 
 def _where(source, lists: dict[str, list[str]]) -> str:

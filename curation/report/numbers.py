@@ -12,7 +12,7 @@ import json
 from importlib.metadata import PackageNotFoundError, version
 
 from curation.registry import STAGES
-from warehouse.warehouse import MIXTURE, REWRITE, RUN, Warehouse
+from warehouse.warehouse import MIXTURE, REWRITE, RUN, Warehouse, sql_string
 
 EXAMPLES_PER_REASON = 3
 EXAMPLE_CHARS = 3000  # of each example document's text shown
@@ -22,10 +22,6 @@ VERSIONED = ("cpt-curate", "datatrove", "duckdb", "pyarrow", "fasttext-numpy2-wh
 
 class ReportError(ValueError):
     """A report asked for a job the warehouse does not have (the message names it)."""
-
-
-def _q(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _rows(warehouse: Warehouse, sql: str) -> list[dict]:
@@ -44,7 +40,7 @@ def versions() -> dict[str, str]:
 
 def _job(warehouse: Warehouse, kind: str, job_id: str) -> dict:
     view, column = {RUN: ("runs", "run_id"), REWRITE: ("rewrites", "rewrite_id"), MIXTURE: ("mixtures", "mixture_id")}[kind]
-    found = _rows(warehouse, f"SELECT * FROM {view} WHERE {column} = {_q(job_id)}")
+    found = _rows(warehouse, f"SELECT * FROM {view} WHERE {column} = {sql_string(job_id)}")
     if not found:
         known = [r[column] for r in _rows(warehouse, f"SELECT {column} FROM {view} ORDER BY started_at")]
         raise ReportError(f"no {kind} {job_id!r} in the warehouse {warehouse.path} (known: {known[-10:]})")
@@ -76,7 +72,7 @@ def histogram(warehouse: Warehouse, sql: str, lo: float = 0.0, hi: float = 1.0, 
 
 def run_numbers(warehouse: Warehouse, run_id: str, examples: int = EXAMPLES_PER_REASON) -> dict:
     job = _job(warehouse, RUN, run_id)
-    run = _q(run_id)
+    run = sql_string(run_id)
     stages = _rows(
         warehouse,
         f"""SELECT stage, sum(docs_in)::BIGINT AS docs_in, sum(docs_out)::BIGINT AS docs_out,
@@ -115,7 +111,7 @@ def run_numbers(warehouse: Warehouse, run_id: str, examples: int = EXAMPLES_PER_
     targets = sorted({p["duplicate_of"] for p in picked if p["duplicate_of"]})
     duplicated = {}
     if targets:
-        listed = ", ".join(map(_q, targets))
+        listed = ", ".join(map(sql_string, targets))
         for row in _rows(
             warehouse,
             f"""SELECT doc_id, run_id, left(text, {EXAMPLE_CHARS}) AS text FROM documents WHERE doc_id IN ({listed})
@@ -179,7 +175,7 @@ def run_numbers(warehouse: Warehouse, run_id: str, examples: int = EXAMPLES_PER_
 
 def rewrite_numbers(warehouse: Warehouse, rewrite_id: str, examples: int = EXAMPLES_PER_REASON) -> dict:
     job = _job(warehouse, REWRITE, rewrite_id)
-    rid = _q(rewrite_id)
+    rid = sql_string(rewrite_id)
     per_style = _rows(
         warehouse,
         f"""SELECT style, count(*) FILTER (WHERE accepted) AS accepted, count(*) FILTER (WHERE NOT accepted) AS rejected,
@@ -226,7 +222,7 @@ def mixture_numbers(warehouse: Warehouse, mixture_id: str) -> dict:
         raise ReportError(f"mixture {mixture_id!r} is {job['status']}, not completed: no manifest to report on")
     with open(job["manifest"], encoding="utf-8") as handle:
         manifest = json.load(handle)
-    mid = _q(mixture_id)
+    mid = sql_string(mixture_id)
     by_style = _rows(
         warehouse,
         f"""SELECT source, coalesce(style, source_kind) AS part, sum(tokens) AS tokens, count(*) AS records

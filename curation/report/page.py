@@ -28,11 +28,8 @@ pre{white-space:pre-wrap;background:#f7f7f7;padding:.5rem;max-height:20rem;overf
 
 
 def _e(value) -> str:
-    return escape("" if value is None else str(value), quote=True)
-
-
-def _label(value) -> str:
-    """A chart label from data: escaped, so that Plotly's pseudo-HTML never sees a tag or link."""
+    """A value from data, escaped for the page and for chart labels (so that Plotly's pseudo-HTML
+    never sees a tag or link)."""
     return escape("" if value is None else str(value), quote=True)
 
 
@@ -70,9 +67,9 @@ def _figure(traces: list, title: str, x: str, y: str, shapes: list | None = None
 
     figure = go.Figure(data=traces)
     figure.update_layout(
-        title=_label(title),
-        xaxis_title=_label(x),
-        yaxis_title=_label(y),
+        title=_e(title),
+        xaxis_title=_e(x),
+        yaxis_title=_e(y),
         height=360,
         margin={"l": 60, "r": 20, "t": 50, "b": 60},
         shapes=shapes or [],
@@ -141,7 +138,7 @@ def _run_body(n: dict, charts: _Charts) -> str:
 
     parts = []
     stages = n["stages"]
-    names = [_label(s["stage"]) for s in stages]
+    names = [_e(s["stage"]) for s in stages]
     documents = go.Funnel(y=names, x=[s["docs_out"] for s in stages], textinfo="value+percent initial")
     words = go.Funnel(y=names, x=[s["words_out"] for s in stages], textinfo="value+percent initial")
     parts.append("<h2>Funnel</h2>" + charts.add(_figure([documents], "documents kept after each stage", "documents", "stage")))
@@ -174,7 +171,7 @@ def _run_body(n: dict, charts: _Charts) -> str:
     languages = n["languages"]
     parts.append("<h2>Languages</h2>")
     if languages:
-        names = [_label(row["language"]) for row in languages]
+        names = [_e(row["language"]) for row in languages]
         traces = [
             go.Bar(x=names, y=[row["kept"] for row in languages], name="kept"),
             go.Bar(x=names, y=[row["dropped"] for row in languages], name="dropped at or after language ID"),
@@ -215,7 +212,7 @@ def _marked(output: str, chunk: str | None) -> str:
 def _rewrite_body(n: dict, charts: _Charts) -> str:
     import plotly.graph_objects as go
 
-    styles = [_label(s["style"]) for s in n["styles"]]
+    styles = [_e(s["style"]) for s in n["styles"]]
     traces = [
         go.Bar(x=styles, y=[s["accepted"] for s in n["styles"]], name="accepted"),
         go.Bar(x=styles, y=[s["rejected"] for s in n["styles"]], name="rejected"),
@@ -229,7 +226,7 @@ def _rewrite_body(n: dict, charts: _Charts) -> str:
                 y=[
                     sum(g["records"] for g in n["by_gate"] if g["style"] == s["style"] and g["gate"] == gate) for s in n["styles"]
                 ],
-                name=_label(gate),
+                name=_e(gate),
             )
             for gate in gates
         ]
@@ -260,7 +257,7 @@ def _rewrite_body(n: dict, charts: _Charts) -> str:
 def _mixture_body(n: dict, charts: _Charts) -> str:
     import plotly.graph_objects as go
 
-    names = [_label(s["source"]) for s in n["sources"]]
+    names = [_e(s["source"]) for s in n["sources"]]
     traces = [
         go.Bar(x=names, y=[s["requested_share"] for s in n["sources"]], name="requested"),
         go.Bar(x=names, y=[s["realised_share"] for s in n["sources"]], name="realised"),
@@ -288,9 +285,7 @@ def _mixture_body(n: dict, charts: _Charts) -> str:
             left=("source", "kind", "decontaminated"),
         )
     )
-    parts_pie = go.Pie(
-        labels=[_label(f"{p['source']}: {p['part']}") for p in n["parts"]], values=[p["tokens"] for p in n["parts"]]
-    )
+    parts_pie = go.Pie(labels=[_e(f"{p['source']}: {p['part']}") for p in n["parts"]], values=[p["tokens"] for p in n["parts"]])
     parts.append("<h2>What the tokens are</h2>" + charts.add(_figure([parts_pie], "tokens by source and style", "", "")))
     parts.append("<h2>Decontamination</h2>")
     if n["decontaminated"]:
