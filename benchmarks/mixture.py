@@ -256,11 +256,11 @@ def child_mix(spec: dict) -> dict:
     if mixture.decontamination.enabled:
         # the call mix itself makes: builds the eval-set index where mix looks for it (or loads it)
         # and loads spaCy, both one-offs no mixture should be charged for
-        from curation.mixture.mix import _decontaminator
+        from curation.mixture.mix import _decontamination_groups
         from warehouse.warehouse import Warehouse
 
         started = time.perf_counter()
-        _decontaminator(mixture, Warehouse(mixture.warehouse))
+        _decontamination_groups(mixture, Warehouse(mixture.warehouse))
         index_s = time.perf_counter() - started
     rss_before = proc_status_kb("VmRSS")
     recorder = EventRecorder()

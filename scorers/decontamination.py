@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import types
 import unicodedata
 from bisect import bisect_right
@@ -47,8 +48,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datatrove.utils.text import simplify_text
+from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
 
 from schemas.mixture import EvalSetSpec
@@ -188,8 +190,31 @@ def _simplify(text: str, norm) -> str:
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
-def _without_marks(run: re.Match) -> str:
-    return "".join(c for c in run.group() if unicodedata.category(c) != "Mn")
+def _without_marks(text: str | re.Match) -> str:
+    """NFD with combining marks (Mn) dropped, of a string or a match of `_NON_ASCII`."""
+    if isinstance(text, re.Match):
+        return "".join(c for c in text.group() if unicodedata.category(c) != "Mn")
+    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+
+
+def _re2_class(chars) -> str:
+    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set(chars))) + "]"
+
+
+# What `simplify_text` turns into spaces (its punctuation table) and what `str.split` splits at:
+# after the two, a text's pieces are the runs of other characters. The ASCII ones are replaced in
+# the UTF-8 bytes by a byte table (no byte of a multi-byte character is ASCII); the others, listed
+# rather than a class shorthand so that RE2's idea of whitespace cannot differ from Python's, by RE2.
+_SEPARATOR_CHARS = set(PUNCTUATION) | {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+_ASCII_SEPARATORS_TO_SPACE = bytes(32 if chr(b) in _SEPARATOR_CHARS else b for b in range(128)) + bytes(range(128, 256))
+_NON_ASCII_SEPARATORS = _re2_class(c for c in _SEPARATOR_CHARS if ord(c) > 127)
+
+
+def _separators_to_spaces(texts: pa.StringArray) -> pa.StringArray:
+    validity, offsets, values = texts.buffers()
+    spaced = pa.py_buffer(values.to_pybytes().translate(_ASCII_SEPARATORS_TO_SPACE)) if values is not None else None
+    ascii_done = pa.StringArray.from_buffers(len(texts), offsets, spaced, validity, texts.null_count, texts.offset)
+    return pc.replace_substring_regex(ascii_done, _NON_ASCII_SEPARATORS, " ")
 
 
 # ---------------------------------------------------------------- reading eval sets
@@ -470,7 +495,7 @@ class Decontaminator:
         self._tokenizer = tokenizer
         self._exact = exact
         self._filter = None  # loaded on the first check: a mixture whose verdicts are all cached needs none
-        self._index: dict[int, str] | None = None
+        self._index: list[tuple[str, np.ndarray]] | None = None  # (eval set, its sorted n-gram hashes)
         self._prefilter: np.ndarray | None = None
         self._piece_hashes: dict[str, tuple[int, ...]] = {}
         self._bits: np.ndarray | None = None
@@ -542,20 +567,19 @@ class Decontaminator:
         return verdicts
 
     def _load(self) -> None:
-        """The index as the filter loads it (files in name order, a later set's name winning a shared
-        hash) and the sorted prefilter keys of every set."""
+        """Each set's sorted n-gram hashes in the order the filter loads the files (by name; a later
+        set's name wins a shared hash) and the sorted prefilter keys of every set. Both files are
+        written sorted and unique, so a single set needs no work beyond reading them."""
         from datatrove.utils.hashing import create_hash_func
 
         self._hash = create_hash_func(self._config.hash_config)
-        index: dict[int, str] = {}
-        keys = []
+        loaded, keys = [], []
         for entry in sorted(self._manifest["eval_sets"], key=lambda e: _index_file(self.folder, e["name"]).name):
             name = entry["name"]
-            hashes = np.fromfile(_index_file(self.folder, name), dtype=self._config.hash_config.np_dtype)
-            index.update(dict.fromkeys(hashes.tolist(), name))
+            loaded.append((name, np.fromfile(_index_file(self.folder, name), dtype=self._config.hash_config.np_dtype)))
             keys.append(np.fromfile(_prefilter_file(self.folder, name), dtype=np.uint64))
-        self._index = index
-        self._prefilter = np.unique(np.concatenate(keys))
+        self._index = loaded[::-1]  # looked up last-loaded first
+        self._prefilter = keys[0] if len(keys) == 1 else np.unique(np.concatenate(keys))
         self._bits = np.zeros(1 << (64 - int(_BITMAP_SHIFT)), bool)
         self._bits[self._prefilter >> _BITMAP_SHIFT] = True
 
@@ -563,33 +587,65 @@ class Decontaminator:
         if self._index is None:
             self._load()
         n = self._config.n_grams
-        pieces = [_simplify(text, self._config.norm_config).split() for text in texts]
-        self._learn_pieces(set().union(*pieces))
-        hashes = [np.fromiter(chain.from_iterable(map(self._piece_hashes.__getitem__, p)), np.uint64) for p in pieces]
         verdicts: list[tuple[str, str] | None] = [None] * len(texts)
-        for position in self._suspects(hashes, n):
-            words = [word for split in self._tokenizer.piece_words(pieces[position]) for word in split]
+        for position in self._suspects(*self._word_hashes(texts), n):
+            pieces = _simplify(texts[position], self._config.norm_config).split()
+            words = [word for split in self._tokenizer.piece_words(pieces) for word in split]
             verdicts[position] = self._first_indexed_ngram(words, n)
         return verdicts
 
-    def _learn_pieces(self, pieces: set[str]) -> None:
-        """The word hashes of every piece not seen yet (split by spaCy in one call)."""
-        cache = self._piece_hashes
-        new = list(pieces.difference(cache))
-        if len(cache) + len(new) > self._tokenizer.max_entries:
-            cache.clear()
-            new = list(pieces)
-        words = self._tokenizer.piece_words(new)
-        cache.update(zip(new, (tuple(map(self._hash, split)) for split in words)))
+    def _word_hashes(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The hash of every word of every text, in order, and each text's word count, with the
+        per-character work in Arrow: lower-case and numbers as `simplify_text` does them, then
+        every punctuation or whitespace character (the filter's two sets, see `_SEPARATORS`)
+        becomes a space and the texts split at spaces into pieces. Each distinct piece is split
+        and hashed once (`_piece_words`); the pieces' word hashes are gathered with numpy."""
+        norm = self._config.norm_config
+        prepared = [NUMBERS_PATTERN.sub("0", text.lower()) for text in texts] if norm.norm_numbers else [t.lower() for t in texts]
+        pieces = pc.split_pattern(_separators_to_spaces(pa.array(prepared, pa.string())), " ")
+        encoded = pc.dictionary_encode(pieces.flatten())
+        piece_index = encoded.indices.to_numpy(zero_copy_only=False)
+        counts, starts, flat = self._piece_words(encoded.dictionary.to_pylist())
+        words_per_piece = counts[piece_index]
+        ends = np.cumsum(words_per_piece)
+        # word k of the batch is word (k - first word of its piece) of its piece's distinct entry
+        within = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - words_per_piece, words_per_piece)
+        hashes = flat[np.repeat(starts[piece_index], words_per_piece) + within]
+        piece_offsets = pieces.offsets.to_numpy()
+        words_before = np.concatenate([[0], ends])
+        return hashes, words_before[piece_offsets[1:]] - words_before[piece_offsets[:-1]]
 
-    def _suspects(self, hashes: list[np.ndarray], n: int) -> list[int]:
-        """Texts with at least one n-gram whose key is in the prefilter: all texts' keys at once,
-        windows that straddle two texts left out."""
-        lengths = np.array([len(h) for h in hashes])
+    def _piece_words(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per piece: its number of words, where its word hashes start in the third array, and
+        that array. A piece is a piece of the text before `simplify_text`'s last step (NFD,
+        combining marks dropped), which is done here, once per distinct piece: a mark is never
+        whitespace, so doing it per piece gives the words of doing it on the whole text."""
+        cache = self._piece_hashes
+        new = [piece for piece in pieces if piece not in cache]
+        if new:
+            if len(cache) + len(new) > self._tokenizer.max_entries:
+                cache.clear()
+                new = pieces
+            marked = self._config.norm_config.norm_unicode_diacritics
+            normalised = [_without_marks(piece) if marked and not piece.isascii() else piece for piece in new]
+            splits = self._tokenizer.piece_words([p for p in normalised if p])
+            words = iter(splits)
+            for raw, piece in zip(new, normalised):
+                cache[raw] = tuple(map(self._hash, next(words))) if piece else ()
+        entries = [cache[piece] for piece in pieces]
+        counts = np.fromiter(map(len, entries), np.int64, len(entries))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        flat = np.fromiter(chain.from_iterable(entries), np.uint64, int(counts.sum()))
+        return counts, starts, flat
+
+    def _suspects(self, hashes: np.ndarray, lengths: np.ndarray, n: int) -> list[int]:
+        """Texts with at least one n-gram whose key is in the prefilter: all texts' keys at once
+        (`hashes` holds every text's word hashes in turn, `lengths` their counts), windows that
+        straddle two texts left out."""
         if lengths.sum() < n:
             return []
-        keys = _window_hashes(np.concatenate(hashes), n)
-        owner = np.repeat(np.arange(len(hashes)), lengths)
+        keys = _window_hashes(hashes, n)
+        owner = np.repeat(np.arange(len(lengths)), lengths)
         within = owner[: len(keys)] == owner[n - 1 :]
         # a bitmap of the keys' top bits first (a few per cent of it set): the sorted search only
         # for keys that pass it
@@ -600,9 +656,15 @@ class Decontaminator:
 
     def _first_indexed_ngram(self, words: list[str], n: int) -> tuple[str, str] | None:
         """The filter's own check: n-gram strings in reading order, the first one in the index."""
-        for start in range(len(words) - n + 1):
-            ngram = " ".join(words[start : start + n])
-            name = self._index.get(self._hash(ngram))
-            if name is not None:
-                return name, ngram
-        return None
+        ngrams = [" ".join(words[start : start + n]) for start in range(len(words) - n + 1)]
+        if not ngrams:
+            return None
+        values = np.fromiter(map(self._hash, ngrams), self._config.hash_config.np_dtype, len(ngrams))
+        first, owner = len(ngrams), None
+        for name, hashes in self._index:
+            slots = np.minimum(np.searchsorted(hashes, values), len(hashes) - 1)
+            hits = np.flatnonzero(hashes[slots] == values)
+            # the earliest n-gram wins; between sets holding it, the one looked up first
+            if len(hits) and hits[0] < first:
+                first, owner = int(hits[0]), name
+        return None if owner is None else (owner, ngrams[first])

@@ -16,6 +16,7 @@ totals), a run also records stage stats and unreadable inputs, and the `runs`, `
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable
@@ -101,6 +102,20 @@ _DDL = [
     "CREATE OR REPLACE VIEW scorers AS SELECT * FROM _scorers",
 ]
 
+# What `_ensure_schema` creates, fingerprinted: a file that records the current fingerprint needs
+# none of its statements (a write connection is opened several times per job).
+_CATALOGUE_FINGERPRINT = hashlib.sha256(
+    json.dumps(
+        [
+            _DDL,
+            DERIVED_VIEWS,
+            {view: [kind, str(schema)] for view, (kind, schema) in FILE_VIEWS.items()},
+            str(STAGE_STATS),
+            str(INPUT_ERROR),
+        ]
+    ).encode()
+).hexdigest()
+
 # files of completed jobs, oldest job first
 _COMPLETED_FILES = """SELECT f.path, f.job_id, j.started_at FROM _job_files f JOIN _jobs j USING (job_kind, job_id)
                       WHERE j.status = 'completed' AND f.kind = ?"""
@@ -113,6 +128,12 @@ def sql_string(value: str) -> str:
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]).fetchall())
+
+
+def _catalogue_is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    if not _has_table(con, "_catalogue_version"):
+        return False
+    return con.execute("SELECT fingerprint FROM _catalogue_version").fetchall() == [(_CATALOGUE_FINGERPRINT,)]
 
 
 def _has_legacy_catalogue(con: duckdb.DuckDBPyConnection) -> bool:
@@ -137,8 +158,6 @@ class Warehouse:
         """Where derived per-record facts (token counts, decontamination verdicts) computed under
         one identity (a tokenizer, an eval-set index) are kept beside the warehouse, as Parquet
         parts that later jobs read instead of recomputing."""
-        import hashlib
-
         key = hashlib.sha256(identity.encode()).hexdigest()[:24]
         return self.path.parent / f"{self.path.stem}-cache" / kind / key
 
@@ -174,19 +193,22 @@ class Warehouse:
     def _read_catalogue(self):
         """A read-only connection to the job catalogue, or None where there is none yet (no file,
         or one no writer has opened). An old layout is migrated first: the one write a reader makes."""
-        if self.path.exists():
-            with self.connect(read_only=True) as con:
-                legacy = _has_legacy_catalogue(con)
-            if legacy:
-                with self.connect():
-                    pass
         if not self.path.exists():
             yield None
             return
         with self.connect(read_only=True) as con:
-            yield con if _has_table(con, "_jobs") else None
+            legacy = _has_legacy_catalogue(con)
+            if not legacy:
+                yield con if _has_table(con, "_jobs") else None
+                return
+        with self.connect():
+            pass
+        with self.connect(read_only=True) as con:
+            yield con
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        if _catalogue_is_current(con):
+            return
         if _has_legacy_catalogue(con):
             self._migrate_legacy_catalogue(con)
         for ddl in _DDL:
@@ -202,6 +224,8 @@ class Warehouse:
                 self._create_file_view(con, view, schema, [])
         for view, sql in DERIVED_VIEWS.items():
             con.execute(f"CREATE OR REPLACE VIEW {view} AS {sql}")
+        con.execute("CREATE OR REPLACE TABLE _catalogue_version (fingerprint VARCHAR)")
+        con.execute("INSERT INTO _catalogue_version VALUES (?)", [_CATALOGUE_FINGERPRINT])
 
     @staticmethod
     def _migrate_legacy_catalogue(con: duckdb.DuckDBPyConnection) -> None:

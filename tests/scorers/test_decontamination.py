@@ -152,6 +152,30 @@ def test_fast_simplify_equals_datatrove_s(wiki_docs, spanish_docs, assets):
         assert _simplify(text, TextNormConfig()) == simplify_text(text, TextNormConfig())
 
 
+def test_columnar_word_hashes_equal_the_hashes_of_datatrove_s_words(mmlu_index, wiki_docs, spanish_docs, assets, spacy_words):
+    """The fast check's words (lower-case and numbers per text, separators replaced in Arrow, each
+    distinct piece normalised and split once) hash to the words datatrove's filter splits, text by
+    text: on real text and on characters where Unicode rules bite (final sigma, dotted capital I,
+    a leading combining mark, non-breaking and ideographic spaces, C1 controls, decimal separators)."""
+    from datatrove.utils.hashing import HashConfig, create_hash_func
+
+    texts = wiki_docs[:300] + spanish_docs + nlp_corpus_docs(assets)
+    texts += [
+        "ΟΔΥΣΣΕΥΣ ΚΑΙ ΠΗΝΕΛΟΠΗΣ ἀρχή",
+        "İstanbul\u00a0İZMİR\u3000ǅ ﬁle \u2003 x",
+        "\u0301\u00e9 leading mark\x85next\x1cfield\u2028line",
+        "3,5 km; 1.000.000 ٫ 12٫5 ⎖ 7⎖8 — “quoted” … (x)",
+        "",
+        "   \t\n ",
+        "cannot won't e-mail U.S.A. http://example.com/a?b=1 #tag @user",
+    ]
+    hashed = create_hash_func(HashConfig())
+    hashes, lengths = mmlu_index._word_hashes(texts)
+    assert lengths.tolist() == [len(spacy_words(t)) for t in texts]
+    expected = [hashed(word) for text in texts for word in spacy_words(text)]
+    assert hashes.tolist() == expected
+
+
 def test_fast_check_agrees_where_words_are_split_normalised_or_shared_by_two_sets(tmp_path, mmlu_questions, wiki_docs):
     """Texts whose match needs spaCy's splitting of a piece ("cannot" is two words), the digit,
     weekday and diacritics rules, or a long text; and an n-gram two sets share (the later set's
