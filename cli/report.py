@@ -33,10 +33,15 @@ def report(
     out.print(f"report: {path}")
 
 
-def report_after(warehouse: str | Path, kind: str, job_id: str) -> str | None:
+def report_after(warehouse: str | Path, kind: str, job_id: str, summary: dict | None = None) -> str | None:
     """The report of a job that just finished, its path printed on stderr. A report that cannot be
-    written is a warning, not a failure: the job's outputs are complete either way."""
+    written is a warning, not a failure: the job's outputs are complete either way. A job run as a
+    Prefect flow wrote its report already (`summary["report"]`, linked from the flow run)."""
     from curation.report import write_report
+
+    if summary and summary.get("report"):
+        console.print(f"report: {summary['report']}")
+        return summary["report"]
 
     try:
         path = write_report(warehouse, kind, job_id)

@@ -69,5 +69,5 @@ def run(
     with reported():
         cfg = load_rewrite_config(config)
         summary = rewrite(config, local)
-    report_after(cfg.warehouse, REWRITE, cfg.rewrite_id)
+    report_after(cfg.warehouse, REWRITE, cfg.rewrite_id, summary)
     show(summary, fmt, lambda s: print_rewrite_summary(s, cfg.warehouse))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.errors import reported
+from cli.errors import CommandError, reported
 from cli.execute import curate, quiet_prefect
 from cli.options import FormatOpt, LocalOpt, OverwriteOpt, RunConfigArg, VerboseOpt, write_starter_config
 from cli.render import OutputFormat, out, print_run_summary, show
@@ -39,19 +39,40 @@ def run(
     quiet_prefect(verbose)
     with reported("run"):
         summary = curate(load_config(config), run_id, force, local)
-    report_after(summary["warehouse"], RUN, summary["run_id"])
+    if summary.get("nothing_new"):
+        out.print(f"no new input: all {len(summary['skipped_inputs'])} files were curated before (input.skip_curated)")
+        if json_out or fmt == OutputFormat.json:
+            show(summary, OutputFormat.json, print_run_summary)
+        return
+    report_after(summary["warehouse"], RUN, summary["run_id"], summary)
     show(summary, OutputFormat.json if json_out else fmt, print_run_summary)
 
 
 def serve(
-    config: RunConfigArg,
+    config: Annotated[Path | None, typer.Argument(help="run config to serve on its own schedule (not with --all)")] = None,
+    all_deployments: Annotated[
+        bool, typer.Option("--all", help="apply every deployment in prefect.yaml and start a worker (make serve)")
+    ] = False,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="with --all: start a worker after applying")] = True,
+    port: Annotated[
+        int, typer.Option("--port", help="with --all: port of the local server started without PREFECT_API_URL")
+    ] = 4200,
     name: Annotated[str, typer.Option("--name", help="deployment name")] = "curate",
     cron: Annotated[str | None, typer.Option("--cron", help='cron schedule, e.g. "0 3 * * *"')] = None,
     interval: Annotated[int | None, typer.Option("--interval", help="or: run every N seconds")] = None,
 ) -> None:
-    """Serve the pipeline as a scheduled Prefect deployment (needs a Prefect server)."""
+    """Run the pipeline on a schedule: --all applies the deployments of prefect.yaml (continual
+    curation nightly, mixture refresh weekly) on a local or the configured Prefect server and starts
+    a worker; with CONFIG, serves that run config alone from this process."""
     quiet_prefect(verbose=True)
     with reported():
+        if all_deployments:
+            from flows.deployments import serve_all
+
+            serve_all(Path.cwd(), worker=worker, port=port, log=out.print)
+            return
+        if config is None:
+            raise CommandError("give a run config, or --all for the deployments of prefect.yaml")
         load_config(config)  # a bad config fails now, not at the first scheduled run
         from flows.schedule import serve_curation
 

@@ -46,7 +46,7 @@ from schemas import progress
 from schemas.config import RunConfig
 from warehouse.files import write_json_atomic
 from warehouse.secrets import without_secrets
-from warehouse.shards import ShardError, expand_input_paths, write_table_atomic
+from warehouse.shards import ShardError, expand_input_paths, file_fingerprint, write_table_atomic
 from warehouse.warehouse import RUN, Warehouse
 
 
@@ -235,7 +235,10 @@ def prepare_run(
         if not paths:
             detail = "; ".join(f"{p}: {e}" for p, e in missing) or "no paths configured"
             raise RunError(f"no input shards found for input.paths ({detail})")
-        shards = [Shard(id=f"shard-{i:05d}", input_path=p) for i, p in enumerate(paths)]
+        input_files, skipped = _input_versions(cfg, paths)
+        if not input_files:
+            return RunPlan(run_id, cfg, run_dir, [], [], completed_summary=_nothing_new(run_id, skipped), registry=registry)
+        shards = [Shard(id=f"shard-{i:05d}", input_path=f["path"]) for i, f in enumerate(input_files)]
         input_errors = without_secrets([{"run_id": run_id, "input_file": p, "error": e} for p, e in missing])
         write_json_atomic(
             manifest_path,
@@ -244,6 +247,8 @@ def prepare_run(
                 "config_fingerprint": _config_fingerprint(cfg),
                 "config": without_secrets(cfg.model_dump(mode="json")),
                 "shards": [s.__dict__ for s in shards],
+                "input_files": input_files,
+                "skipped_inputs": skipped,
                 "input_errors": input_errors,
                 "created_at": datetime.now(UTC).isoformat(),
             },
@@ -260,6 +265,32 @@ def prepare_run(
     )
     plan.warehouse.job_started(RUN, run_id, run_dir, cfg.model_dump(mode="json"), [s.input_path for s in shards])
     return plan
+
+
+def _input_versions(cfg: RunConfig, paths: list[str]) -> tuple[list[dict], list[dict]]:
+    """Each input file's version (path, size, modified, sha256) and, in continual mode
+    (`input.skip_curated`), the files left out because a completed run already curated the same
+    content. A file unchanged since a run recorded it (same path, size and time) is not re-read."""
+    curated = Warehouse(cfg.warehouse.path).curated_inputs()
+    known = {(r["path"], r["size"], r["modified"]): r["sha256"] for r in curated}
+    versions = []
+    for path in paths:
+        try:
+            versions.append(file_fingerprint(path, known))
+        except OSError as err:
+            # an unreadable file is still read by its shard, which records the input error
+            versions.append({"path": path, "size": 0, "modified": None, "sha256": None, "error": str(err)})
+    if not cfg.input.skip_curated:
+        return versions, []
+    seen = {r["sha256"]: r for r in curated}
+    new = [v for v in versions if v["sha256"] is None or v["sha256"] not in seen]
+    skipped = [{**v, "curated_by": seen[v["sha256"]]["run_id"]} for v in versions if v["sha256"] in seen]
+    return new, skipped
+
+
+def _nothing_new(run_id: str, skipped: list[dict]) -> dict:
+    """What a continual run with no new input returns: no run is recorded, nothing is written."""
+    return {"run_id": run_id, "nothing_new": True, "skipped_inputs": skipped, "totals": {"docs_in": 0, "docs_out": 0}}
 
 
 # ---------------------------------------------------------------- steps
@@ -491,6 +522,9 @@ def finalize_run(plan: RunPlan) -> dict:
         "funnel": rows,
         "input_errors": input_errors,
     }
+    manifest = json.loads((plan.run_dir / "run.json").read_text())
+    if plan.config.input.skip_curated:
+        summary["skipped_inputs"] = manifest.get("skipped_inputs", [])
     for stage, ctx in finishing:
         summary.update(stage.run_summary(ctx))
     # the summary first: a run the warehouse calls completed always has one to show
@@ -505,6 +539,7 @@ def finalize_run(plan: RunPlan) -> dict:
         input_paths=[s.input_path for s in plan.shards],
         stats=stats,
         input_errors=input_errors,
+        input_files=[f for f in manifest.get("input_files", []) if f["sha256"] is not None],
     )
     if plan.replaces is not None:
         shutil.rmtree(plan.replaces, ignore_errors=True)

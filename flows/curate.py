@@ -24,8 +24,10 @@ from curation.runner import (
     run_steps,
     setup_stages,
 )
+from flows.artifacts import publish_run, report_of
 from schemas import progress
 from schemas.config import RunConfig, load_config
+from warehouse.warehouse import RUN
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, task_run_name="{step.name}-{shard.id}")
@@ -57,7 +59,14 @@ def curate_flow(config: RunConfig, run_id: str | None = None, force: bool = Fals
     with exclusive_run(config, run_id):
         plan = prepare_run(config, run_id, force)
         if plan.completed_summary is not None:
-            logger.info("run %s was already completed; --force recomputes it", run_id)
+            if plan.completed_summary.get("nothing_new"):
+                logger.info(
+                    "run %s: no new input (%d files already curated); nothing to do",
+                    run_id,
+                    len(plan.completed_summary["skipped_inputs"]),
+                )
+            else:
+                logger.info("run %s was already completed; --force recomputes it", run_id)
             return plan.completed_summary
         logger.info("run %s: %d shards, stages %s", plan.run_id, len(plan.shards), " -> ".join(plan.stages))
         try:
@@ -74,6 +83,8 @@ def curate_flow(config: RunConfig, run_id: str | None = None, force: bool = Fals
             fail_run(plan, err)
             raise
     logger.info("run %s done: %s", plan.run_id, summary["totals"])
+    summary["report"] = report_of(summary["warehouse"], RUN, plan.run_id)
+    publish_run(summary)
     return summary
 
 

@@ -12,8 +12,10 @@ from prefect.cache_policies import NO_CACHE
 
 from curation.mixture.mix import mix
 from curation.mixture.select import MixtureError
+from flows.artifacts import publish_mixture, report_of
 from schemas.config import ConfigError, load_mixture_spec
 from scorers.models import ModelLoadError
+from warehouse.warehouse import MIXTURE
 
 _FINAL = (MixtureError, ConfigError, ModelLoadError, FileNotFoundError)
 
@@ -35,7 +37,7 @@ def mix_task(spec_path: str, force: bool) -> dict:
 
 @flow(name="mix")
 def mix_flow(spec_path: str, force: bool = False) -> dict:
-    load_mixture_spec(spec_path)  # a spec that does not load fails the flow before any task starts
+    spec = load_mixture_spec(spec_path)  # a spec that does not load fails the flow before any task starts
     summary = mix_task(spec_path, force)
     logger = get_run_logger()
     for name, source in summary["sources"].items():
@@ -49,4 +51,6 @@ def mix_flow(spec_path: str, force: bool = False) -> dict:
             source["epochs"],
             source["decontaminated"],
         )
+    summary["report"] = report_of(spec.warehouse, MIXTURE, summary["mixture_id"])
+    publish_mixture(summary)
     return summary

@@ -13,8 +13,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import publish_scorer_card
 from schemas.config import load_training_config
 from schemas.scoring import PreSelectModel, PreSelectTrainingConfig
+from scorers.card import CARD_MD
 from scorers.loss_cache import CacheDocument
 from scorers.preselect import (
     ModelLosses,
@@ -71,4 +73,5 @@ def preselect_flow(config_path: str) -> str:
         logger.info("%s: %d losses computed now, benchmark score %.3f", model.name, result.computed, scores[model.name])
     scorer_dir = Path(train_task(cfg, losses, scores, sample))
     register(cfg, scorer_dir)
+    publish_scorer_card(scorer_dir / CARD_MD)
     return str(scorer_dir)

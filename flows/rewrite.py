@@ -12,8 +12,10 @@ from prefect.cache_policies import NO_CACHE
 
 from curation.rewrite.runner import run_rewrite
 from curation.rewrite.styles import StyleError
+from flows.artifacts import publish_rewrite, report_of
 from schemas.config import ConfigError, load_rewrite_config
 from scorers.models import ModelLoadError
+from warehouse.warehouse import REWRITE
 
 _FINAL = (ModelLoadError, StyleError, ConfigError, FileNotFoundError)  # a bad engine is a ModelLoadError too
 
@@ -35,6 +37,7 @@ def rewrite_task(config_path: str) -> dict:
 
 @flow(name="rewrite")
 def rewrite_flow(config_path: str) -> dict:
+    cfg = load_rewrite_config(config_path)  # a config that does not load fails the flow before any task starts
     summary = rewrite_task(config_path)
     get_run_logger().info(
         "rewrite %s: %d records (%d accepted), %d generated now, %d already done, failures %s",
@@ -45,4 +48,6 @@ def rewrite_flow(config_path: str) -> dict:
         summary["already_done"],
         summary["failures"],
     )
+    summary["report"] = report_of(cfg.warehouse, REWRITE, summary["rewrite_id"])
+    publish_rewrite(summary)
     return summary

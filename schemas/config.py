@@ -36,6 +36,9 @@ class InputConfig(_Strict):
     )
     source: str | None = None  # label for documents whose shard has no source column
     batch_size: int = Field(default=2000, ge=1)
+    # continual curation: leave out input files whose content (sha256) a completed run of this
+    # warehouse already curated; every run records its input files either way
+    skip_curated: bool = False
 
 
 class OutputConfig(_Strict):
@@ -474,6 +477,7 @@ input:
     metadata: metadata
   source: null               # source label when a shard has no source column (default: folder name)
   batch_size: 2000           # rows per streamed batch: bounds memory per shard
+  skip_curated: false        # continual mode: leave out files whose content a completed run curated
 
 output:
   root: out                  # runs/<run_id>/ with one folder per stage, curated/ and rejected/ shards
@@ -536,6 +540,36 @@ execution:
   max_workers: 1             # concurrent shard tasks (thread) or Dask workers (local cluster)
   dask_address: null         # scheduler address of a running Dask cluster
 """
+
+
+class ProjectConfig(_Strict):
+    """A project's steps for the end-to-end flow, each the path of its own config file (relative
+    to the project file). Steps left out are not run; `curate` is the one required."""
+
+    curate: str = Field(description="run config (use input.skip_curated: true for continual curation)")
+    preselect: str | None = Field(default=None, description="PreSelect training config: retrain the scorer after curating")
+    rewrite: str | None = Field(default=None, description="rewrite config: rephrase what is not rewritten yet")
+    mix: str | None = Field(default=None, description="mixture spec: rebuilt from the warehouse's new state")
+    # with no new input, nothing downstream can change: skip it
+    skip_when_nothing_new: bool = True
+
+
+def load_project(path: str | Path) -> ProjectConfig:
+    """The project file, its step paths resolved against its folder, and every step's config
+    loaded once here: a project whose any config does not load fails before any step runs."""
+    path = Path(path)
+    project = _read_yaml_model(path, ProjectConfig)
+    resolve = _resolver(path.resolve().parent)
+    for step in ("curate", "preselect", "rewrite", "mix"):
+        setattr(project, step, resolve(getattr(project, step)))
+    load_config(project.curate)
+    if project.preselect:
+        load_training_config(project.preselect)
+    if project.rewrite:
+        load_rewrite_config(project.rewrite)
+    if project.mix:
+        load_mixture_spec(project.mix)
+    return project
 
 
 def load_mixture_spec(path: str | Path):

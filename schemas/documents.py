@@ -106,6 +106,17 @@ MINHASH_BANDS = pa.schema(
 
 # A file-level input problem (unreadable, corrupt, missing column): no row can be quarantined, so the
 # file itself is recorded and the run goes on with the other shards.
+# one input file a run read, by version: continual runs skip files whose content was curated
+INPUT_FILE = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("modified", pa.string()),  # modification time, or the object store's etag
+        pa.field("sha256", pa.string(), nullable=False),
+    ]
+)
+
 INPUT_ERROR = pa.schema(
     [
         pa.field("run_id", pa.string(), nullable=False),

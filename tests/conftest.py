@@ -182,3 +182,13 @@ def classifier(tmp_path_factory, wiki_docs):
 
 
 NO_FILTERS = {"quality": {"enabled": False}, "language": {"enabled": False}, "toxicity": {"enabled": False}}
+
+
+def artifacts_of(state) -> dict:
+    """The artifacts a flow run created, by key, read back from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+    with get_client(sync_client=True) as client:
+        return {a.key: a for a in client.read_artifacts(flow_run_filter=flow_run)}

@@ -3,6 +3,7 @@ atomically (through `warehouse.files`)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,6 +51,24 @@ def expand_input_paths(patterns: list[str]) -> tuple[list[str], list[tuple[str, 
         except Exception as err:  # noqa: BLE001 - any backend failure is reported per path
             errors.append((pattern, f"cannot list: {err}"))
     return sorted(found), errors
+
+
+def file_fingerprint(path: str, known: dict[tuple, str] | None = None) -> dict:
+    """What identifies an input file's version: path, size, modification time (or the store's
+    etag), and the SHA-256 of its bytes. `known` maps (path, size, modified) to a hash recorded
+    before, so that an unchanged file is not read again."""
+    fs, stripped = fsspec.core.url_to_fs(path)
+    info = fs.info(stripped)
+    modified = next((info[k] for k in ("mtime", "LastModified", "last_modified", "ETag", "etag") if info.get(k)), None)
+    size, modified = int(info.get("size") or 0), None if modified is None else str(modified)
+    sha256 = (known or {}).get((path, size, modified))
+    if sha256 is None:
+        digest = hashlib.sha256()
+        with fsspec.open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        sha256 = digest.hexdigest()
+    return {"path": path, "size": size, "modified": modified, "sha256": sha256}
 
 
 @contextmanager

@@ -30,6 +30,7 @@ import pyarrow as pa
 from schemas.documents import (
     CURATED_DOCUMENT,
     INPUT_ERROR,
+    INPUT_FILE,
     MINHASH_BANDS,
     REJECTED_DOCUMENT,
     STAGE_STATS,
@@ -102,6 +103,10 @@ _DDL = [
     "CREATE OR REPLACE VIEW scorers AS SELECT * FROM _scorers",
 ]
 
+# the input files of completed runs: what continual curation has already read
+_CURATED_INPUTS = f"""SELECT f.*, j.finished_at FROM _input_files f
+    JOIN _jobs j ON j.job_kind = '{RUN}' AND j.job_id = f.run_id WHERE j.status = 'completed'"""
+
 # What `_ensure_schema` creates, fingerprinted: a file that records the current fingerprint needs
 # none of its statements (a write connection is opened several times per job).
 _CATALOGUE_FINGERPRINT = hashlib.sha256(
@@ -110,8 +115,7 @@ _CATALOGUE_FINGERPRINT = hashlib.sha256(
             _DDL,
             DERIVED_VIEWS,
             {view: [kind, str(schema)] for view, (kind, schema) in FILE_VIEWS.items()},
-            str(STAGE_STATS),
-            str(INPUT_ERROR),
+            [str(STAGE_STATS), str(INPUT_ERROR), str(INPUT_FILE), _CURATED_INPUTS],
         ]
     ).encode()
 ).hexdigest()
@@ -213,12 +217,13 @@ class Warehouse:
             self._migrate_legacy_catalogue(con)
         for ddl in _DDL:
             con.execute(ddl)
-        for name, schema in (("_stage_stats", STAGE_STATS), ("_input_errors", INPUT_ERROR)):
+        for name, schema in (("_stage_stats", STAGE_STATS), ("_input_errors", INPUT_ERROR), ("_input_files", INPUT_FILE)):
             if not _has_table(con, name):
                 empty = schema.empty_table()  # noqa: F841 - read by DuckDB's replacement scan
                 con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
         con.execute("CREATE OR REPLACE VIEW stage_stats AS SELECT * FROM _stage_stats")
         con.execute("CREATE OR REPLACE VIEW input_errors AS SELECT * FROM _input_errors")
+        con.execute(f"CREATE OR REPLACE VIEW input_files AS {_CURATED_INPUTS}")
         for view, (_, schema) in FILE_VIEWS.items():
             if not _has_table(con, view):
                 self._create_file_view(con, view, schema, [])
@@ -361,20 +366,21 @@ class Warehouse:
         input_paths: list[str] | None = None,
         stats: Iterable[dict] = (),
         input_errors: Iterable[dict] = (),
+        input_files: Iterable[dict] = (),
     ) -> None:
         """Mark a job completed and swap its files into the views, in one transaction. `output_dir`,
         `config` and `input_paths`, when given, replace what was recorded: a replacement's may
         differ from the completed version it replaces. A run (and only a run) also records its
         stage stats and unreadable inputs, replacing its earlier version's."""
         _check_kind(kind)
-        stats, input_errors = list(stats), list(input_errors)
-        if kind != RUN and (stats or input_errors):
-            raise ValueError(f"a {kind} has no stage stats or input errors")
+        stats, input_errors, input_files = list(stats), list(input_errors), list(input_files)
+        if kind != RUN and (stats or input_errors or input_files):
+            raise ValueError(f"a {kind} has no stage stats, input errors or input files")
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             self._set_files(con, kind, job_id, files)
             if kind == RUN:
-                self._set_run_records(con, job_id, stats, input_errors)
+                self._set_run_records(con, job_id, stats, input_errors, input_files)
             con.execute(
                 """UPDATE _jobs SET status = 'completed', finished_at = ?, summary = ?, error = NULL,
                    output_dir = coalesce(?, output_dir), config = coalesce(?, config), input_paths = coalesce(?, input_paths)
@@ -397,13 +403,13 @@ class Warehouse:
         return None if input_paths is None else json.dumps(without_secrets(list(input_paths)))
 
     @staticmethod
-    def _set_run_records(con, run_id: str, stats: list[dict], input_errors: list[dict]) -> None:
+    def _set_run_records(con, run_id: str, stats: list[dict], input_errors: list[dict], input_files: list[dict]) -> None:
         stats_table = pa.Table.from_pylist(stats, schema=STAGE_STATS)  # noqa: F841 - read by DuckDB
         errors_table = pa.Table.from_pylist(without_secrets(input_errors), schema=INPUT_ERROR)  # noqa: F841
-        con.execute("DELETE FROM _stage_stats WHERE run_id = ?", [run_id])
-        con.execute("DELETE FROM _input_errors WHERE run_id = ?", [run_id])
-        con.execute("INSERT INTO _stage_stats SELECT * FROM stats_table")
-        con.execute("INSERT INTO _input_errors SELECT * FROM errors_table")
+        files_table = pa.Table.from_pylist([{**f, "run_id": run_id} for f in input_files], schema=INPUT_FILE)  # noqa: F841
+        for table, rows in (("_stage_stats", "stats_table"), ("_input_errors", "errors_table"), ("_input_files", "files_table")):
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            con.execute(f"INSERT INTO {table} SELECT * FROM {rows}")
 
     def add_run_files(self, run_id: str, kind: str, paths: list[Path]) -> None:
         """Attach more files to a completed job (e.g. a run's scores computed later); the file kind
@@ -441,6 +447,13 @@ class Warehouse:
         """A query's result as an Arrow table (read-only connection)."""
         with self.connect(read_only=True) as con:
             return con.sql(sql, params=params or None).to_arrow_table()
+
+    def curated_inputs(self) -> list[dict]:
+        """The input files completed runs read: path, size, modified, sha256, run_id."""
+        with self._read_catalogue() as con:
+            if con is None or not _has_table(con, "_input_files"):
+                return []
+            return con.sql(f"SELECT * FROM ({_CURATED_INPUTS}) ORDER BY finished_at, path").to_arrow_table().to_pylist()
 
     def completed_files(self, kind: str, exclude_run: str | None = None) -> list[str]:
         """Files of one kind from completed jobs, e.g. what a new run deduplicates against;

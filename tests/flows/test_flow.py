@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import assert_same_run_outputs, curated_rows, make_config, rejected_rows, warehouse_views, write_shard
+from conftest import artifacts_of, assert_same_run_outputs, curated_rows, make_config, rejected_rows, warehouse_views, write_shard
 from prefect.testing.utilities import prefect_test_harness
 
 from curation.runner import run_pipeline
@@ -25,6 +25,25 @@ def test_flow_matches_the_serial_runner(tmp_path, wiki_docs, harness):
     assert flowed["totals"] == serial["totals"]
     assert [r["text"] for r in curated_rows(flowed)] == [r["text"] for r in curated_rows(serial)]
     assert [r["reason"] for r in rejected_rows(flowed)] == [r["reason"] for r in rejected_rows(serial)]
+
+
+def test_flow_run_publishes_funnel_reasons_and_a_report_link(tmp_path, wiki_docs, harness):
+    import json
+
+    from flows.artifacts import funnel_table, reasons_table
+
+    write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[:5] + [wiki_docs[0], "tiny"]})
+    state = curate_flow(config=make_config(tmp_path, [str(tmp_path / "in/*.parquet")]), run_id="shown", return_state=True)
+    summary = state.result()
+    artifacts = artifacts_of(state)
+    assert set(artifacts) == {"curate-funnel", "curate-reasons", "report"}
+    funnel = json.loads(artifacts["curate-funnel"].data)
+    assert funnel == funnel_table(summary) and funnel[0]["docs in"] == 7
+    reasons = json.loads(artifacts["curate-reasons"].data)
+    assert reasons == reasons_table(summary)
+    assert {"stage": "exact_dedup", "reason": "exact_duplicate", "documents": 1} in reasons
+    assert artifacts["report"].data == f"[report.html]({(tmp_path / 'out/runs/shown/report.html').as_uri()})"
+    assert (tmp_path / "out/runs/shown/report.html").stat().st_size > 100_000
 
 
 def test_flow_records_a_failed_run(tmp_path, wiki_docs, harness):
