@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from curation.runner import (
@@ -25,6 +26,7 @@ from curation.runner import (
     setup_stages,
 )
 from flows.artifacts import publish_run, report_of
+from flows.cluster import check_cluster_sees
 from schemas import progress
 from schemas.config import RunConfig, load_config
 from warehouse.warehouse import RUN
@@ -32,7 +34,19 @@ from warehouse.warehouse import RUN
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, task_run_name="{step.name}-{shard.id}")
 def shard_task(step: Step, plan: RunPlan, shard: Shard) -> dict | None:
-    return step.fn(plan, shard)
+    record = step.fn(plan, shard)
+    if record and "docs_in" in record:
+        get_run_logger().info(
+            "%s %s: %d in, %d kept, %d dropped",
+            step.name,
+            shard.id,
+            record["docs_in"],
+            record["docs_out"],
+            record["docs_rejected"],
+        )
+    elif record is None:
+        get_run_logger().info("%s %s: done before (resumed)", step.name, shard.id)
+    return record
 
 
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, task_run_name="{step.name}")
@@ -47,9 +61,22 @@ def task_runner_for(cfg: RunConfig):
         if cfg.execution.dask_address:
             return DaskTaskRunner(address=cfg.execution.dask_address)
         return DaskTaskRunner(
-            cluster_kwargs={"n_workers": cfg.execution.max_workers, "threads_per_worker": 1, "dashboard_address": ":0"}
+            cluster_kwargs={"n_workers": cfg.execution.workers, "threads_per_worker": 1, "dashboard_address": ":0"}
         )
-    return ThreadPoolTaskRunner(max_workers=cfg.execution.max_workers)
+    return ThreadPoolTaskRunner(max_workers=cfg.execution.workers)
+
+
+def _run_shard_step(step: Step, plan: RunPlan, out_of_process: bool) -> None:
+    """One task per shard; every shard must finish before the next step. Tasks in other processes
+    (Dask) cannot reach this process's progress bars, so their completions are reported here, as
+    each future completes; in threads the runner reports them itself."""
+    progress.stage_started(step.name, len(plan.shards))
+    futures = shard_task.map(unmapped(step), unmapped(plan), plan.shards)
+    shard_of = {future.task_run_id: shard.id for future, shard in zip(futures, plan.shards, strict=True)}
+    for future in as_completed(futures):
+        record = future.result() or {}  # raises the first failure; later steps need every shard
+        if out_of_process:
+            progress.shard_done(step.name, shard_of[future.task_run_id], record.get("docs_in", 0), record.get("docs_out", 0))
 
 
 @flow(name="curate", log_prints=True)
@@ -71,11 +98,12 @@ def curate_flow(config: RunConfig, run_id: str | None = None, force: bool = Fals
         logger.info("run %s: %d shards, stages %s", plan.run_id, len(plan.shards), " -> ".join(plan.stages))
         try:
             setup_stages(plan)
+            out_of_process = config.execution.task_runner == "dask"
+            if config.execution.dask_address:
+                check_cluster_sees(plan, config.execution.dask_address)
             for step in run_steps(plan):
                 if step.per_shard:
-                    progress.stage_started(step.name, len(plan.shards))
-                    futures = shard_task.map(unmapped(step), unmapped(plan), plan.shards)
-                    futures.result()  # raises the first failure; later steps need every shard
+                    _run_shard_step(step, plan, out_of_process)
                 else:
                     global_task(step, plan)
             summary = finalize_run(plan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -264,8 +265,12 @@ class ScoringConfig(_Strict):
 
 class ExecutionConfig(_Strict):
     task_runner: Literal["thread", "dask"] = "thread"
-    max_workers: int = Field(default=1, ge=1)
+    max_workers: int | None = Field(default=None, ge=1)  # None: the machine's cores
     dask_address: str | None = None  # reuse a running cluster; None starts a local one
+
+    @property
+    def workers(self) -> int:
+        return self.max_workers or os.cpu_count() or 1
 
 
 class RunConfig(_Strict):
@@ -537,7 +542,7 @@ scoring:                     # model-based scoring (see `curate preselect train`
 
 execution:
   task_runner: thread        # thread | dask
-  max_workers: 1             # concurrent shard tasks (thread) or Dask workers (local cluster)
+  max_workers: null          # concurrent shard tasks (thread) or Dask workers (local cluster); null: the cores
   dask_address: null         # scheduler address of a running Dask cluster
 """
 
