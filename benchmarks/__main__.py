@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix,gates,languages,toxicity]`
+"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix,gates,languages,toxicity,scale]`
 
 Generates the benchmark corpus, runs each measurement in a child process, prints a table and
 writes benchmarks/results/latest.json. See benchmarks/README.md for what every number means.
@@ -17,12 +17,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import gates, languages, measure, mixture, rewrite, scoring, toxicity
+from benchmarks import gates, languages, measure, mixture, rewrite, scale, scoring, toxicity
 from benchmarks.corpus import generate_corpus
 from benchmarks.report import render
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SECTIONS = ("stages", "chain", "memory", "scoring", "losses", "rewrite", "mix", "gates", "languages", "toxicity")
+SECTIONS = ("stages", "chain", "memory", "scoring", "losses", "rewrite", "mix", "gates", "languages", "toxicity", "scale")
 DEFAULT_DOCS, QUICK_DOCS, SHARDS = 2000, 200, 8
 
 
@@ -154,6 +154,9 @@ def run(args: argparse.Namespace) -> dict:
 
         if "toxicity" in args.sections:
             results["toxicity"] = toxicity.toxicity_match(log=_log)
+
+        if "scale" in args.sections:
+            results["scale"] = scale.scale_benchmark(corpus.root, work, args.seed, log=_log)
     finally:
         if args.keep or args.work_dir:
             _log(f"work dir kept: {work}")

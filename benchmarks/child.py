@@ -7,7 +7,8 @@
 * ``datatrove``: datatrove's own LocalPipelineExecutor over `spec["corpus"]` with the four
   heuristic filters at their default parameters, writing the kept documents to `spec["out"]`;
 * ``mix-tokenize``, ``mix``, ``mix-export``: the mixture section's bare tokenizer, one `mix(spec)`
-  and the trainer exports (benchmarks/mixture.py).
+  and the trainer exports (benchmarks/mixture.py);
+* ``flow``: the curation flow through Prefect (benchmarks/scale.py).
 
 Each child warms up the spaCy word tokenizer (datatrove loads it lazily on the first split) before
 the timed part, so neither side is charged for that one-off load. A fresh interpreter per
@@ -95,6 +96,10 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(spec_path).read_text())
     if mode.startswith("mix"):
         from benchmarks.mixture import CHILD_MODES
+
+        run = CHILD_MODES[mode]
+    elif mode == "flow":
+        from benchmarks.scale import CHILD_MODES
 
         run = CHILD_MODES[mode]
     else:

@@ -208,6 +208,19 @@ def render(results: dict) -> str:
             f"[{_verdict(t['texts_that_differ'] == 0)}]",
         ]
 
+    if "scale" in results:
+        sc, ov = results["scale"]["scaling"], results["scale"]["prefect_overhead"]
+        one, two = sc["workers"]["1"], sc["workers"]["2"]
+        lines += [
+            "",
+            f"11. scale-out: the whole flow on a local Dask cluster, {one['docs_in']:,} documents (stages' wall time, driver's view)",
+            f"   1 worker {one['stages_s']} s, 2 workers {two['stages_s']} s: ratio {sc['ratio']} (target >= {sc['target']}) "
+            f"[{_verdict(sc['ratio'] >= sc['target'])}]; agreement: {sc['agreement']['shards_compared']} curated/rejected shards, "
+            f"identical {sc['agreement']['identical']}",
+            f"   Prefect overhead: ingest alone over {ov['shards']} shards, serial {ov['serial_s']} s, flow {ov['flow_s']} s: "
+            f"{ov['overhead_ms_per_task']} ms per task",
+        ]
+
     return "\n".join(lines)
 
 

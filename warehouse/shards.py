@@ -27,6 +27,10 @@ class ShardError(Exception):
         self.path = path
         self.reason = message
 
+    def __reduce__(self):
+        # raised in a Dask worker, it travels pickled to the driver: rebuilt from its two fields
+        return type(self), (self.path, self.reason)
+
 
 def _has_glob(path: str) -> bool:
     return any(ch in path for ch in "*?[")
