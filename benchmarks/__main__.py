@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> dict:
             results["toxicity"] = toxicity.toxicity_match(log=_log)
 
         if "scale" in args.sections:
-            results["scale"] = scale.scale_benchmark(corpus.root, work, args.seed, log=_log)
+            results["scale"] = scale.scale_benchmark(corpus.docs, args.shard_docs, work, args.seed, log=_log)
     finally:
         if args.keep or args.work_dir:
             _log(f"work dir kept: {work}")

@@ -213,7 +213,8 @@ def render(results: dict) -> str:
         one, two = sc["workers"]["1"], sc["workers"]["2"]
         lines += [
             "",
-            f"11. scale-out: the whole flow on a local Dask cluster, {one['docs_in']:,} documents (stages' wall time, driver's view)",
+            f"11. scale-out: the whole flow on a local Dask cluster, {one['docs_in']:,} documents in {sc['shards']} shards "
+            "(stages' wall time, driver's view)",
             f"   1 worker {one['stages_s']} s, 2 workers {two['stages_s']} s: ratio {sc['ratio']} (target >= {sc['target']}) "
             f"[{_verdict(sc['ratio'] >= sc['target'])}]; agreement: {sc['agreement']['shards_compared']} curated/rejected shards, "
             f"identical {sc['agreement']['identical']}",

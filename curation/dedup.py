@@ -251,6 +251,11 @@ class NearDedup(_DecisionApply):
     map_schema = RUN_BANDS
     map_step = "near_dedup_signatures"
 
+    def setup(self) -> None:
+        # the signer and its word splitter (spaCy's, loaded on first use): once per process, here
+        # rather than in the first shard
+        band_keys("warm up the word splitter of the shingles", self.config)
+
     def map(self, batch: pa.Table) -> pa.Table:
         return shard_bands(batch, self.config)
 

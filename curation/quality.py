@@ -151,6 +151,8 @@ class Quality(DocumentStage):
         self.url_filter = _url_filter_for(self.config.url_blocklist.model_dump_json())
         self._by_language: dict[str | None, tuple[NamedFilter, ...]] = {}
         self.filters_for(None)  # a broken default block fails before any shard is written
+        # the default block's word splitter (spaCy's, loaded on first use): here, not in a shard
+        split_into_words("Warm up the word splitter.", self.config.word_tokenizer)
 
     def filters_for(self, language: str | None) -> tuple[NamedFilter, ...]:
         key = language if language in self.config.languages else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -26,13 +27,20 @@ from curation.runner import (
     setup_stages,
 )
 from flows.artifacts import publish_run, report_of
-from flows.cluster import check_cluster_sees
+from flows.cluster import prepare_workers
+from flows.retries import retry_unless_final
 from schemas import progress
 from schemas.config import RunConfig, load_config
 from warehouse.warehouse import RUN
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, task_run_name="{step.name}-{shard.id}")
+@task(
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_unless_final,
+    task_run_name="{step.name}-{shard.id}",
+)
 def shard_task(step: Step, plan: RunPlan, shard: Shard) -> dict | None:
     record = step.fn(plan, shard)
     if record and "docs_in" in record:
@@ -49,7 +57,7 @@ def shard_task(step: Step, plan: RunPlan, shard: Shard) -> dict | None:
     return record
 
 
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, task_run_name="{step.name}")
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_final, task_run_name="{step.name}")
 def global_task(step: Step, plan: RunPlan) -> dict | None:
     return step.fn(plan, None)
 
@@ -99,8 +107,8 @@ def curate_flow(config: RunConfig, run_id: str | None = None, force: bool = Fals
         try:
             setup_stages(plan)
             out_of_process = config.execution.task_runner == "dask"
-            if config.execution.dask_address:
-                check_cluster_sees(plan, config.execution.dask_address)
+            if out_of_process:
+                prepare_workers(FlowRunContext.get().task_runner.client, plan)
             for step in run_steps(plan):
                 if step.per_shard:
                     _run_shard_step(step, plan, out_of_process)

@@ -11,26 +11,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from curation.mixture.mix import mix
-from curation.mixture.select import MixtureError
 from flows.artifacts import publish_mixture, report_of
-from schemas.config import ConfigError, load_mixture_spec
-from scorers.models import ModelLoadError
+from flows.retries import retry_unless_final
+from schemas.config import load_mixture_spec
 from warehouse.warehouse import MIXTURE
 
-_FINAL = (MixtureError, ConfigError, ModelLoadError, FileNotFoundError)
 
-
-def _retry_unless_final(task, task_run, state) -> bool:
-    try:
-        state.result()
-    except _FINAL:
-        return False
-    except Exception:  # noqa: BLE001 - anything else (an I/O error mid-mix) is worth another try
-        return True
-    return False
-
-
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_final)
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_final)
 def mix_task(spec_path: str, force: bool) -> dict:
     return mix(load_mixture_spec(spec_path), force=force)
 

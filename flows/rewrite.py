@@ -11,26 +11,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from curation.rewrite.runner import run_rewrite
-from curation.rewrite.styles import StyleError
 from flows.artifacts import publish_rewrite, report_of
-from schemas.config import ConfigError, load_rewrite_config
-from scorers.models import ModelLoadError
+from flows.retries import retry_unless_final
+from schemas.config import load_rewrite_config
 from warehouse.warehouse import REWRITE
 
-_FINAL = (ModelLoadError, StyleError, ConfigError, FileNotFoundError)  # a bad engine is a ModelLoadError too
 
-
-def _retry_unless_final(task, task_run, state) -> bool:
-    try:
-        state.result()
-    except _FINAL:
-        return False
-    except Exception:  # noqa: BLE001 - anything else (a crash mid-run) is worth a resume
-        return True
-    return False
-
-
-@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_unless_final)
+@task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_final)
 def rewrite_task(config_path: str) -> dict:
     return run_rewrite(load_rewrite_config(config_path))
 
