@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from flows.server import wait_healthy
 
 POOL = "cpt-curate"
 DEFAULT_PORT = 4200
@@ -59,7 +58,7 @@ def local_server(env: dict, port: int = DEFAULT_PORT, timeout_s: float = 120) ->
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=served
     )
     try:
-        _wait_healthy(server, url, timeout_s)
+        wait_healthy(server, url, timeout_s)
         yield served
     finally:
         server.terminate()
@@ -67,20 +66,6 @@ def local_server(env: dict, port: int = DEFAULT_PORT, timeout_s: float = 120) ->
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-
-
-def _wait_healthy(server: subprocess.Popen, url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise DeploymentError(f"the Prefect server exited with code {server.returncode} (is port {url} in use?)")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise DeploymentError(f"the Prefect server at {url} was not healthy within {timeout_s:.0f} s")
 
 
 def serve_all(project_root: Path, *, worker: bool = True, port: int = DEFAULT_PORT, log=print) -> None:

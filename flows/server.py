@@ -41,19 +41,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float) -> None:
+def wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float) -> None:
+    """Wait for the Prefect server `proc` to answer on `url`; an error if it exits or times out."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client() as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"the temporary Prefect server exited with code {proc.returncode} before it was ready")
+                raise RuntimeError(f"the Prefect server at {url} exited with code {proc.returncode} before it was ready")
             try:
                 if client.get(f"{url}/health", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-    raise RuntimeError(f"the temporary Prefect server at {url} was not ready within {timeout_s:.0f} s")
+    raise RuntimeError(f"the Prefect server at {url} was not ready within {timeout_s:.0f} s")
 
 
 def _drain_prefect_workers(timeout_s: float = 15.0) -> None:
@@ -103,7 +104,7 @@ def prefect_api(timeout_s: float = 60.0) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *server], env=env)
     previous = os.environ.get("PREFECT_API_URL")
     try:
-        _wait_healthy(proc, url, timeout_s)
+        wait_healthy(proc, url, timeout_s)
         os.environ["PREFECT_API_URL"] = url  # inherited by worker processes started from here
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
