@@ -49,7 +49,9 @@ def run(
 
 
 def serve(
-    config: Annotated[Path | None, typer.Argument(help="run config to serve on its own schedule (not with --all)")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="a run config to serve on its own schedule (not with --all)")
+    ] = None,
     all_deployments: Annotated[
         bool, typer.Option("--all", help="apply every deployment in prefect.yaml and start a worker (make serve)")
     ] = False,
@@ -63,7 +65,7 @@ def serve(
 ) -> None:
     """Run the pipeline on a schedule: --all applies the deployments of prefect.yaml (continual
     curation nightly, mixture refresh weekly) on a local or the configured Prefect server and starts
-    a worker; with CONFIG, serves that run config alone from this process."""
+    a worker; with --config, serves that run config alone from this process."""
     quiet_prefect(verbose=True)
     with reported():
         if all_deployments:
@@ -72,7 +74,7 @@ def serve(
             serve_all(Path.cwd(), worker=worker, port=port, log=out.print)
             return
         if config is None:
-            raise CommandError("give a run config, or --all for the deployments of prefect.yaml")
+            raise CommandError("give --config RUN_CONFIG, or --all for the deployments of prefect.yaml")
         load_config(config)  # a bad config fails now, not at the first scheduled run
         from flows.schedule import serve_curation
 

@@ -92,7 +92,7 @@ def test_version_is_the_installed_package_version():
 # every command that reads a config, as it is invoked with the config at `{config}`
 CONFIG_COMMANDS = {
     "run": ["run", "{config}", "--local"],
-    "serve": ["serve", "{config}"],
+    "serve": ["serve", "--config", "{config}"],
     "preselect losses": ["preselect", "losses", "{config}"],
     "preselect benchmark": ["preselect", "benchmark", "{config}"],
     "preselect train": ["preselect", "train", "{config}", "--local"],

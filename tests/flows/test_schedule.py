@@ -74,7 +74,7 @@ def test_served_deployment_runs_the_pipeline(tmp_path, wiki_docs):
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/api/health", 90)
         served = subprocess.Popen(
-            [BIN / "curate", "serve", str(config), "--name", "nightly", "--cron", "0 3 * * *"],
+            [BIN / "curate", "serve", "--config", str(config), "--name", "nightly", "--cron", "0 3 * * *"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
