@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -133,6 +133,14 @@ def _load_small_lists(url_filter) -> None:
     url_filter._downloaded = True
 
 
+@cache
+def _load_word_splitter(word_tokenizer: str) -> None:
+    """Load a block's word splitter (spaCy's, loaded on first use) once per process, in set-up
+    rather than in the first shard; spaCy is not thread-safe, hence the lock."""
+    with SPACY_LOCK:
+        split_into_words("Warm up the word splitter.", word_tokenizer)
+
+
 @lru_cache(maxsize=32)
 def _filters_for(cfg_json: str) -> tuple[NamedFilter, ...]:
     return tuple(build_filters(QualityConfig.model_validate_json(cfg_json)))
@@ -151,8 +159,7 @@ class Quality(DocumentStage):
         self.url_filter = _url_filter_for(self.config.url_blocklist.model_dump_json())
         self._by_language: dict[str | None, tuple[NamedFilter, ...]] = {}
         self.filters_for(None)  # a broken default block fails before any shard is written
-        # the default block's word splitter (spaCy's, loaded on first use): here, not in a shard
-        split_into_words("Warm up the word splitter.", self.config.word_tokenizer)
+        _load_word_splitter(self.config.word_tokenizer)
 
     def filters_for(self, language: str | None) -> tuple[NamedFilter, ...]:
         key = language if language in self.config.languages else None

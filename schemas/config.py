@@ -265,12 +265,16 @@ class ScoringConfig(_Strict):
 
 class ExecutionConfig(_Strict):
     task_runner: Literal["thread", "dask"] = "thread"
-    max_workers: int | None = Field(default=None, ge=1)  # None: the machine's cores
+    # None: one thread (threads only overlap I/O: spaCy is serialised per process), or one Dask
+    # worker process per core
+    max_workers: int | None = Field(default=None, ge=1)
     dask_address: str | None = None  # reuse a running cluster; None starts a local one
 
     @property
     def workers(self) -> int:
-        return self.max_workers or os.cpu_count() or 1
+        if self.max_workers:
+            return self.max_workers
+        return (os.cpu_count() or 1) if self.task_runner == "dask" else 1
 
 
 class RunConfig(_Strict):
@@ -542,7 +546,7 @@ scoring:                     # model-based scoring (see `curate preselect train`
 
 execution:
   task_runner: thread        # thread | dask
-  max_workers: null          # concurrent shard tasks (thread) or Dask workers (local cluster); null: the cores
+  max_workers: null          # shard tasks at once: threads (null: 1) or local Dask workers (null: a worker per core)
   dask_address: null         # scheduler address of a running Dask cluster
 """
 
