@@ -26,7 +26,7 @@ Limits, by construction:
 
 Speed (the same verdicts, ~3x faster than the filter called per text; `exact_tokenizer=True` runs
 the filter itself, for checking): spaCy's tokenizer splits text at whitespace and tokenizes each
-piece on its own, so `CachedWordTokenizer` splits each distinct piece once, new pieces in one
+piece on its own, so `CachedWordTokenizer` (scorers/simplified_words.py) splits each distinct piece once, new pieces in one
 spaCy call; the check looks every n-gram up in a numpy prefilter of word-hash windows and runs the
 filter's own n-gram loop only on the texts that pass it (see `Decontaminator`). The index folder
 holds, per eval set, the filter's `<name>.index.hashes` and the prefilter's `<name>.prefilter`.
@@ -36,26 +36,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import sys
 import types
-import unicodedata
-from bisect import bisect_right
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
 
 from schemas.mixture import EvalSetSpec
 from scorers.assets import asset_path
 from scorers.benchmark import BenchmarkFileError, load_mmlu_jsonl
+from scorers.simplified_words import CachedWordTokenizer, WordHasher, combine, window_keys
 from scorers.words import SPACY_LOCK
 from warehouse.files import atomic_path, sha256_file, write_json_atomic
 
@@ -65,7 +59,6 @@ MANIFEST_NAME = "index.json"
 BUNDLED_MMLU = "mmlu.jsonl"
 LANGUAGE = "en"
 # the prefilter's polynomial base over word hashes: odd, so multiplying by it loses no bits mod 2**64
-_WINDOW_BASE = np.uint64(0x9E3779B97F4A7C15)
 _BITMAP_SHIFT = np.uint64(40)  # a 2**24-entry bitmap (16 MB)
 _JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -96,125 +89,6 @@ class _Source:
 def _word_tokenizer(exact: bool) -> WordTokenizer:
     spacy_tokenizer = load_word_tokenizer(LANGUAGE)
     return spacy_tokenizer if exact else CachedWordTokenizer(spacy_tokenizer)
-
-
-class CachedWordTokenizer(WordTokenizer):
-    """spaCy's words for a text, with each whitespace-separated piece split by spaCy once.
-
-    spaCy splits a text at whitespace and tokenizes each piece independently, and datatrove drops
-    the whitespace tokens, so the pieces' words put together equal the words of the whole text.
-    Pieces not seen yet are split together, in one spaCy call over them joined by spaces (a call
-    per piece costs ~75 us of overhead; a real corpus meets tens of thousands of new pieces).
-    The cache is cleared when full: cheaper than evicting entries one by one."""
-
-    SPLIT_BATCH = 10_000  # pieces per spaCy call
-
-    def __init__(self, inner: WordTokenizer, max_entries: int = 1_000_000):
-        super().__init__(inner.language)
-        self.inner = inner
-        self.max_entries = max_entries
-        self._words: dict[str, tuple[str, ...]] = {}
-
-    def word_tokenize(self, text: str) -> list[str]:
-        return [word for split in self.piece_words(text.split()) for word in split]
-
-    def piece_words(self, pieces: list[str]) -> list[tuple[str, ...]]:
-        """The words of each piece (a piece holds no whitespace), in order."""
-        cache = self._words
-        new = [piece for piece in dict.fromkeys(pieces) if piece not in cache]
-        if not new:
-            return [cache[piece] for piece in pieces]
-        fresh = {}
-        for start in range(0, len(new), self.SPLIT_BATCH):
-            chunk = new[start : start + self.SPLIT_BATCH]
-            fresh.update(zip(chunk, self._split(chunk)))
-        words = [fresh[piece] if piece in fresh else cache[piece] for piece in pieces]
-        if len(cache) + len(fresh) > self.max_entries:
-            cache.clear()
-        cache.update(fresh)
-        return words
-
-    def _split(self, pieces: list[str]) -> list[tuple[str, ...]]:
-        """spaCy's words of each piece: one call over the pieces joined by single spaces, each
-        token going to the piece its offset falls in. A piece of ASCII lower-case letters only is
-        its own single word unless it is one of the tokenizer's special cases ("cannot"): no
-        prefix, suffix, infix or URL rule of spaCy's English tokenizer matches letters alone, and
-        most pieces of simplified text are such words. datatrove's own per-text call (with its
-        workaround for strings spaCy chokes on) where the joined call fails."""
-        nlp = getattr(self.inner, "tokenizer", None)
-        if nlp is None or not hasattr(nlp, "memory_zone"):
-            return [tuple(self.inner.word_tokenize(piece)) for piece in pieces]
-        special = nlp.tokenizer.rules
-        words: list[tuple[str, ...] | None] = [
-            (piece,) if piece.isascii() and piece.isalpha() and piece.islower() and piece not in special else None
-            for piece in pieces
-        ]
-        rest = [i for i, split in enumerate(words) if split is None]
-        if not rest:
-            return words
-        starts, offset = [], 0
-        for i in rest:
-            starts.append(offset)
-            offset += len(pieces[i]) + 1
-        found: list[list[str]] = [[] for _ in rest]
-        try:
-            with nlp.memory_zone():
-                for token in nlp.tokenizer(" ".join(pieces[i] for i in rest)):
-                    word = token.text.strip()
-                    if word:
-                        found[bisect_right(starts, token.idx) - 1].append(word)
-        except Exception:  # noqa: BLE001 - spaCy raises plain errors on a few strings; the slow path handles them
-            found = [self.inner.word_tokenize(pieces[i]) for i in rest]
-        for i, split in zip(rest, found):
-            words[i] = tuple(split)
-        return words
-
-    def sent_tokenize(self, text: str) -> list[str]:
-        return self.inner.sent_tokenize(text)
-
-    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return self.inner.span_tokenize(text)
-
-
-def _simplify(text: str, norm) -> str:
-    """datatrove's `simplify_text`, with its Unicode step (NFD, combining marks dropped) looking
-    only at the non-ASCII runs of a text (ASCII has no mark to drop): the same string, faster."""
-    if not norm.norm_unicode_diacritics:
-        return simplify_text(text, norm)
-    text = simplify_text(text, replace(norm, norm_unicode_diacritics=False))
-    if text.isascii():
-        return text
-    return _NON_ASCII.sub(_without_marks, unicodedata.normalize("NFD", text)).strip()
-
-
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
-
-
-def _without_marks(text: str | re.Match) -> str:
-    """NFD with combining marks (Mn) dropped, of a string or a match of `_NON_ASCII`."""
-    if isinstance(text, re.Match):
-        return "".join(c for c in text.group() if unicodedata.category(c) != "Mn")
-    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
-
-
-def _re2_class(chars) -> str:
-    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set(chars))) + "]"
-
-
-# What `simplify_text` turns into spaces (its punctuation table) and what `str.split` splits at:
-# after the two, a text's pieces are the runs of other characters. The ASCII ones are replaced in
-# the UTF-8 bytes by a byte table (no byte of a multi-byte character is ASCII); the others, listed
-# rather than a class shorthand so that RE2's idea of whitespace cannot differ from Python's, by RE2.
-_SEPARATOR_CHARS = set(PUNCTUATION) | {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
-_ASCII_SEPARATORS_TO_SPACE = bytes(32 if chr(b) in _SEPARATOR_CHARS else b for b in range(128)) + bytes(range(128, 256))
-_NON_ASCII_SEPARATORS = _re2_class(c for c in _SEPARATOR_CHARS if ord(c) > 127)
-
-
-def _separators_to_spaces(texts: pa.StringArray) -> pa.StringArray:
-    validity, offsets, values = texts.buffers()
-    spaced = pa.py_buffer(values.to_pybytes().translate(_ASCII_SEPARATORS_TO_SPACE)) if values is not None else None
-    ascii_done = pa.StringArray.from_buffers(len(texts), offsets, spaced, validity, texts.null_count, texts.offset)
-    return pc.replace_substring_regex(ascii_done, _NON_ASCII_SEPARATORS, " ")
 
 
 # ---------------------------------------------------------------- reading eval sets
@@ -345,31 +219,13 @@ def _item_ngrams(config, tokenizer):
     return ngram_strings
 
 
-def _combined(columns: list[np.ndarray]) -> np.ndarray:
-    """The prefilter's key of n word hashes, column-wise: a polynomial over them (uint64, wrapping).
-    The one definition both sides use: the index's n-grams and every window of a text."""
-    keys = columns[0].copy()
-    for column in columns[1:]:
-        keys *= _WINDOW_BASE
-        keys += column
-    return keys
-
-
-def _window_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:
-    """The key of every n consecutive word hashes."""
-    count = len(word_hashes) - n + 1
-    if count <= 0:
-        return np.empty(0, np.uint64)
-    return _combined([word_hashes[k : k + count] for k in range(n)])
-
-
 def _prefilter_keys(ngrams: set[str], n: int, hash_func) -> np.ndarray:
     """The keys of the indexed n-grams, all at once: an n-gram's words are its string split at
     spaces (a word never holds whitespace), each distinct word hashed once."""
     split = [ngram.split(" ") for ngram in ngrams]
     word_hash = {word: hash_func(word) for word in {word for words in split for word in words}}
     rows = np.array([[word_hash[word] for word in words] for words in split], np.uint64).reshape(len(split), n)
-    return np.unique(_combined([rows[:, k] for k in range(n)]))
+    return np.unique(combine([rows[:, k] for k in range(n)]))
 
 
 def _identity(sources: list[_Source], config) -> str:
@@ -497,7 +353,7 @@ class Decontaminator:
         self._filter = None  # loaded on the first check: a mixture whose verdicts are all cached needs none
         self._index: list[tuple[str, np.ndarray]] | None = None  # (eval set, its sorted n-gram hashes)
         self._prefilter: np.ndarray | None = None
-        self._piece_hashes: dict[str, tuple[int, ...]] = {}
+        self._words: WordHasher | None = None
         self._bits: np.ndarray | None = None
 
     @classmethod
@@ -573,6 +429,7 @@ class Decontaminator:
         from datatrove.utils.hashing import create_hash_func
 
         self._hash = create_hash_func(self._config.hash_config)
+        self._words = WordHasher(self._config.norm_config, self._tokenizer, self._hash)
         loaded, keys = [], []
         for entry in sorted(self._manifest["eval_sets"], key=lambda e: _index_file(self.folder, e["name"]).name):
             name = entry["name"]
@@ -588,55 +445,9 @@ class Decontaminator:
             self._load()
         n = self._config.n_grams
         verdicts: list[tuple[str, str] | None] = [None] * len(texts)
-        for position in self._suspects(*self._word_hashes(texts), n):
-            pieces = _simplify(texts[position], self._config.norm_config).split()
-            words = [word for split in self._tokenizer.piece_words(pieces) for word in split]
-            verdicts[position] = self._first_indexed_ngram(words, n)
+        for position in self._suspects(*self._words.hashes(texts), n):
+            verdicts[position] = self._first_indexed_ngram(self._words.words(texts[position]), n)
         return verdicts
-
-    def _word_hashes(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The hash of every word of every text, in order, and each text's word count, with the
-        per-character work in Arrow: lower-case and numbers as `simplify_text` does them, then
-        every punctuation or whitespace character (the filter's two sets, see `_SEPARATORS`)
-        becomes a space and the texts split at spaces into pieces. Each distinct piece is split
-        and hashed once (`_piece_words`); the pieces' word hashes are gathered with numpy."""
-        norm = self._config.norm_config
-        prepared = [NUMBERS_PATTERN.sub("0", text.lower()) for text in texts] if norm.norm_numbers else [t.lower() for t in texts]
-        pieces = pc.split_pattern(_separators_to_spaces(pa.array(prepared, pa.string())), " ")
-        encoded = pc.dictionary_encode(pieces.flatten())
-        piece_index = encoded.indices.to_numpy(zero_copy_only=False)
-        counts, starts, flat = self._piece_words(encoded.dictionary.to_pylist())
-        words_per_piece = counts[piece_index]
-        ends = np.cumsum(words_per_piece)
-        # word k of the batch is word (k - first word of its piece) of its piece's distinct entry
-        within = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - words_per_piece, words_per_piece)
-        hashes = flat[np.repeat(starts[piece_index], words_per_piece) + within]
-        piece_offsets = pieces.offsets.to_numpy()
-        words_before = np.concatenate([[0], ends])
-        return hashes, words_before[piece_offsets[1:]] - words_before[piece_offsets[:-1]]
-
-    def _piece_words(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per piece: its number of words, where its word hashes start in the third array, and
-        that array. A piece is a piece of the text before `simplify_text`'s last step (NFD,
-        combining marks dropped), which is done here, once per distinct piece: a mark is never
-        whitespace, so doing it per piece gives the words of doing it on the whole text."""
-        cache = self._piece_hashes
-        new = [piece for piece in pieces if piece not in cache]
-        if new:
-            if len(cache) + len(new) > self._tokenizer.max_entries:
-                cache.clear()
-                new = pieces
-            marked = self._config.norm_config.norm_unicode_diacritics
-            normalised = [_without_marks(piece) if marked and not piece.isascii() else piece for piece in new]
-            splits = self._tokenizer.piece_words([p for p in normalised if p])
-            words = iter(splits)
-            for raw, piece in zip(new, normalised):
-                cache[raw] = tuple(map(self._hash, next(words))) if piece else ()
-        entries = [cache[piece] for piece in pieces]
-        counts = np.fromiter(map(len, entries), np.int64, len(entries))
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        flat = np.fromiter(chain.from_iterable(entries), np.uint64, int(counts.sum()))
-        return counts, starts, flat
 
     def _suspects(self, hashes: np.ndarray, lengths: np.ndarray, n: int) -> list[int]:
         """Texts with at least one n-gram whose key is in the prefilter: all texts' keys at once
@@ -644,7 +455,7 @@ class Decontaminator:
         straddle two texts left out."""
         if lengths.sum() < n:
             return []
-        keys = _window_hashes(hashes, n)
+        keys = window_keys(hashes, n)
         owner = np.repeat(np.arange(len(lengths)), lengths)
         within = owner[: len(keys)] == owner[n - 1 :]
         # a bitmap of the keys' top bits first (a few per cent of it set): the sorted search only

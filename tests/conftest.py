@@ -49,6 +49,16 @@ def spanish_docs(assets) -> list[str]:
     return ["\n\n".join(extracts[i : i + 5]) for i in range(0, 100, 5)]
 
 
+@pytest.fixture(scope="session")
+def messy_docs(assets) -> list[str]:
+    """Messy real text (SMS, Reddit, lyrics from nlp-corpus), 25 sentences to a document."""
+    docs = []
+    for index in range(3):
+        sentences = json.loads((assets / "nlp-corpus" / f"doc-{index}.json").read_text())
+        docs += [" ".join(sentences[i : i + 25]) for i in range(0, len(sentences), 25)]
+    return docs
+
+
 def write_shard(path: Path, columns: dict[str, list], schema: pa.Schema | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns, schema=schema), path)

@@ -13,13 +13,7 @@ from datatrove.utils.word_tokenizers import load_word_tokenizer
 
 from schemas.mixture import EvalSetSpec
 from scorers.benchmark import load_mmlu_jsonl
-from scorers.decontamination import (
-    CachedWordTokenizer,
-    Decontaminator,
-    EvalSetError,
-    _simplify,
-    read_eval_items,
-)
+from scorers.decontamination import Decontaminator, EvalSetError, read_eval_items
 
 N = 13
 MMLU = EvalSetSpec(name="mmlu")
@@ -55,15 +49,6 @@ def long_questions(questions, count: int, seed: int):
     """Questions of well over n words (not the moral-scenarios template that a thousand share)."""
     candidates = [q for q in questions if len(q.question.split()) >= 2 * N + 5 and "Scenario 1" not in q.question]
     return random.Random(seed).sample(candidates, count)
-
-
-def nlp_corpus_docs(assets, files=3, per_doc=25) -> list[str]:
-    """Messy real text (SMS, Reddit, lyrics), a few sentences to a document."""
-    docs = []
-    for index in range(files):
-        sentences = json.loads((assets / "nlp-corpus" / f"doc-{index}.json").read_text())
-        docs += [" ".join(sentences[i : i + per_doc]) for i in range(0, len(sentences), per_doc)]
-    return docs
 
 
 # ---------------------------------------------------------------- the bundled MMLU set
@@ -124,56 +109,16 @@ def test_bundled_set_description(mmlu_index, assets, mmlu_questions):
 # ---------------------------------------------------------------- the fast path is the exact path
 
 
-def test_cached_word_split_equals_spacy_on_real_text(wiki_docs, spanish_docs, assets):
-    spacy = load_word_tokenizer("en")
-    cached = CachedWordTokenizer(load_word_tokenizer("en"), max_entries=5_000)  # small: clearing happens too
-    texts = wiki_docs[:150] + spanish_docs + nlp_corpus_docs(assets)
-    for text in texts:
-        for variant in (text, simplify_text(text, TextNormConfig())):
-            assert cached.word_tokenize(variant) == spacy.word_tokenize(variant)
-
-
-def test_fast_and_exact_checks_give_identical_verdicts(mmlu_index, mmlu_questions, wiki_docs, assets):
+def test_fast_and_exact_checks_give_identical_verdicts(mmlu_index, mmlu_questions, wiki_docs, messy_docs):
     exact = Decontaminator.build([MMLU], N, mmlu_index.folder.parent, exact_tokenizer=True)
     assert not exact.built and exact.identity == mmlu_index.identity
     picked = long_questions(mmlu_questions, 30, seed=5)
-    texts = wiki_docs[800:900] + nlp_corpus_docs(assets, files=2)
+    texts = wiki_docs[800:900] + messy_docs[: len(messy_docs) * 2 // 3]
     texts += [plant(doc, q.question) for doc, q in zip(wiki_docs[950:], picked)]
 
     fast_verdicts = mmlu_index.check(texts)
     assert fast_verdicts == exact.check(texts)
     assert sum(v is not None for v in fast_verdicts) >= len(picked)
-
-
-def test_fast_simplify_equals_datatrove_s(wiki_docs, spanish_docs, assets):
-    texts = wiki_docs[:200] + spanish_docs + nlp_corpus_docs(assets)
-    texts += ["Ça a été très élégant, naïve café. Ångström on Monday 3,5 km", "  \u0301\u00e9 leading mark ", "İstanbul ǅ ﬁ"]
-    for text in texts:
-        assert _simplify(text, TextNormConfig()) == simplify_text(text, TextNormConfig())
-
-
-def test_columnar_word_hashes_equal_the_hashes_of_datatrove_s_words(mmlu_index, wiki_docs, spanish_docs, assets, spacy_words):
-    """The fast check's words (lower-case and numbers per text, separators replaced in Arrow, each
-    distinct piece normalised and split once) hash to the words datatrove's filter splits, text by
-    text: on real text and on characters where Unicode rules bite (final sigma, dotted capital I,
-    a leading combining mark, non-breaking and ideographic spaces, C1 controls, decimal separators)."""
-    from datatrove.utils.hashing import HashConfig, create_hash_func
-
-    texts = wiki_docs[:300] + spanish_docs + nlp_corpus_docs(assets)
-    texts += [
-        "ΟΔΥΣΣΕΥΣ ΚΑΙ ΠΗΝΕΛΟΠΗΣ ἀρχή",
-        "İstanbul\u00a0İZMİR\u3000ǅ ﬁle \u2003 x",
-        "\u0301\u00e9 leading mark\x85next\x1cfield\u2028line",
-        "3,5 km; 1.000.000 ٫ 12٫5 ⎖ 7⎖8 — “quoted” … (x)",
-        "",
-        "   \t\n ",
-        "cannot won't e-mail U.S.A. http://example.com/a?b=1 #tag @user",
-    ]
-    hashed = create_hash_func(HashConfig())
-    hashes, lengths = mmlu_index._word_hashes(texts)
-    assert lengths.tolist() == [len(spacy_words(t)) for t in texts]
-    expected = [hashed(word) for text in texts for word in spacy_words(text)]
-    assert hashes.tolist() == expected
 
 
 def test_fast_check_agrees_where_words_are_split_normalised_or_shared_by_two_sets(tmp_path, mmlu_questions, wiki_docs):

@@ -1,0 +1,56 @@
+"""The simplified words behind decontamination and MinHash: datatrove's words, computed faster."""
+
+from __future__ import annotations
+
+import pytest
+from datatrove.utils.text import TextNormConfig, simplify_text
+from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+from scorers.simplified_words import CachedWordTokenizer, WordHasher, simplify
+
+
+@pytest.fixture(scope="module")
+def spacy_words():
+    tokenizer = load_word_tokenizer("en")
+    return lambda text: tokenizer.word_tokenize(simplify_text(text, TextNormConfig()))
+
+
+def test_cached_word_split_equals_spacy_on_real_text(wiki_docs, spanish_docs, messy_docs):
+    spacy = load_word_tokenizer("en")
+    cached = CachedWordTokenizer(load_word_tokenizer("en"), max_entries=5_000)  # small: clearing happens too
+    texts = wiki_docs[:150] + spanish_docs + messy_docs
+    for text in texts:
+        for variant in (text, simplify_text(text, TextNormConfig())):
+            assert cached.word_tokenize(variant) == spacy.word_tokenize(variant)
+
+
+def test_simplify_equals_datatrove_s(wiki_docs, spanish_docs, messy_docs):
+    texts = wiki_docs[:200] + spanish_docs + messy_docs
+    texts += ["Ça a été très élégant, naïve café. Ångström on Monday 3,5 km", "  \u0301\u00e9 leading mark ", "İstanbul ǅ ﬁ"]
+    for text in texts:
+        assert simplify(text, TextNormConfig()) == simplify_text(text, TextNormConfig())
+
+
+def test_columnar_word_hashes_equal_the_hashes_of_datatrove_s_words(wiki_docs, spanish_docs, messy_docs, spacy_words):
+    """The columnar words (lower-case and numbers per text, separators replaced in Arrow, each
+    distinct piece normalised and split once) hash to the words datatrove's filter splits, text by
+    text: on real text and on characters where Unicode rules bite (final sigma, dotted capital I,
+    a leading combining mark, non-breaking and ideographic spaces, C1 controls, decimal separators)."""
+    from datatrove.utils.hashing import HashConfig, create_hash_func
+
+    texts = wiki_docs[:300] + spanish_docs + messy_docs
+    texts += [
+        "ΟΔΥΣΣΕΥΣ ΚΑΙ ΠΗΝΕΛΟΠΗΣ ἀρχή",
+        "İstanbul\u00a0İZMİR\u3000ǅ ﬁle \u2003 x",
+        "\u0301\u00e9 leading mark\x85next\x1cfield\u2028line",
+        "3,5 km; 1.000.000 ٫ 12٫5 ⎖ 7⎖8 — “quoted” … (x)",
+        "",
+        "   \t\n ",
+        "cannot won't e-mail U.S.A. http://example.com/a?b=1 #tag @user",
+    ]
+    hashed = create_hash_func(HashConfig())
+    hasher = WordHasher(TextNormConfig(), CachedWordTokenizer(load_word_tokenizer("en"), max_entries=5_000), hashed)
+    hashes, lengths = hasher.hashes(texts)
+    assert lengths.tolist() == [len(spacy_words(t)) for t in texts]
+    expected = [hashed(word) for text in texts for word in spacy_words(text)]
+    assert hashes.tolist() == expected
