@@ -12,6 +12,8 @@ always the document curated earliest (an earlier run's, else the first by input 
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from pathlib import Path
 
 import duckdb
@@ -20,10 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.stage import DocumentStage, FinishContext, GlobalStage, PlanContext, Rejection, ShardContext
-from schemas.config import NearDedupConfig
 from schemas.documents import DECISIONS, MINHASH_BANDS, RUN_BANDS
-from scorers.minhash import band_keys
-from warehouse.shards import write_table_atomic
+from scorers.minhash import MinHasher, min_hasher
+from warehouse.shards import iter_parquet_batches, write_table_atomic
+from warehouse.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
 
 
 def _paths(files: list[Path]) -> list[str]:
@@ -101,29 +105,35 @@ def apply_decision(decision: dict | None, row: dict) -> Rejection | None:
 # ---------------------------------------------------------------- near
 
 
-def shard_bands(table: pa.Table, cfg: NearDedupConfig) -> pa.Table:
-    rows = []
-    for doc in table.select(["input_file", "input_row", "doc_id", "text"]).to_pylist():
-        for band, key in enumerate(band_keys(doc["text"], cfg)):
-            rows.append(
-                {
-                    "input_file": doc["input_file"],
-                    "input_row": doc["input_row"],
-                    "doc_id": doc["doc_id"],
-                    "band": band,
-                    "band_key": key,
-                }
-            )
-    return pa.Table.from_pylist(rows, schema=RUN_BANDS)
+def shard_bands(table: pa.Table, hasher: MinHasher) -> pa.Table:
+    """One row per (document, band) of a batch; a document without a shingle has none."""
+    keys, signed = hasher.band_keys(table.column("text").to_pylist())
+    signed_rows = np.flatnonzero(signed)
+    ids = table.select(["input_file", "input_row", "doc_id"]).take(np.repeat(signed_rows, hasher.bands))
+    bands = pa.array(np.tile(np.arange(hasher.bands, dtype=np.int16), len(signed_rows)))
+    return ids.append_column("band", bands).append_column("band_key", pa.array(keys[signed_rows].ravel())).cast(RUN_BANDS)
 
 
-def _find(parent: np.ndarray, x: int) -> int:
-    root = x
-    while parent[root] != root:
-        root = parent[root]
-    while parent[x] != root:
-        parent[x], x = root, parent[x]
-    return root
+def connected_components(count: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each node's component, named by its smallest node, from the edges `a[i] - b[i]`: every
+    round hooks the larger root of each edge whose ends differ under the smaller one, then points
+    every node straight at its root (pointer jumping), until no edge joins two components. Whole
+    arrays per step, no loop per node or edge; the rounds are few (each at least halves the
+    components that still have an edge out)."""
+    labels = np.arange(count, dtype=np.int64)
+    while len(a):
+        ends_a, ends_b = labels[a], labels[b]
+        crossing = ends_a != ends_b
+        if not crossing.any():
+            break
+        a, b, ends_a, ends_b = a[crossing], b[crossing], ends_a[crossing], ends_b[crossing]
+        np.minimum.at(labels, np.maximum(ends_a, ends_b), np.minimum(ends_a, ends_b))
+        while True:
+            jumped = labels[labels]
+            if np.array_equal(jumped, labels):
+                break
+            labels = jumped
+    return labels
 
 
 def plan_near_dedup(bands: list[Path], prior_index: list[str], out: Path) -> dict:
@@ -131,12 +141,14 @@ def plan_near_dedup(bands: list[Path], prior_index: list[str], out: Path) -> dic
 
     Every (band, key) pair links the documents that share it; rather than materialise all pairs,
     each document is linked to the first document (in input order) of every bucket it is in,
-    which connects the same components. Union-find over those links gives the clusters, each rooted
-    at its earliest document. A cluster that touches an earlier run's index (`prior_index`) loses
-    every member to that earlier document (`near_duplicate_of_curated`, the smallest matching id);
-    otherwise its root survives and the others are `near_duplicate`. Documents without a shingle
-    (shorter than one n-gram) have no bands and are never clustered. A survivor of a cluster of
-    two or more is kept with `duplicate_cluster` set, so clusters stay queryable.
+    which connects the same components (`connected_components`, each rooted at its earliest
+    document). A cluster that touches an earlier run's index (`prior_index`, files signed the way
+    this run signs) loses every member to that earlier document (`near_duplicate_of_curated`, the
+    smallest matching id); otherwise its root survives and the others are `near_duplicate`.
+    Documents without a shingle (shorter than one n-gram) have no bands and are never clustered.
+    A survivor of a cluster of two or more is kept with `duplicate_cluster` set, so clusters stay
+    queryable. The links, the prior matches and the decisions are DuckDB queries; only the
+    components are computed in numpy.
     """
     con = duckdb.connect()
     con.execute("CREATE TABLE b AS SELECT * FROM read_parquet(?)", [_paths(bands)])
@@ -145,82 +157,133 @@ def plan_near_dedup(bands: list[Path], prior_index: list[str], out: Path) -> dic
            SELECT row_number() OVER (ORDER BY input_file, input_row) - 1 AS node, input_file, input_row, doc_id
            FROM (SELECT DISTINCT input_file, input_row, doc_id FROM b)"""
     )
-    nodes = con.execute("SELECT input_file, input_row, doc_id FROM nodes ORDER BY node").fetchall()
+    con.execute("CREATE TABLE linked AS SELECT b.band, b.band_key, n.node FROM b JOIN nodes n USING (input_file, input_row)")
+    con.execute("DROP TABLE b")
+    count = con.execute("SELECT count(*) FROM nodes").fetchone()[0]
     edges = con.execute(
-        """SELECT min(n.node) OVER (PARTITION BY b.band, b.band_key) AS root, n.node
-           FROM b JOIN nodes n USING (input_file, input_row)"""
+        """SELECT root, node FROM (SELECT min(node) OVER (PARTITION BY band, band_key) AS root, node FROM linked)
+           WHERE root <> node"""
     ).fetchnumpy()
-    parent = np.arange(len(nodes), dtype=np.int64)
-    for a, b in zip(edges["root"].tolist(), edges["node"].tolist()):
-        if a != b:
-            ra, rb = _find(parent, a), _find(parent, b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)  # the earliest document roots its cluster
-    prior_match: dict[int, str] = {}
+    components = connected_components(count, np.asarray(edges["root"], np.int64), np.asarray(edges["node"], np.int64))
+    roots = pa.table({"node": np.arange(count, dtype=np.int64), "root": components})
+    del edges, components
+    con.register("roots", roots)
     if prior_index:
-        rows = con.execute(
-            """SELECT n.node, min(p.doc_id) FROM b JOIN nodes n USING (input_file, input_row)
-               JOIN read_parquet(?) p ON p.band = b.band AND p.band_key = b.band_key GROUP BY n.node""",
+        con.execute(
+            """CREATE TABLE prior_match AS SELECT l.node, min(p.doc_id) AS prior_doc
+               FROM linked l JOIN read_parquet(?) p ON p.band = l.band AND p.band_key = l.band_key GROUP BY l.node""",
             [prior_index],
-        ).fetchall()
-        prior_match = dict(rows)
-    roots = np.array([_find(parent, i) for i in range(len(nodes))], dtype=np.int64)
-    cluster_prior: dict[int, str] = {}
-    for node, prior_doc in prior_match.items():
-        root = int(roots[node])
-        cluster_prior[root] = min(cluster_prior.get(root, prior_doc), prior_doc)
-    sizes = np.bincount(roots, minlength=len(nodes)) if len(nodes) else np.array([], dtype=np.int64)
-
-    decisions = []
-    for node, (input_file, input_row, doc_id) in enumerate(nodes):
-        root = int(roots[node])
-        if root in cluster_prior:
-            prior_doc = cluster_prior[root]
-            decisions.append(
-                (
-                    input_file,
-                    input_row,
-                    "near_duplicate_of_curated",
-                    "MinHash LSH match with a document curated by an earlier run",
-                    prior_doc,
-                    prior_doc,
-                )
-            )
-        elif sizes[root] > 1:
-            representative = nodes[root][2]
-            if node == root:
-                decisions.append((input_file, input_row, None, None, None, doc_id))
-            else:
-                decisions.append(
-                    (
-                        input_file,
-                        input_row,
-                        "near_duplicate",
-                        "MinHash LSH match earlier in this run",
-                        representative,
-                        representative,
-                    )
-                )
-    table = pa.Table.from_pylist([dict(zip(DECISIONS.names, d)) for d in decisions], schema=DECISIONS)
-    write_table_atomic(out, table)
-    return {
-        "decisions": table.num_rows,
-        "clusters": int(sum(1 for r in set(roots.tolist()) if sizes[r] > 1)),
-        "prior_matches": len(prior_match),
-    }
+        )
+    else:
+        con.execute("CREATE TABLE prior_match (node BIGINT, prior_doc VARCHAR)")
+    con.execute(
+        """CREATE TABLE clusters AS
+           SELECT r.root, count(*) AS size, min(m.prior_doc) AS prior_doc
+           FROM roots r LEFT JOIN prior_match m USING (node) GROUP BY r.root"""
+    )
+    table = con.sql(
+        """SELECT n.input_file, n.input_row,
+                  CASE WHEN c.prior_doc IS NOT NULL THEN 'near_duplicate_of_curated'
+                       WHEN r.node <> r.root THEN 'near_duplicate' END AS reason,
+                  CASE WHEN c.prior_doc IS NOT NULL THEN 'MinHash LSH match with a document curated by an earlier run'
+                       WHEN r.node <> r.root THEN 'MinHash LSH match earlier in this run' END AS detail,
+                  CASE WHEN c.prior_doc IS NOT NULL THEN c.prior_doc WHEN r.node <> r.root THEN rep.doc_id END AS duplicate_of,
+                  coalesce(c.prior_doc, rep.doc_id) AS duplicate_cluster
+           FROM roots r JOIN nodes n USING (node) JOIN clusters c USING (root) JOIN nodes rep ON rep.node = r.root
+           WHERE c.prior_doc IS NOT NULL OR c.size > 1
+           ORDER BY n.input_file, n.input_row"""
+    ).to_arrow_table()
+    write_table_atomic(out, table.cast(DECISIONS))
+    clusters, prior_matches = con.execute(
+        "SELECT (SELECT count(*) FROM clusters WHERE size > 1), (SELECT count(*) FROM prior_match)"
+    ).fetchone()
+    return {"decisions": table.num_rows, "clusters": clusters, "prior_matches": prior_matches}
 
 
-def curated_index(bands: list[Path], final_curated: list[Path], run_id: str, out: Path) -> int:
+def curated_index(bands: list[Path], final_curated: list[Path], run_id: str, signature: str, out: Path) -> int:
     """The band keys of this run's survivors: what later runs deduplicate against."""
     con = duckdb.connect()
     table = con.sql(
-        """SELECT b.doc_id, ? AS run_id, b.band, b.band_key
+        """SELECT b.doc_id, ? AS run_id, b.band, b.band_key, ? AS signature
            FROM read_parquet(?) b JOIN read_parquet(?) c USING (input_file, input_row)
            ORDER BY b.band, b.band_key""",
-        params=[run_id, _paths(bands), _paths(final_curated)],
+        params=[run_id, signature, _paths(bands), _paths(final_curated)],
     ).to_arrow_table()
     write_table_atomic(out, table.cast(MINHASH_BANDS))
     return table.num_rows
+
+
+def index_signature(path: str | Path) -> str | None:
+    """The `signature_id` an index file's keys were made with: None for an index written before
+    the column existed, "" for an empty one (nothing in it to compare)."""
+    meta = pq.ParquetFile(path).metadata
+    names = meta.schema.to_arrow_schema().names
+    if "signature" not in names:
+        return None
+    if meta.num_rows == 0:
+        return ""
+    column = names.index("signature")
+    found = set()
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            found.update(pq.read_table(path, columns=["signature"]).column(0).unique().to_pylist())
+            break
+        found.update({stats.min, stats.max})
+    return found.pop() if len(found) == 1 else None
+
+
+def sign_documents(documents: list[str], run_id: str, hasher: MinHasher, out: Path, batch_size: int = 2_000) -> int:
+    """A run's index made again from its curated documents, the way `hasher` signs."""
+    parts = []
+    for path in documents:
+        for batch in iter_parquet_batches(path, batch_size, columns=["doc_id", "text"]):
+            keys, signed = hasher.band_keys(batch.column("text").to_pylist())
+            rows = np.flatnonzero(signed)
+            parts.append(
+                pa.table(
+                    {
+                        "doc_id": batch.column("doc_id").take(np.repeat(rows, hasher.bands)),
+                        "run_id": pa.array([run_id] * (len(rows) * hasher.bands), pa.string()),
+                        "band": np.tile(np.arange(hasher.bands, dtype=np.int16), len(rows)),
+                        "band_key": keys[rows].ravel(),
+                        "signature": pa.array([hasher.signature_id] * (len(rows) * hasher.bands), pa.string()),
+                    }
+                ).cast(MINHASH_BANDS)
+            )
+    table = pa.concat_tables(parts) if parts else MINHASH_BANDS.empty_table()
+    table = table.sort_by([("band", "ascending"), ("band_key", "ascending"), ("doc_id", "ascending")])
+    write_table_atomic(out, table)
+    return table.num_rows
+
+
+def signed_prior_index(warehouse: Warehouse, run_id: str, hasher: MinHasher) -> list[str]:
+    """The index files of earlier completed runs, all signed the way `hasher` signs. Keys made by
+    another scheme or other parameters never match, so comparing them would miss every near
+    duplicate silently: a run whose index was made another way is re-signed from its curated
+    documents once, and the new index is attached to it in the warehouse (its old one stays, with
+    its own `signature`)."""
+    indexes = warehouse.completed_files_by_job("minhash_index", exclude_job=run_id)
+    documents = warehouse.completed_files_by_job("documents", exclude_job=run_id)
+    current = []
+    for job, files in indexes.items():
+        signatures = {path: index_signature(path) for path in files}
+        signed = [path for path, signature in signatures.items() if signature == hasher.signature_id]
+        if signed or all(signature == "" for signature in signatures.values()):
+            current += signed
+            continue
+        tag = hashlib.sha256(hasher.signature_id.encode()).hexdigest()[:12]
+        out = Path(files[0]).parent / f"minhash_index.{tag}.parquet"
+        log.info(
+            "re-signing the MinHash index of run %s (%s) as %s",
+            job,
+            sorted(set(map(str, signatures.values()))),
+            hasher.signature_id,
+        )
+        sign_documents(documents.get(job, []), job, hasher, out)
+        warehouse.add_run_files(job, "minhash_index", [out])
+        current.append(str(out.resolve()))
+    return sorted(current)
 
 
 # ---------------------------------------------------------------- the stages
@@ -252,18 +315,18 @@ class NearDedup(_DecisionApply):
     map_step = "near_dedup_signatures"
 
     def setup(self) -> None:
-        # the signer and its word splitter (spaCy's, loaded on first use): once per process, here
-        # rather than in the first shard
-        band_keys("warm up the word splitter of the shingles", self.config)
+        # the hasher and its word splitter (spaCy's): once per process, here rather than in the
+        # first shard
+        min_hasher(self.config).band_keys(["warm up the word splitter of the shingles"])
 
     def map(self, batch: pa.Table) -> pa.Table:
-        return shard_bands(batch, self.config)
+        return shard_bands(batch, min_hasher(self.config))
 
     def plan(self, ctx: PlanContext) -> dict:
-        prior = ctx.warehouse.completed_files("minhash_index", exclude_run=ctx.run_id) if self.config.against_warehouse else []
+        prior = signed_prior_index(ctx.warehouse, ctx.run_id, min_hasher(self.config)) if self.config.against_warehouse else []
         return plan_near_dedup(ctx.map_outputs, prior, ctx.stage_dir / "decisions.parquet")
 
     def run_files(self, ctx: FinishContext) -> dict[str, list[str]]:
         index = ctx.run_dir / "minhash_index.parquet"
-        curated_index(ctx.map_outputs, ctx.final_curated, ctx.run_id, index)
+        curated_index(ctx.map_outputs, ctx.final_curated, ctx.run_id, min_hasher(self.config).signature_id, index)
         return {"minhash_index": [str(index)]}

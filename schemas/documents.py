@@ -101,6 +101,9 @@ MINHASH_BANDS = pa.schema(
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("band", pa.int16(), nullable=False),
         pa.field("band_key", pa.uint64(), nullable=False),
+        # how the keys were made (scorers.minhash.signature_id): keys of different signatures never
+        # match; absent (NULL in the view) in indexes written before it was recorded
+        pa.field("signature", pa.string(), nullable=False),
     ]
 )
 

@@ -459,13 +459,21 @@ class Warehouse:
         """Files of one kind from completed jobs, e.g. what a new run deduplicates against;
         `exclude_run` names a job of the kind that writes such files (a run for `documents`, a
         rewrite for `generations`)."""
+        return sorted(path for paths in self.completed_files_by_job(kind, exclude_run).values() for path in paths)
+
+    def completed_files_by_job(self, kind: str, exclude_job: str | None = None) -> dict[str, list[str]]:
+        """`completed_files`, per job id (jobs in id order, each one's paths sorted)."""
         with self._read_catalogue() as con:
             if con is None:
-                return []
+                return {}
             rows = con.execute(
-                f"SELECT path FROM ({_COMPLETED_FILES}) WHERE job_id IS DISTINCT FROM ? ORDER BY path", [kind, exclude_run]
+                f"SELECT job_id, path FROM ({_COMPLETED_FILES}) WHERE job_id IS DISTINCT FROM ? ORDER BY job_id, path",
+                [kind, exclude_job],
             ).fetchall()
-        return [r[0] for r in rows]
+        by_job: dict[str, list[str]] = {}
+        for job_id, path in rows:
+            by_job.setdefault(job_id, []).append(path)
+        return by_job
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         with self.connect(read_only=True) as con:

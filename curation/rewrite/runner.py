@@ -55,7 +55,7 @@ from schemas.config import NearDedupConfig
 from schemas.rewrite import GENERATION, REWRITE_FAILURE, EngineConfig, QaAppend, RewriteConfig, StyleSpec
 from scorers.assets import asset_path
 from scorers.language_id import model_path as lid_model_path
-from scorers.minhash import band_keys
+from scorers.minhash import band_keys_of
 from scorers.models import resolve_model
 from warehouse.files import write_json_atomic
 from warehouse.secrets import without_secrets
@@ -380,16 +380,18 @@ def _near_duplicate_marks(table: pa.Table, warehouse: Warehouse, ctx: RewriteCon
     if prior:
         columns = ["record_id", "text", "raw_output", "style", "accepted"]
         earlier = pa.concat_tables([pq.read_table(p, columns=columns) for p in prior]).filter(pc.field("accepted"))
-        for rec, text in zip(earlier.column("record_id").to_pylist(), _gated_texts(earlier, ctx.registry), strict=True):
-            for band, key in enumerate(band_keys(text, cfg)):
+        earlier_keys = band_keys_of(_gated_texts(earlier, ctx.registry), cfg)
+        for rec, keys in zip(earlier.column("record_id").to_pylist(), earlier_keys, strict=True):
+            for band, key in enumerate(keys):
                 owner.setdefault((band, key), (rec, None))
     marks: dict[str, str] = {}
     checked = [s for s, style in ctx.registry.items() if style.gate_settings(ctx.cfg.gates).near_duplicates]
     accepted = table.filter(pc.field("accepted") & pc.field("style").isin(checked)).sort_by("record_id")
     siblings = zip(accepted.column("chunk_hash").to_pylist(), accepted.column("style").to_pylist(), strict=True)
-    records = zip(accepted.column("record_id").to_pylist(), _gated_texts(accepted, ctx.registry), siblings, strict=True)
-    for rec, text, group in records:
-        keys = list(enumerate(band_keys(text, cfg)))
+    record_keys = band_keys_of(_gated_texts(accepted, ctx.registry), cfg)
+    records = zip(accepted.column("record_id").to_pylist(), record_keys, siblings, strict=True)
+    for rec, band_keys, group in records:
+        keys = list(enumerate(band_keys))
         match = next((owner[k][0] for k in keys if k in owner and owner[k][0] != rec and owner[k][1] != group), None)
         if match:
             marks[rec] = match

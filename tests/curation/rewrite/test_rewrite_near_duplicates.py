@@ -38,10 +38,13 @@ class ChosenTexts:
     def answer(self, request) -> str:
         """The chunk without every fourth word: it shares no 5-gram with the chunk (so it passes the
         copy gate) yet keeps its words and language. A near copy also loses one word picked by the
-        request's seed, so two variants of a chunk differ in a word or two."""
+        request's seed among its last three, so two variants of a chunk differ in a word or two near
+        the end: a 5-gram Jaccard well above the LSH threshold (~0.72) however short the chunk (a
+        word dropped mid-text from a 50-word chunk would put the pair near the threshold, where
+        LSH finds a pair only about half the time)."""
         words = [w for i, w in enumerate(chunk_of(request).split()) if i % 4 != 3]
         if self.near_copies:
-            del words[request.seed % len(words)]
+            del words[-1 - request.seed % min(3, len(words))]
         return " ".join(words)
 
     def close(self):
