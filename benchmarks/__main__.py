@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix,gates,languages,toxicity,scale]`
+"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix,gates,languages,toxicity,scale,minhash,plan]`
 
 Generates the benchmark corpus, runs each measurement in a child process, prints a table and
 writes benchmarks/results/latest.json. See benchmarks/README.md for what every number means.
@@ -17,12 +17,26 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import gates, languages, measure, mixture, rewrite, scale, scoring, toxicity
+from benchmarks import gates, languages, measure, mixture, near_dedup, rewrite, scale, scoring, toxicity
 from benchmarks.corpus import generate_corpus
 from benchmarks.report import render
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SECTIONS = ("stages", "chain", "memory", "scoring", "losses", "rewrite", "mix", "gates", "languages", "toxicity", "scale")
+SECTIONS = (
+    "stages",
+    "chain",
+    "memory",
+    "scoring",
+    "losses",
+    "rewrite",
+    "mix",
+    "gates",
+    "languages",
+    "toxicity",
+    "scale",
+    "minhash",
+    "plan",
+)
 DEFAULT_DOCS, QUICK_DOCS, SHARDS = 2000, 200, 8
 
 
@@ -157,6 +171,13 @@ def run(args: argparse.Namespace) -> dict:
 
         if "scale" in args.sections:
             results["scale"] = scale.scale_benchmark(corpus.docs, args.shard_docs, work, args.seed, log=_log)
+
+        if "minhash" in args.sections:
+            results["minhash"] = near_dedup.minhash_benchmark(corpus, work, args.seed, log=_log)
+
+        if "plan" in args.sections:
+            sizes = (100_000, 400_000) if args.quick else (1_000_000, 4_000_000)
+            results["plan"] = near_dedup.plan_benchmark(work, sizes, args.seed, log=_log)
     finally:
         if args.keep or args.work_dir:
             _log(f"work dir kept: {work}")

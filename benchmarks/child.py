@@ -8,7 +8,9 @@
   heuristic filters at their default parameters, writing the kept documents to `spec["out"]`;
 * ``mix-tokenize``, ``mix``, ``mix-export``: the mixture section's bare tokenizer, one `mix(spec)`
   and the trainer exports (benchmarks/mixture.py);
-* ``flow``: the curation flow through Prefect (benchmarks/scale.py).
+* ``flow``: the curation flow through Prefect (benchmarks/scale.py);
+* ``minhash-datatrove``, ``minhash-ours``, ``near-plan``: MinHash signatures on each side and the
+  near-dedup plan (benchmarks/near_dedup.py).
 
 Each child warms up the spaCy word tokenizer (datatrove loads it lazily on the first split) before
 the timed part, so neither side is charged for that one-off load. A fresh interpreter per
@@ -96,6 +98,10 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(spec_path).read_text())
     if mode.startswith("mix"):
         from benchmarks.mixture import CHILD_MODES
+
+        run = CHILD_MODES[mode]
+    elif mode in ("minhash-datatrove", "minhash-ours", "near-plan"):
+        from benchmarks.near_dedup import CHILD_MODES
 
         run = CHILD_MODES[mode]
     elif mode == "flow":

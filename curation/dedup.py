@@ -151,22 +151,47 @@ def plan_near_dedup(bands: list[Path], prior_index: list[str], out: Path) -> dic
     components are computed in numpy.
     """
     con = duckdb.connect()
-    con.execute("CREATE TABLE b AS SELECT * FROM read_parquet(?)", [_paths(bands)])
+    con.execute("SET preserve_insertion_order = false")  # every result here is ordered explicitly
+    files = _paths(bands)
+    # a node per document, numbered in (input_file, input_row) order without joining every band
+    # row to a table of documents: each file's rows are offset by the rows of the files before it
     con.execute(
-        """CREATE TABLE nodes AS
-           SELECT row_number() OVER (ORDER BY input_file, input_row) - 1 AS node, input_file, input_row, doc_id
-           FROM (SELECT DISTINCT input_file, input_row, doc_id FROM b)"""
+        """CREATE TABLE files AS SELECT input_file, sum(rows) OVER (ORDER BY input_file) - rows AS base
+           FROM (SELECT input_file, max(input_row) + 1 AS rows FROM read_parquet(?) GROUP BY input_file)""",
+        [files],
     )
-    con.execute("CREATE TABLE linked AS SELECT b.band, b.band_key, n.node FROM b JOIN nodes n USING (input_file, input_row)")
-    con.execute("DROP TABLE b")
-    count = con.execute("SELECT count(*) FROM nodes").fetchone()[0]
-    edges = con.execute(
-        """SELECT root, node FROM (SELECT min(node) OVER (PARTITION BY band, band_key) AS root, node FROM linked)
-           WHERE root <> node"""
-    ).fetchnumpy()
-    components = connected_components(count, np.asarray(edges["root"], np.int64), np.asarray(edges["node"], np.int64))
+    # a signed document has a row in every band, band 0 included (`shard_bands`)
+    con.execute(
+        """CREATE TABLE nodes AS SELECT f.base + b.input_row AS node, b.input_file, b.input_row, b.doc_id
+           FROM read_parquet(?) b JOIN files f USING (input_file) WHERE b.band = 0""",
+        [files],
+    )
+    con.execute(
+        """CREATE TABLE linked AS SELECT b.band, b.band_key, f.base + b.input_row AS node
+           FROM read_parquet(?) b JOIN files f USING (input_file)""",
+        [files],
+    )
+    count = con.execute("SELECT coalesce(max(node) + 1, 0) FROM nodes").fetchone()[0]
+    # only buckets of two or more documents link anything; one band at a time keeps the
+    # aggregation's hash table to one band's keys
+    parts = []
+    for (band,) in con.execute("SELECT DISTINCT band FROM linked ORDER BY band").fetchall():
+        parts.append(
+            con.execute(
+                """WITH l AS (SELECT band_key, node FROM linked WHERE band = ?)
+                   SELECT s.root, l.node FROM l JOIN (
+                       SELECT band_key, min(node) AS root FROM l GROUP BY band_key HAVING count(*) > 1
+                   ) s USING (band_key) WHERE l.node <> s.root""",
+                [band],
+            ).fetchnumpy()
+        )
+    roots_of_edges, nodes_of_edges = (
+        np.concatenate([np.empty(0, np.int64)] + [np.asarray(p[k], np.int64) for p in parts]) for k in ("root", "node")
+    )
+    del parts
+    components = connected_components(count, roots_of_edges, nodes_of_edges)
     roots = pa.table({"node": np.arange(count, dtype=np.int64), "root": components})
-    del edges, components
+    del roots_of_edges, nodes_of_edges, components
     con.register("roots", roots)
     if prior_index:
         con.execute(
