@@ -22,9 +22,11 @@ from pathlib import Path
 
 from datatrove.data import Document
 from datatrove.utils.text import PUNCTUATION_SET, split_into_words
+from datatrove.utils.word_tokenizers import WordTokenizer
 
 from curation.stage import DocumentStage, Rejection
 from schemas.config import QualityConfig, UrlBlocklistConfig
+from scorers.simplified_words import fast_word_tokenizer
 from scorers.words import SPACY_LOCK
 from warehouse.hashset import StringHashSet
 
@@ -32,12 +34,12 @@ from warehouse.hashset import StringHashSet
 NamedFilter = tuple[str, Callable[[Document], bool | tuple[bool, str]], bool]
 
 
-def gopher_words(text: str, language: str) -> list[str]:
+def gopher_words(text: str, language: str | WordTokenizer) -> list[str]:
     """The words Gopher's rules count: tokens of the language's split with a non-punctuation character."""
     return [w for w in split_into_words(text, language) if any(ch not in PUNCTUATION_SET for ch in w)]
 
 
-def _alpha_words_rule(max_non_alpha_words_ratio: float, language: str) -> Callable[[Document], bool | tuple[bool, str]]:
+def _alpha_words_rule(max_non_alpha_words_ratio: float, language: WordTokenizer) -> Callable[[Document], bool | tuple[bool, str]]:
     """Gopher's "80% of words contain a letter" rule, counting words only.
 
     datatrove counts every punctuation token of the spaCy split as a word here, which on clean
@@ -57,7 +59,9 @@ def build_filters(cfg: QualityConfig) -> list[NamedFilter]:
     """The language-dependent filters of one (effective) block, cheap first."""
     from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 
-    language = cfg.word_tokenizer
+    # the filters take a tokenizer object wherever they take a language code: the same words,
+    # each whitespace-separated piece split by spaCy once per process
+    language = fast_word_tokenizer(cfg.word_tokenizer)
     filters: list[NamedFilter] = []
     if cfg.gopher_repetition.enabled:
         filters.append(
@@ -138,7 +142,7 @@ def _load_word_splitter(word_tokenizer: str) -> None:
     """Load a block's word splitter (spaCy's, loaded on first use) once per process, in set-up
     rather than in the first shard; spaCy is not thread-safe, hence the lock."""
     with SPACY_LOCK:
-        split_into_words("Warm up the word splitter.", word_tokenizer)
+        split_into_words("Warm up the word splitter.", fast_word_tokenizer(word_tokenizer))
 
 
 @lru_cache(maxsize=32)

@@ -18,15 +18,35 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import replace
+from functools import cache
 from itertools import chain
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION, TextNormConfig, simplify_text
-from datatrove.utils.word_tokenizers import WordTokenizer
+from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer, load_word_tokenizer
+from spacy.attrs import IS_PUNCT
 
 _WINDOW_BASE = np.uint64(0x9E3779B97F4A7C15)
+
+
+def fast_word_tokenizer(language: str, max_entries: int = 250_000) -> WordTokenizer:
+    """datatrove's word tokenizer for `language` (a code of its tokenizer assignments), as a
+    `CachedWordTokenizer` when it is spaCy's rule-based tokenizer, which splits a text at
+    whitespace and tokenizes each piece on its own; a segmenter for a language written without
+    spaces (jieba, pyvi, ...) does not, and is returned as it is. One per language and process."""
+    return _fast_word_tokenizer(language, max_entries)
+
+
+@cache
+def _fast_word_tokenizer(language: str, max_entries: int) -> WordTokenizer:
+    from spacy.tokenizer import Tokenizer
+
+    inner = load_word_tokenizer(language)
+    if isinstance(inner, SpaCyTokenizer) and type(inner.tokenizer.tokenizer) is Tokenizer:
+        return CachedWordTokenizer(inner, max_entries)
+    return inner
 
 
 class CachedWordTokenizer(WordTokenizer):
@@ -45,9 +65,25 @@ class CachedWordTokenizer(WordTokenizer):
         self.inner = inner
         self.max_entries = max_entries
         self._words: dict[str, tuple[str, ...]] = {}
+        self._kinds: dict[str, int] | None = None
+        self._specials: tuple[str, ...] | None = None
 
     def word_tokenize(self, text: str) -> list[str]:
+        if self._holds_spaced_special(text):
+            return self.inner.word_tokenize(text)
         return [word for split in self.piece_words(text.split()) for word in split]
+
+    def _spaced_specials(self) -> tuple[str, ...]:
+        """The tokenizer's special cases that span a space (Spanish "EE. UU."): spaCy matches
+        them across pieces, so a text holding one is split by spaCy whole."""
+        if getattr(self, "_specials", None) is None:
+            nlp = getattr(self.inner, "tokenizer", None)
+            rules = nlp.tokenizer.rules if nlp is not None and hasattr(nlp, "tokenizer") else {}
+            self._specials = tuple(k for k in rules if k.strip() and any(c.isspace() for c in k))
+        return self._specials
+
+    def _holds_spaced_special(self, text: str) -> bool:
+        return any(special in text for special in self._spaced_specials())
 
     def piece_words(self, pieces: list[str]) -> list[tuple[str, ...]]:
         """The words of each piece (a piece holds no whitespace), in order."""
@@ -83,14 +119,17 @@ class CachedWordTokenizer(WordTokenizer):
         rest = [i for i, split in enumerate(words) if split is None]
         if not rest:
             return words
+        # pieces joined by spaces, or by a line break where a special case spans a space, so that
+        # two pieces never form one
+        separator = " \n " if self._spaced_specials() else " "
         starts, offset = [], 0
         for i in rest:
             starts.append(offset)
-            offset += len(pieces[i]) + 1
+            offset += len(pieces[i]) + len(separator)
         found: list[list[str]] = [[] for _ in rest]
         try:
             with nlp.memory_zone():
-                for token in nlp.tokenizer(" ".join(pieces[i] for i in rest)):
+                for token in nlp.tokenizer(separator.join(pieces[i] for i in rest)):
                     word = token.text.strip()
                     if word:
                         found[bisect_right(starts, token.idx) - 1].append(word)
@@ -104,7 +143,57 @@ class CachedWordTokenizer(WordTokenizer):
         return self.inner.sent_tokenize(text)
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return self.inner.span_tokenize(text)
+        """The sentence spans spaCy's sentencizer gives, from the cached words. For a text whose
+        only whitespace is single spaces between pieces (most lines), spaCy's tokens are the
+        pieces' words (a piece's tokens cover it exactly) and no whitespace token, so the
+        sentencizer's rule can run over the words: a sentence starts at the first token, and at a
+        token that is neither punctuation nor a sentence-final character after one that was a
+        sentence-final character. Any other text goes to spaCy itself."""
+        pieces = text.split(" ")
+        nlp = getattr(self.inner, "tokenizer", None)
+        if (
+            not text
+            or not all(pieces)
+            or len(text) - len(pieces) + 1 != sum(map(len, text.split()))  # whitespace besides single spaces
+            or "IS_ALPHA" in text  # datatrove re-tokenizes such a text without it
+            or self._holds_spaced_special(text)
+            or nlp is None
+            or "sentencizer" not in nlp.pipe_names
+        ):
+            return self.inner.span_tokenize(text)
+        kinds = self._token_kinds(nlp)
+        spans, sentence_start, end, offset, seen_final = [], 0, 0, 0, False
+        for words in self.piece_words(pieces):
+            for word in words:
+                kind = kinds.get(word)
+                if kind is None:
+                    kind = kinds[word] = self._kind(nlp, word)
+                if seen_final and kind == _WORD:
+                    spans.append((sentence_start, end))
+                    sentence_start, seen_final = offset, False
+                elif kind == _SENTENCE_FINAL:
+                    seen_final = True
+                end = offset = offset + len(word)
+            offset += 1  # the space after the piece
+        spans.append((sentence_start, end))
+        return spans
+
+    def _token_kinds(self, nlp) -> dict[str, int]:
+        if getattr(self, "_kinds", None) is None or len(self._kinds) > self.max_entries:
+            sentencizer = nlp.get_pipe("sentencizer")
+            self._kinds: dict[str, int] = {}
+            self._final_chars = sentencizer.punct_chars
+            self._is_punct = nlp.vocab.lex_attr_getters[IS_PUNCT]
+        return self._kinds
+
+    def _kind(self, nlp, token: str) -> int:
+        """What the sentencizer sees in a token: spaCy's own `is_punct` getter and punct_chars."""
+        if token in self._final_chars:
+            return _SENTENCE_FINAL
+        return _PUNCT if self._is_punct(token) else _WORD
+
+
+_WORD, _PUNCT, _SENTENCE_FINAL = 0, 1, 2
 
 
 def simplify(text: str, norm) -> str:
