@@ -1,5 +1,8 @@
 """Heuristic quality: datatrove's Gopher repetition, Gopher quality, C4 and FineWeb filters, and
-its URL blocklist for documents that have a url.
+its URL blocklist for documents that have a url. The filters get a word tokenizer that splits
+each whitespace-separated piece once (scorers/simplified_words.py: spaCy's words and sentences),
+and Gopher's repetition rules compute their n-gram statistics over arrays
+(scorers/repetition.py); both give the filters' own decisions, faster.
 
 Each document is judged with the settings of its language (the language stage's code): the word
 tokenizer, stop words and thresholds of that language's block over the default (English) block
@@ -57,7 +60,9 @@ def _alpha_words_rule(max_non_alpha_words_ratio: float, language: WordTokenizer)
 
 def build_filters(cfg: QualityConfig) -> list[NamedFilter]:
     """The language-dependent filters of one (effective) block, cheap first."""
-    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
+
+    from scorers.repetition import FastGopherRepetitionFilter
 
     # the filters take a tokenizer object wherever they take a language code: the same words,
     # each whitespace-separated piece split by spaCy once per process
@@ -65,7 +70,7 @@ def build_filters(cfg: QualityConfig) -> list[NamedFilter]:
     filters: list[NamedFilter] = []
     if cfg.gopher_repetition.enabled:
         filters.append(
-            ("gopher_repetition", GopherRepetitionFilter(language=language, **cfg.gopher_repetition.params).filter, True)
+            ("gopher_repetition", FastGopherRepetitionFilter(language=language, **cfg.gopher_repetition.params).filter, True)
         )
     if cfg.gopher_quality.enabled:
         params = dict(cfg.gopher_quality.params)

@@ -143,39 +143,45 @@ class CachedWordTokenizer(WordTokenizer):
         return self.inner.sent_tokenize(text)
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        """The sentence spans spaCy's sentencizer gives, from the cached words. For a text whose
-        only whitespace is single spaces between pieces (most lines), spaCy's tokens are the
-        pieces' words (a piece's tokens cover it exactly) and no whitespace token, so the
-        sentencizer's rule can run over the words: a sentence starts at the first token, and at a
-        token that is neither punctuation nor a sentence-final character after one that was a
-        sentence-final character. Any other text goes to spaCy itself."""
-        pieces = text.split(" ")
+        """The sentence spans spaCy's sentencizer gives, from the cached words. spaCy's tokens of
+        a text are the pieces' words (a piece's tokens cover it exactly) and one token per run
+        of whitespace, less the single space that follows a piece; the sentencizer starts a
+        sentence at the first token, and at a token that is neither punctuation nor a
+        sentence-final character after one that was a sentence-final character."""
         nlp = getattr(self.inner, "tokenizer", None)
         if (
             not text
-            or not all(pieces)
-            or len(text) - len(pieces) + 1 != sum(map(len, text.split()))  # whitespace besides single spaces
             or "IS_ALPHA" in text  # datatrove re-tokenizes such a text without it
             or self._holds_spaced_special(text)
             or nlp is None
             or "sentencizer" not in nlp.pipe_names
         ):
             return self.inner.span_tokenize(text)
+        runs = _RUNS.findall(text)
+        words = iter(self.piece_words([run for run in runs if not run[0].isspace()]))
         kinds = self._token_kinds(nlp)
-        spans, sentence_start, end, offset, seen_final = [], 0, 0, 0, False
-        for words in self.piece_words(pieces):
-            for word in words:
-                kind = kinds.get(word)
+        spans, sentence_start, end, offset, seen_final = [], None, 0, 0, False
+        for run in runs:
+            if run[0].isspace():
+                # after a piece, spaCy gives its first space to the piece's last token
+                skip = 1 if offset and run[0] == " " else 0
+                tokens = ((run[skip:], None),) if len(run) > skip else ()
+                offset += skip
+            else:
+                tokens = ((word, kinds.get(word)) for word in next(words))
+            for token, kind in tokens:
                 if kind is None:
-                    kind = kinds[word] = self._kind(nlp, word)
-                if seen_final and kind == _WORD:
+                    kind = kinds[token] = self._kind(token)
+                if sentence_start is None:
+                    sentence_start = offset
+                elif seen_final and kind == _WORD:
                     spans.append((sentence_start, end))
                     sentence_start, seen_final = offset, False
-                elif kind == _SENTENCE_FINAL:
+                if kind == _SENTENCE_FINAL:
                     seen_final = True
-                end = offset = offset + len(word)
-            offset += 1  # the space after the piece
-        spans.append((sentence_start, end))
+                end = offset = offset + len(token)
+        if sentence_start is not None:
+            spans.append((sentence_start, end))
         return spans
 
     def _token_kinds(self, nlp) -> dict[str, int]:
@@ -186,7 +192,7 @@ class CachedWordTokenizer(WordTokenizer):
             self._is_punct = nlp.vocab.lex_attr_getters[IS_PUNCT]
         return self._kinds
 
-    def _kind(self, nlp, token: str) -> int:
+    def _kind(self, token: str) -> int:
         """What the sentencizer sees in a token: spaCy's own `is_punct` getter and punct_chars."""
         if token in self._final_chars:
             return _SENTENCE_FINAL
@@ -194,6 +200,7 @@ class CachedWordTokenizer(WordTokenizer):
 
 
 _WORD, _PUNCT, _SENTENCE_FINAL = 0, 1, 2
+_RUNS = re.compile(r"\S+|\s+")  # \s is str.isspace, where spaCy splits
 
 
 def simplify(text: str, norm) -> str:

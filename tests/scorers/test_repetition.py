@@ -1,0 +1,73 @@
+"""Gopher's repetition rules over arrays give datatrove's statistics and decisions exactly."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from datatrove.data import Document
+from datatrove.pipeline.filters import GopherRepetitionFilter
+from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_top_duplicate, get_n_grams
+
+from scorers.repetition import FastGopherRepetitionFilter, SubstringHashes, duplicated_ngram_chars, top_ngram_chars
+from scorers.simplified_words import fast_word_tokenizer
+
+
+def repetitive_texts(wiki_docs: list[str], seed: int = 0) -> list[str]:
+    """Real text made repetitive in the ways the rules measure: a repeated paragraph, a sentence
+    repeated a few times, a phrase looped, words whose concatenations collide ("ab c" / "a bc"),
+    ties between n-grams of equal counts, and texts shorter than one n-gram."""
+    rng = random.Random(seed)
+    texts = []
+    for doc in wiki_docs[:60]:
+        paragraphs = doc.split("\n\n")
+        sentence = paragraphs[0].split(". ")[0] + "."
+        words = doc.split()
+        texts += [
+            doc + "\n\n" + paragraphs[0],
+            " ".join([sentence] * rng.randint(2, 4)) + " " + doc,
+            " ".join(words[:40] + words[10:22] * rng.randint(2, 6) + words[40:]),
+        ]
+    texts += [
+        "ab c ab c a bc a bc ab c d e f g h i j k l ab c ab c",
+        "one two three one two three four four four five five five " * 3,
+        "the cat the dog the cat the dog",
+        "short text",
+        "word",
+        "tie a b tie c d a b c d",
+    ]
+    return texts
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return fast_word_tokenizer("eng")
+
+
+def test_statistics_equal_datatrove_s(wiki_docs, messy_docs, tokenizer):
+    for text in wiki_docs[:200] + messy_docs + repetitive_texts(wiki_docs):
+        words = tokenizer.word_tokenize(text)
+        lengths = np.fromiter(map(len, words), np.int64, len(words))
+        if not words:
+            continue
+        spaced, joined = SubstringHashes(" ".join(words)), SubstringHashes("".join(words))
+        for n in (2, 3, 4):
+            ngrams = get_n_grams(words, n)
+            assert top_ngram_chars(spaced, lengths, n) == (find_top_duplicate(ngrams) if ngrams else None), (n, text[:80])
+        for n in range(5, 11):
+            assert duplicated_ngram_chars(joined, lengths, n) == find_all_duplicate(words, n), (n, text[:80])
+
+
+def test_decisions_and_reasons_equal_datatrove_s(wiki_docs, messy_docs, spanish_docs, tokenizer):
+    texts = (
+        wiki_docs[:300] + messy_docs + spanish_docs + repetitive_texts(wiki_docs, seed=1) + ["", "Los EE. UU. y EE. UU. otra vez"]
+    )
+    for params in ({}, {"top_n_grams": ((2, 0.05), (3, 0.04)), "dup_n_grams": ((5, 0.02), (7, 0.01))}):
+        ours, theirs = (
+            FastGopherRepetitionFilter(language=tokenizer, **params),
+            GopherRepetitionFilter(language=tokenizer, **params),
+        )
+        decisions = [(ours.filter(Document(text=t, id="x")), theirs.filter(Document(text=t, id="x"))) for t in texts]
+        assert all(a == b for a, b in decisions)
+        assert sum(b is not True for _, b in decisions) >= 80  # the texts exercise the drops
