@@ -2,7 +2,7 @@
 its URL blocklist for documents that have a url. The filters get a word tokenizer that splits
 each whitespace-separated piece once (scorers/simplified_words.py: spaCy's words and sentences),
 and Gopher's repetition rules compute their n-gram statistics over arrays
-(scorers/repetition.py); both give the filters' own decisions, faster.
+(scorers/heuristics.py); both give the filters' own decisions, faster.
 
 Each document is judged with the settings of its language (the language stage's code): the word
 tokenizer, stop words and thresholds of that language's block over the default (English) block
@@ -60,9 +60,9 @@ def _alpha_words_rule(max_non_alpha_words_ratio: float, language: WordTokenizer)
 
 def build_filters(cfg: QualityConfig) -> list[NamedFilter]:
     """The language-dependent filters of one (effective) block, cheap first."""
-    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
+    from datatrove.pipeline.filters import FineWebQualityFilter
 
-    from scorers.repetition import FastGopherRepetitionFilter
+    from scorers.heuristics import FastC4QualityFilter, FastGopherQualityFilter, FastGopherRepetitionFilter
 
     # the filters take a tokenizer object wherever they take a language code: the same words,
     # each whitespace-separated piece split by spaCy once per process
@@ -76,14 +76,14 @@ def build_filters(cfg: QualityConfig) -> list[NamedFilter]:
         params = dict(cfg.gopher_quality.params)
         if cfg.gopher_quality.alpha_words_rule == "words":
             ratio = params.pop("max_non_alpha_words_ratio", 0.8)
-            gopher = GopherQualityFilter(max_non_alpha_words_ratio=None, language=language, **params)
+            gopher = FastGopherQualityFilter(max_non_alpha_words_ratio=None, language=language, **params)
             filters.append(("gopher_quality", gopher.filter, True))
             if ratio:
                 filters.append(("gopher_quality", _alpha_words_rule(ratio, language), True))
         else:
-            filters.append(("gopher_quality", GopherQualityFilter(language=language, **params).filter, True))
+            filters.append(("gopher_quality", FastGopherQualityFilter(language=language, **params).filter, True))
     if cfg.c4.enabled:
-        filters.append(("c4", C4QualityFilter(language=language, **cfg.c4.params).filter, True))
+        filters.append(("c4", FastC4QualityFilter(language=language, **cfg.c4.params).filter, True))
     if cfg.fineweb.enabled:
         filters.append(("fineweb", FineWebQualityFilter(language=language, **cfg.fineweb.params).filter, True))
     return filters

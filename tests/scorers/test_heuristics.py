@@ -10,7 +10,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import GopherRepetitionFilter
 from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_top_duplicate, get_n_grams
 
-from scorers.repetition import FastGopherRepetitionFilter, SubstringHashes, duplicated_ngram_chars, top_ngram_chars
+from scorers.heuristics import FastGopherRepetitionFilter, SubstringHashes, duplicated_ngram_chars, top_ngram_chars
 from scorers.simplified_words import fast_word_tokenizer
 
 
@@ -71,3 +71,42 @@ def test_decisions_and_reasons_equal_datatrove_s(wiki_docs, messy_docs, spanish_
         decisions = [(ours.filter(Document(text=t, id="x")), theirs.filter(Document(text=t, id="x"))) for t in texts]
         assert all(a == b for a, b in decisions)
         assert sum(b is not True for _, b in decisions) >= 80  # the texts exercise the drops
+
+
+def test_quality_rules_equal_datatrove_s(wiki_docs, messy_docs, spanish_docs, tokenizer):
+    from datatrove.pipeline.filters import GopherQualityFilter
+
+    from scorers.heuristics import FastGopherQualityFilter
+
+    texts = wiki_docs[:300] + messy_docs + spanish_docs + repetitive_texts(wiki_docs, seed=2)
+    texts += [
+        "# " * 60 + "word " * 60,
+        "... " * 80 + "word " * 80,
+        "\n".join(f"- item {i} here" for i in range(80)),
+        ". , ; " * 40,
+    ]
+    for params in ({}, {"min_doc_words": 20, "min_stop_words": 1, "max_symbol_word_ratio": 0.02}):
+        ours, theirs = FastGopherQualityFilter(language=tokenizer, **params), GopherQualityFilter(language=tokenizer, **params)
+        decisions = [(ours.filter(Document(text=t, id="x")), theirs.filter(Document(text=t, id="x"))) for t in texts]
+        assert all(a == b for a, b in decisions)
+        assert len({b for _, b in decisions if b is not True}) >= 4  # several rules fire
+
+
+def test_c4_decisions_and_kept_text_equal_datatrove_s(wiki_docs, messy_docs, spanish_docs, tokenizer):
+    from datatrove.pipeline.filters import C4QualityFilter
+
+    from scorers.heuristics import FastC4QualityFilter
+
+    texts = wiki_docs[:300] + messy_docs + spanish_docs + repetitive_texts(wiki_docs, seed=3)
+    texts += [
+        "One. Two. Three.\nFour here now. Five is it.",
+        "lorem ipsum dolor sit amet.",
+        "a { b } c d e.",
+        "Short.\nLines only.",
+    ]
+    for params in ({}, {"min_num_sentences": 12}, {"min_num_sentences": -1, "filter_policy": False}):
+        ours, theirs = FastC4QualityFilter(language=tokenizer, **params), C4QualityFilter(language=tokenizer, **params)
+        for text in texts:
+            mine, reference = Document(text=text, id="x"), Document(text=text, id="x")
+            assert ours.filter(mine) == theirs.filter(reference)
+            assert mine.text == reference.text

@@ -1,6 +1,7 @@
-"""Gopher's repetition rules (datatrove's `GopherRepetitionFilter`, same parameters, same order,
-same reasons) with the word n-gram statistics computed over arrays instead of one joined string
-per n-gram.
+"""datatrove's heuristic filters as it applies them (same parameters, same order, same reasons,
+the same kept text), with their slow parts done faster: Gopher's quality rules test each
+distinct word once; Gopher's repetition rules compute their word n-gram statistics over arrays
+instead of one joined string per n-gram; C4 stops counting sentences once it has enough.
 
 The filter's two n-gram measures identify an n-gram by a string: the words joined by spaces for
 the top n-gram (2-4), joined by nothing for the duplicated n-grams (5-10). Here each n-gram is a
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 from datatrove.data import Document
-from datatrove.pipeline.filters import GopherRepetitionFilter
+from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION, POLICY_SUBSTRINGS
 from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
-from datatrove.utils.text import split_into_words
+from datatrove.utils.text import PUNCTUATION_SET, split_into_sentences, split_into_words
 
 _BASE = 0x100000001B3  # odd, so it has an inverse modulo 2**64
 _BASE_INVERSE = pow(_BASE, -1, 1 << 64)
@@ -131,4 +133,121 @@ class FastGopherRepetitionFilter(GopherRepetitionFilter):
         for n, n_frac in self.dup_n_grams:
             if duplicated_ngram_chars(joined, lengths, n) / len(text) > n_frac:
                 return False, f"duplicated_{n}_n_grams"
+        return True
+
+
+class FastGopherQualityFilter(GopherQualityFilter):
+    """datatrove's filter with the two per-word tests (a character that is not punctuation; an
+    alphabetic character) looked up per distinct word instead of scanned per occurrence."""
+
+    _CACHE_ENTRIES = 500_000
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._word_tests: dict[str, tuple[bool, bool]] = {}
+
+    def _tests(self, words: list[str]) -> list[tuple[bool, bool]]:
+        tests = self._word_tests
+        if len(tests) > self._CACHE_ENTRIES:
+            tests.clear()
+        found = []
+        for word in words:
+            test = tests.get(word)
+            if test is None:
+                test = tests[word] = (any(ch not in PUNCTUATION_SET for ch in word), any(c.isalpha() for c in word))
+            found.append(test)
+        return found
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        text = doc.text
+        words = split_into_words(text, self.language)
+        n_words = len(words)
+        tests = self._tests(words)
+
+        non_symbol_lengths = np.fromiter((len(w) for w, (non_symbol, _) in zip(words, tests) if non_symbol), np.int64)
+        n_non_symbol_words_words = len(non_symbol_lengths)
+
+        if self.min_doc_words and n_non_symbol_words_words < self.min_doc_words:
+            return False, "gopher_short_doc"
+        if self.max_doc_words and n_non_symbol_words_words > self.max_doc_words:
+            return False, "gopher_long_doc"
+
+        avg_n_words = np.mean(non_symbol_lengths) if n_non_symbol_words_words else np.nan
+        if self.min_avg_word_length and avg_n_words < self.min_avg_word_length:
+            return False, "gopher_below_avg_threshold"
+        if self.max_avg_word_length and avg_n_words > self.max_avg_word_length:
+            return False, "gopher_above_avg_threshold"
+
+        if self.max_symbol_word_ratio and text.count("#") / n_words > self.max_symbol_word_ratio:
+            return False, "gopher_too_many_hashes"
+        if self.max_symbol_word_ratio and (text.count("...") + text.count("…")) / n_words > self.max_symbol_word_ratio:
+            return False, "gopher_too_many_ellipsis"
+
+        lines = text.splitlines()
+        if (
+            self.max_bullet_lines_ratio
+            and sum(s.lstrip().startswith("•") or s.lstrip().startswith("-") for s in lines) / len(lines)
+            > self.max_bullet_lines_ratio
+        ):
+            return False, "gopher_too_many_bullets"
+        if (
+            self.max_ellipsis_lines_ratio
+            and sum(s.rstrip().endswith("...") or s.rstrip().endswith("…") for s in lines) / len(lines)
+            > self.max_ellipsis_lines_ratio
+        ):
+            return False, "gopher_too_many_end_ellipsis"
+
+        if self.max_non_alpha_words_ratio and sum(alpha for _, alpha in tests) / n_words < self.max_non_alpha_words_ratio:
+            return False, "gopher_below_alpha_threshold"
+
+        if self.min_stop_words and len(self.stop_words.intersection(words)) < self.min_stop_words:
+            return False, "gopher_enough_stop_words"
+        return True
+
+
+class FastC4QualityFilter(C4QualityFilter):
+    """datatrove's C4 filter, counting sentences (spaCy's sentencizer on each kept line, its
+    slowest part) only until the count reaches `min_num_sentences`: the count is only ever
+    compared with that minimum, so the decisions and the kept text are the filter's."""
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        lines = doc.text.splitlines() if self.split_paragraph else split_into_sentences(doc.text, self.language)
+
+        num_sentences = 0
+        kept_lines = []
+
+        for line in lines:
+            line = line.strip()
+            words = line.split()
+            self.stat_update("line-total")
+            if self.max_word_length != -1 and any(len(word) > self.max_word_length for word in words):
+                self.stat_update("line-filter-too_long_word")
+                continue
+            if self.remove_citations:
+                line = CITATION_REGEX.sub("", line)
+            if self.filter_no_terminal_punct and (not line.endswith(END_PUNCTUATION) or line.endswith(ELLIPSIS)):
+                self.stat_update("line-filter-no_terminal_punc")
+                continue
+            if len(words) < self.min_words_per_line:
+                self.stat_update("line-filter-too_few_words")
+                continue
+            line_l = line.lower()
+            if self.filter_lorem_ipsum and "lorem ipsum" in line_l:
+                return False, "lorem_ipsum"
+            if self.filter_javascript and "javascript" in line_l:
+                self.stat_update("line-filter-javascript")
+                continue
+            if self.filter_curly_bracket and "{" in line:
+                return False, "curly_bracket"
+            if self.filter_policy and any(p in line_l for p in POLICY_SUBSTRINGS):
+                self.stat_update("line-filter-policy")
+                continue
+            if self.min_num_sentences != -1 and num_sentences < self.min_num_sentences:
+                num_sentences += len(split_into_sentences(line, self.language)) if self.split_paragraph else 1
+            kept_lines.append(line)
+            self.stat_update("line-kept")
+        if num_sentences < self.min_num_sentences:
+            return False, "too_few_sentences"
+
+        doc.text = ("\n" if self.split_paragraph else " ").join(kept_lines).strip()
         return True
