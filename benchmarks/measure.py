@@ -3,6 +3,7 @@ peak memory at two corpus sizes. Every one runs in a child process (see child.py
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -142,6 +143,7 @@ def _ingest_changed(run_dir: Path, corpus_files: list[Path]) -> int:
 
 def run_ours_chain(corpus_dir: Path, work: Path, alpha_words_rule: str) -> dict:
     out_root = work / f"chain-ours-{alpha_words_rule}"
+    shutil.rmtree(out_root, ignore_errors=True)  # a kept --work-dir: a completed run would be skipped, not timed
     child = run_child(
         "pipeline", {"config": chain_config(corpus_dir, out_root, alpha_words_rule)}, work, f"chain-ours-{alpha_words_rule}"
     )
@@ -190,6 +192,7 @@ def _reason_differences(ours: dict[str, int], theirs: dict[str, int]) -> dict[st
 def run_datatrove_chain(corpus_dir: Path, work: Path, docs: int) -> dict:
     out = work / "chain-datatrove" / "output"
     logging_dir = work / "chain-datatrove" / "logs"  # fresh: completion markers would skip the run
+    shutil.rmtree(work / "chain-datatrove", ignore_errors=True)
     spec = {"corpus": str(corpus_dir), "out": str(out), "logging_dir": str(logging_dir)}
     child = run_child("datatrove", spec, work, "chain-datatrove")
     kept = set(_ids(sorted(out.glob("*.parquet")), "id"))

@@ -23,13 +23,14 @@ from functools import cache, lru_cache
 from importlib.metadata import version
 from pathlib import Path
 
+import pyarrow as pa
 from datatrove.data import Document
 from datatrove.utils.text import PUNCTUATION_SET, split_into_words
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from curation.stage import DocumentStage, Rejection
 from schemas.config import QualityConfig, UrlBlocklistConfig
-from scorers.simplified_words import fast_word_tokenizer
+from scorers.simplified_words import CachedWordTokenizer, fast_word_tokenizer
 from scorers.words import SPACY_LOCK
 from warehouse.hashset import StringHashSet
 
@@ -169,6 +170,25 @@ class Quality(DocumentStage):
         self._by_language: dict[str | None, tuple[NamedFilter, ...]] = {}
         self.filters_for(None)  # a broken default block fails before any shard is written
         _load_word_splitter(self.config.word_tokenizer)
+
+    def process(self, batch: pa.Table) -> tuple[pa.Table, pa.Table]:
+        self._split_new_pieces(batch)
+        return super().process(batch)
+
+    def _split_new_pieces(self, batch: pa.Table) -> None:
+        """Split the batch's new pieces in a few spaCy calls before any document is judged: each
+        call creates spaCy's lexemes for its pieces once (and frees them after), where a call per
+        document would create the common ones again for every document."""
+        texts = batch.column("text").to_pylist()
+        languages = batch.column("language").to_pylist() if "language" in batch.column_names else [None] * len(texts)
+        by_language: dict[str | None, list[str]] = {}
+        for text, language in zip(texts, languages, strict=True):
+            by_language.setdefault(language if language in self.config.languages else None, []).append(text)
+        for language, group in by_language.items():
+            tokenizer = fast_word_tokenizer(self.config.for_language(language).word_tokenizer)
+            if isinstance(tokenizer, CachedWordTokenizer):
+                with SPACY_LOCK:
+                    tokenizer.piece_words([piece for text in group for piece in text.split()])
 
     def filters_for(self, language: str | None) -> tuple[NamedFilter, ...]:
         key = language if language in self.config.languages else None

@@ -103,19 +103,14 @@ class CachedWordTokenizer(WordTokenizer):
 
     def _split(self, pieces: list[str]) -> list[tuple[str, ...]]:
         """spaCy's words of each piece: one call over the pieces joined by single spaces, each
-        token going to the piece its offset falls in. A piece of ASCII lower-case letters only is
-        its own single word unless it is one of the tokenizer's special cases ("cannot"): no
-        prefix, suffix, infix or URL rule of spaCy's English tokenizer matches letters alone, and
-        most pieces of simplified text are such words. datatrove's own per-text call (with its
-        workaround for strings spaCy chokes on) where the joined call fails."""
+        token going to the piece its offset falls in, except for the commonest pieces, which
+        need no call (`_letters_split`). datatrove's own per-text call (with its workaround for
+        strings spaCy chokes on) where the joined call fails."""
         nlp = getattr(self.inner, "tokenizer", None)
         if nlp is None or not hasattr(nlp, "memory_zone"):
             return [tuple(self.inner.word_tokenize(piece)) for piece in pieces]
         special = nlp.tokenizer.rules
-        words: list[tuple[str, ...] | None] = [
-            (piece,) if piece.isascii() and piece.isalpha() and piece.islower() and piece not in special else None
-            for piece in pieces
-        ]
+        words: list[tuple[str, ...] | None] = [_letters_split(piece, special) for piece in pieces]
         rest = [i for i, split in enumerate(words) if split is None]
         if not rest:
             return words
@@ -197,6 +192,22 @@ class CachedWordTokenizer(WordTokenizer):
         if token in self._final_chars:
             return _SENTENCE_FINAL
         return _PUNCT if self._is_punct(token) else _WORD
+
+
+def _letters_split(piece: str, special: dict) -> tuple[str, ...] | None:
+    """A piece of ASCII letters is its own word, and one of ASCII letters and a final comma is
+    the letters and the comma, unless the piece or its letters are a special case of the
+    tokenizer ("cannot"); None for any other piece (spaCy splits it). No prefix, infix, suffix or
+    URL rule of spaCy's rule-based tokenizers matches letters alone, and the comma is a suffix
+    in all of them; checked on every such piece of the English, Spanish and French references
+    (~200,000 distinct pieces), where a final period is not safe ("C." and "pH." stay whole)."""
+    if not piece.isascii() or piece in special:
+        return None
+    if piece.isalpha():
+        return (piece,)
+    if len(piece) > 1 and piece[-1] == "," and piece[:-1].isalpha() and piece[:-1] not in special:
+        return (piece[:-1], ",")
+    return None
 
 
 _WORD, _PUNCT, _SENTENCE_FINAL = 0, 1, 2
