@@ -60,7 +60,6 @@ def run_ours(spec: dict) -> dict:
 
 def run_datatrove(spec: dict) -> dict:
     import pyarrow as pa
-    from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
@@ -73,24 +72,26 @@ def run_datatrove(spec: dict) -> dict:
             pa.field("metadata", pa.struct([pa.field("url", pa.string()), pa.field("file_path", pa.string())])),
         ]
     )
-    executor = LocalPipelineExecutor(
-        pipeline=[
-            ParquetReader(spec["corpus"], glob_pattern="*.parquet"),
-            GopherRepetitionFilter(),
-            GopherQualityFilter(),
-            C4QualityFilter(),
-            FineWebQualityFilter(),
-            ParquetWriter(spec["out"], schema=schema),
-        ],
-        tasks=1,
-        workers=1,
-        logging_dir=spec["logging_dir"],
-    )
+    pipeline = [
+        ParquetReader(spec["corpus"], glob_pattern="*.parquet"),
+        GopherRepetitionFilter(),
+        GopherQualityFilter(),
+        C4QualityFilter(),
+        FineWebQualityFilter(),
+        ParquetWriter(spec["out"], schema=schema),
+    ]
+    return timed_datatrove_run(pipeline, spec["logging_dir"])
+
+
+def timed_datatrove_run(pipeline: list, logging_dir: str) -> dict:
+    """datatrove's `LocalPipelineExecutor` over `pipeline` on one core, timed after the warm-up."""
+    from datatrove.executor import LocalPipelineExecutor
+
+    executor = LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=logging_dir)
     _warm_up_tokenizer()
     started = time.perf_counter()
     executor.run()
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "vmhwm_kb": proc_status_kb("VmHWM")}
+    return {"seconds": time.perf_counter() - started, "vmhwm_kb": proc_status_kb("VmHWM")}
 
 
 def main(argv: list[str]) -> int:

@@ -37,30 +37,17 @@ FALSE_BELOW = 0.5  # a candidate pair this far below the LSH threshold (~0.72) i
 # ---------------------------------------------------------------- children
 
 
-def _warm_up() -> None:
-    from datatrove.utils.text import split_into_words
-
-    split_into_words("Warm up the word tokenizer before timing anything.", "eng")
-
-
 def child_datatrove(spec: dict) -> dict:
-    from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
     from datatrove.pipeline.readers import ParquetReader
 
-    executor = LocalPipelineExecutor(
-        pipeline=[
-            ParquetReader(spec["corpus"], glob_pattern="*.parquet"),
-            MinhashDedupSignature(output_folder=spec["out"], config=MinhashConfig()),
-        ],
-        tasks=1,
-        workers=1,
-        logging_dir=spec["logging_dir"],
-    )
-    _warm_up()
-    started = time.perf_counter()
-    executor.run()
-    return {"seconds": time.perf_counter() - started, "vmhwm_kb": proc_status_kb("VmHWM")}
+    from benchmarks.child import timed_datatrove_run
+
+    pipeline = [
+        ParquetReader(spec["corpus"], glob_pattern="*.parquet"),
+        MinhashDedupSignature(output_folder=spec["out"], config=MinhashConfig()),
+    ]
+    return timed_datatrove_run(pipeline, spec["logging_dir"])
 
 
 def child_ours(spec: dict) -> dict:
