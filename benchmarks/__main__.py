@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix,gates,languages,toxicity,scale,minhash,plan]`
+"""`python -m benchmarks [--quick | --docs N] [--sections stages,chain,memory,scoring,losses,rewrite,mix,gates,languages,toxicity,scale,minhash,plan,whole]`
 
 Generates the benchmark corpus, runs each measurement in a child process, prints a table and
 writes benchmarks/results/latest.json. See benchmarks/README.md for what every number means.
@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import gates, languages, measure, mixture, near_dedup, rewrite, scale, scoring, toxicity
+from benchmarks import gates, languages, measure, mixture, near_dedup, rewrite, scale, scoring, toxicity, whole
 from benchmarks.corpus import generate_corpus
 from benchmarks.report import render
 
@@ -36,6 +36,7 @@ SECTIONS = (
     "scale",
     "minhash",
     "plan",
+    "whole",
 )
 DEFAULT_DOCS, QUICK_DOCS, SHARDS = 2000, 200, 8
 
@@ -178,6 +179,9 @@ def run(args: argparse.Namespace) -> dict:
         if "plan" in args.sections:
             sizes = (100_000, 400_000) if args.quick else (1_000_000, 4_000_000)
             results["plan"] = near_dedup.plan_benchmark(work, sizes, args.seed, log=_log)
+
+        if "whole" in args.sections:
+            results["whole"] = whole.whole_run(corpus, work, log=_log)
     finally:
         if args.keep or args.work_dir:
             _log(f"work dir kept: {work}")

@@ -10,7 +10,9 @@
   and the trainer exports (benchmarks/mixture.py);
 * ``flow``: the curation flow through Prefect (benchmarks/scale.py);
 * ``minhash-datatrove``, ``minhash-ours``, ``near-plan``: MinHash signatures on each side and the
-  near-dedup plan (benchmarks/near_dedup.py).
+  near-dedup plan (benchmarks/near_dedup.py);
+* ``whole-datatrove``: datatrove's executor on every core for the whole-run comparison
+  (benchmarks/whole.py).
 
 Each child warms up the spaCy word tokenizer (datatrove loads it lazily on the first split) before
 the timed part, so neither side is charged for that one-off load. A fresh interpreter per
@@ -24,13 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.probes import EventRecorder, proc_status_kb
-
-
-def _warm_up_tokenizer() -> None:
-    from datatrove.utils.text import split_into_words
-
-    split_into_words("Warm up the word tokenizer before timing anything.", "eng")
+from benchmarks.probes import EventRecorder, proc_status_kb, timed_datatrove_run, warm_up_tokenizer
 
 
 def run_ours(spec: dict) -> dict:
@@ -39,7 +35,7 @@ def run_ours(spec: dict) -> dict:
     from schemas.config import config_from_dict
 
     cfg = config_from_dict(spec["config"], source="benchmark")
-    _warm_up_tokenizer()
+    warm_up_tokenizer()
     rss_before = proc_status_kb("VmRSS")
     recorder = EventRecorder()
     progress.set_reporter(recorder)
@@ -83,22 +79,15 @@ def run_datatrove(spec: dict) -> dict:
     return timed_datatrove_run(pipeline, spec["logging_dir"])
 
 
-def timed_datatrove_run(pipeline: list, logging_dir: str) -> dict:
-    """datatrove's `LocalPipelineExecutor` over `pipeline` on one core, timed after the warm-up."""
-    from datatrove.executor import LocalPipelineExecutor
-
-    executor = LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=logging_dir)
-    _warm_up_tokenizer()
-    started = time.perf_counter()
-    executor.run()
-    return {"seconds": time.perf_counter() - started, "vmhwm_kb": proc_status_kb("VmHWM")}
-
-
 def main(argv: list[str]) -> int:
     mode, spec_path, result_path = argv
     spec = json.loads(Path(spec_path).read_text())
     if mode.startswith("mix"):
         from benchmarks.mixture import CHILD_MODES
+
+        run = CHILD_MODES[mode]
+    elif mode == "whole-datatrove":
+        from benchmarks.whole import CHILD_MODES
 
         run = CHILD_MODES[mode]
     elif mode in ("minhash-datatrove", "minhash-ours", "near-plan"):

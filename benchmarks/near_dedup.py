@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.children import run_child
-from benchmarks.probes import proc_status_kb
+from benchmarks.probes import proc_status_kb, timed_datatrove_run
 
 PLAN_SHARD_DOCS = 250_000
 COPY_SHARE = 0.05
@@ -40,8 +40,6 @@ FALSE_BELOW = 0.5  # a candidate pair this far below the LSH threshold (~0.72) i
 def child_datatrove(spec: dict) -> dict:
     from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
     from datatrove.pipeline.readers import ParquetReader
-
-    from benchmarks.child import timed_datatrove_run
 
     pipeline = [
         ParquetReader(spec["corpus"], glob_pattern="*.parquet"),

@@ -29,3 +29,20 @@ class EventRecorder:
 
     def shard_done(self, stage: str, shard: str, docs_in: int, docs_out: int) -> None:
         self.events.append((time.perf_counter(), "shard_done", stage))
+
+
+def warm_up_tokenizer() -> None:
+    from datatrove.utils.text import split_into_words
+
+    split_into_words("Warm up the word tokenizer before timing anything.", "eng")
+
+
+def timed_datatrove_run(pipeline: list, logging_dir: str, tasks: int = 1, workers: int = 1) -> dict:
+    """datatrove's `LocalPipelineExecutor` over `pipeline` (one core unless told), timed after the warm-up."""
+    from datatrove.executor import LocalPipelineExecutor
+
+    executor = LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir)
+    warm_up_tokenizer()
+    started = time.perf_counter()
+    executor.run()
+    return {"seconds": time.perf_counter() - started, "vmhwm_kb": proc_status_kb("VmHWM")}

@@ -228,6 +228,18 @@ def render(results: dict) -> str:
     if "plan" in results:
         lines += _plan_lines(results["plan"])
 
+    if "whole" in results:
+        w = results["whole"]
+        lines += [
+            "",
+            f"14. whole run on {w['cores']} cores, {w['docs']:,} documents in {w['shards']} shards: datatrove's executor "
+            "(4 filters + MinHash signatures) vs our curation flow on Dask (ingest, exact and near dedup, the same filters)",
+            f"   datatrove {w['datatrove_s']} s, ours {w['ours_s']} s: {w['ratio']}x (target >= {w['target']}) "
+            f"[{_verdict(w['ratio'] >= w['target'])}]",
+            f"   ours per stage (wall): {w['ours_stages_wall_s']}",
+            f"   datatrove per step (CPU, summed over tasks): {w['datatrove_steps_cpu_s']}",
+        ]
+
     return "\n".join(lines)
 
 
