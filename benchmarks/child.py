@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.probes import EventRecorder, proc_status_kb, timed_datatrove_run, warm_up_tokenizer
+from benchmarks.probes import EventRecorder, datatrove_reader_and_filters, proc_status_kb, timed_datatrove_run, warm_up_tokenizer
 
 
 def run_ours(spec: dict) -> dict:
@@ -56,8 +56,6 @@ def run_ours(spec: dict) -> dict:
 
 def run_datatrove(spec: dict) -> dict:
     import pyarrow as pa
-    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
-    from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
 
     # what datatrove's default writer adapter produces for these shards (text, id, metadata)
@@ -68,14 +66,7 @@ def run_datatrove(spec: dict) -> dict:
             pa.field("metadata", pa.struct([pa.field("url", pa.string()), pa.field("file_path", pa.string())])),
         ]
     )
-    pipeline = [
-        ParquetReader(spec["corpus"], glob_pattern="*.parquet"),
-        GopherRepetitionFilter(),
-        GopherQualityFilter(),
-        C4QualityFilter(),
-        FineWebQualityFilter(),
-        ParquetWriter(spec["out"], schema=schema),
-    ]
+    pipeline = [*datatrove_reader_and_filters(spec["corpus"]), ParquetWriter(spec["out"], schema=schema)]
     return timed_datatrove_run(pipeline, spec["logging_dir"])
 
 

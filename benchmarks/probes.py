@@ -46,3 +46,18 @@ def timed_datatrove_run(pipeline: list, logging_dir: str, tasks: int = 1, worker
     started = time.perf_counter()
     executor.run()
     return {"seconds": time.perf_counter() - started, "vmhwm_kb": proc_status_kb("VmHWM")}
+
+
+def datatrove_reader_and_filters(corpus: str) -> list:
+    """datatrove's Parquet reader over `corpus` and its four heuristic filters at their default
+    parameters, in the order the pipeline runs them: the reference both comparisons run."""
+    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.pipeline.readers import ParquetReader
+
+    return [
+        ParquetReader(corpus, glob_pattern="*.parquet"),
+        GopherRepetitionFilter(),
+        GopherQualityFilter(),
+        C4QualityFilter(),
+        FineWebQualityFilter(),
+    ]

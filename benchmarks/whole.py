@@ -25,7 +25,7 @@ from pathlib import Path
 
 from benchmarks.children import run_child
 from benchmarks.measure import chain_config
-from benchmarks.probes import timed_datatrove_run
+from benchmarks.probes import datatrove_reader_and_filters, timed_datatrove_run
 
 TARGET = 3.0
 CHILD_MODES = {}  # filled below
@@ -33,15 +33,9 @@ CHILD_MODES = {}  # filled below
 
 def child_datatrove_whole(spec: dict) -> dict:
     from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
-    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
-    from datatrove.pipeline.readers import ParquetReader
 
     pipeline = [
-        ParquetReader(spec["corpus"], glob_pattern="*.parquet"),
-        GopherRepetitionFilter(),
-        GopherQualityFilter(),
-        C4QualityFilter(),
-        FineWebQualityFilter(),
+        *datatrove_reader_and_filters(spec["corpus"]),
         MinhashDedupSignature(output_folder=spec["out"], config=MinhashConfig()),
     ]
     return timed_datatrove_run(pipeline, spec["logging_dir"], tasks=spec["tasks"], workers=spec["workers"])
