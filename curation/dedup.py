@@ -105,13 +105,19 @@ def apply_decision(decision: dict | None, row: dict) -> Rejection | None:
 # ---------------------------------------------------------------- near
 
 
-def shard_bands(table: pa.Table, hasher: MinHasher) -> pa.Table:
-    """One row per (document, band) of a batch; a document without a shingle has none."""
-    keys, signed = hasher.band_keys(table.column("text").to_pylist())
+def _band_rows(batch: pa.Table, id_columns: list[str], hasher: MinHasher) -> pa.Table:
+    """One row per (document, band) of a batch: its `id_columns`, `band` and `band_key`; a
+    document without a shingle has none."""
+    keys, signed = hasher.band_keys(batch.column("text").to_pylist())
     signed_rows = np.flatnonzero(signed)
-    ids = table.select(["input_file", "input_row", "doc_id"]).take(np.repeat(signed_rows, hasher.bands))
+    ids = batch.select(id_columns).take(np.repeat(signed_rows, hasher.bands))
     bands = pa.array(np.tile(np.arange(hasher.bands, dtype=np.int16), len(signed_rows)))
-    return ids.append_column("band", bands).append_column("band_key", pa.array(keys[signed_rows].ravel())).cast(RUN_BANDS)
+    return ids.append_column("band", bands).append_column("band_key", pa.array(keys[signed_rows].ravel()))
+
+
+def shard_bands(table: pa.Table, hasher: MinHasher) -> pa.Table:
+    """The near-dedup map's rows of a batch (`RUN_BANDS`)."""
+    return _band_rows(table, ["input_file", "input_row", "doc_id"], hasher).cast(RUN_BANDS)
 
 
 def connected_components(count: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -263,19 +269,10 @@ def sign_documents(documents: list[str], run_id: str, hasher: MinHasher, out: Pa
     parts = []
     for path in documents:
         for batch in iter_parquet_batches(path, batch_size, columns=["doc_id", "text"]):
-            keys, signed = hasher.band_keys(batch.column("text").to_pylist())
-            rows = np.flatnonzero(signed)
-            parts.append(
-                pa.table(
-                    {
-                        "doc_id": batch.column("doc_id").take(np.repeat(rows, hasher.bands)),
-                        "run_id": pa.array([run_id] * (len(rows) * hasher.bands), pa.string()),
-                        "band": np.tile(np.arange(hasher.bands, dtype=np.int16), len(rows)),
-                        "band_key": keys[rows].ravel(),
-                        "signature": pa.array([hasher.signature_id] * (len(rows) * hasher.bands), pa.string()),
-                    }
-                ).cast(MINHASH_BANDS)
-            )
+            rows = _band_rows(batch, ["doc_id"], hasher)
+            rows = rows.append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+            rows = rows.append_column("signature", pa.array([hasher.signature_id] * rows.num_rows, pa.string()))
+            parts.append(rows.select(MINHASH_BANDS.names).cast(MINHASH_BANDS))
     table = pa.concat_tables(parts) if parts else MINHASH_BANDS.empty_table()
     table = table.sort_by([("band", "ascending"), ("band_key", "ascending"), ("doc_id", "ascending")])
     write_table_atomic(out, table)
