@@ -4,12 +4,12 @@ work, both on every core of the machine.
 - datatrove: `LocalPipelineExecutor([ParquetReader, GopherRepetitionFilter, GopherQualityFilter,
   C4QualityFilter, FineWebQualityFilter, MinhashDedupSignature], tasks=<shards>,
   workers=<cores>)`: read, filter, sign what is kept (datatrove's stage 1 of 4 of MinHash dedup).
-- ours: the curation flow (`flows.curate.run_curate_flow`) on a local Dask cluster of a worker
-  per core (`execution.task_runner: dask`), its stages configured to the same work and more:
+- ours: the curation flow (`flows.curate.run_curate_flow`) with the default task runner (a pool
+  of a worker process per core), its stages configured to the same work and more:
   ingest, exact dedup, near dedup (signatures, the global plan and its apply), the same four
   filters with datatrove's alpha-words rule; language ID, toxicity, PII and the URL blocklist off
-  (datatrove's side has none of them). Timed as the whole flow call: cluster start, every
-  worker's set-up, the stages, the report.
+  (datatrove's side has none of them). Timed as the whole flow call: the worker processes'
+  start and set-up, the stages, the report.
 
 `ratio` = datatrove's seconds / ours. Goal: >= 3. Per stage: ours from the run's progress events
 (each stage's wall time as the driver sees it), datatrove's from its stats.json (each step's
@@ -90,8 +90,8 @@ def whole_run(corpus, work: Path, log=print) -> dict:
     ours_dir = work / "whole-ours"
     shutil.rmtree(ours_dir, ignore_errors=True)
     config = chain_config(corpus.root, ours_dir, "tokens")
-    config.update(exact_dedup={"enabled": True}, near_dedup={"enabled": True}, execution={"task_runner": "dask"})
-    log(f"whole run: ours, the curation flow on a local Dask cluster of {cores} workers (child process)")
+    config.update(exact_dedup={"enabled": True}, near_dedup={"enabled": True})
+    log(f"whole run: ours, the curation flow with its default {cores} worker processes (child process)")
     ours = run_child("flow", {"config": config}, work, "whole-ours")
     return {
         "docs": corpus.docs,

@@ -2,17 +2,19 @@
 
 The flow is a thin driver over `curation.runner`: the same steps `run_pipeline` runs serially.
 Resume is the runner's (outputs written atomically and skipped when present), so tasks use no
-Prefect result cache; Prefect adds retries, observability, schedules and the task runner (threads
-on one machine, Dask when one machine is not enough).
+Prefect result cache; Prefect adds retries, observability, schedules and the task runner (by
+default a pool of processes, one per core of this machine; Dask when one machine is not enough).
 """
 
 from __future__ import annotations
+
+import os
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from curation.runner import (
     RunPlan,
@@ -45,15 +47,16 @@ def shard_task(step: Step, plan: RunPlan, shard: Shard) -> dict | None:
     record = step.fn(plan, shard)
     if record and "docs_in" in record:
         get_run_logger().info(
-            "%s %s: %d in, %d kept, %d dropped",
+            "%s %s: %d in, %d kept, %d dropped (process %d)",
             step.name,
             shard.id,
             record["docs_in"],
             record["docs_out"],
             record["docs_rejected"],
+            os.getpid(),
         )
     elif record is None:
-        get_run_logger().info("%s %s: done before (resumed)", step.name, shard.id)
+        get_run_logger().info("%s %s: done before (resumed; process %d)", step.name, shard.id, os.getpid())
     return record
 
 
@@ -71,12 +74,14 @@ def task_runner_for(cfg: RunConfig):
         return DaskTaskRunner(
             cluster_kwargs={"n_workers": cfg.execution.workers, "threads_per_worker": 1, "dashboard_address": ":0"}
         )
+    if cfg.execution.task_runner == "process":
+        return ProcessPoolTaskRunner(max_workers=cfg.execution.workers)
     return ThreadPoolTaskRunner(max_workers=cfg.execution.workers)
 
 
 def _run_shard_step(step: Step, plan: RunPlan, out_of_process: bool) -> None:
     """One task per shard; every shard must finish before the next step. Tasks in other processes
-    (Dask) cannot reach this process's progress bars, so their completions are reported here, as
+    (a process pool, Dask) cannot reach this process's progress bars, so their completions are reported here, as
     each future completes; in threads the runner reports them itself."""
     progress.stage_started(step.name, len(plan.shards))
     futures = shard_task.map(unmapped(step), unmapped(plan), plan.shards)
@@ -106,8 +111,8 @@ def curate_flow(config: RunConfig, run_id: str | None = None, force: bool = Fals
         logger.info("run %s: %d shards, stages %s", plan.run_id, len(plan.shards), " -> ".join(plan.stages))
         try:
             setup_stages(plan)
-            out_of_process = config.execution.task_runner == "dask"
-            if out_of_process:
+            out_of_process = config.execution.task_runner != "thread"
+            if config.execution.task_runner == "dask":
                 prepare_workers(FlowRunContext.get().task_runner.client, plan)
             for step in run_steps(plan):
                 if step.per_shard:

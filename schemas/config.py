@@ -264,9 +264,11 @@ class ScoringConfig(_Strict):
 
 
 class ExecutionConfig(_Strict):
-    task_runner: Literal["thread", "dask"] = "thread"
-    # None: one thread (threads only overlap I/O: spaCy is serialised per process), or one Dask
-    # worker process per core
+    # process: a pool of worker processes on this machine (every core, no lock between shards);
+    # thread: threads in this process (they only overlap I/O: spaCy is serialised per process);
+    # dask: a Dask cluster, local or at dask_address, when one machine is not enough
+    task_runner: Literal["process", "thread", "dask"] = "process"
+    # None: a worker process per core (process, local Dask) or one thread (thread)
     max_workers: int | None = Field(default=None, ge=1)
     dask_address: str | None = None  # reuse a running cluster; None starts a local one
 
@@ -274,7 +276,7 @@ class ExecutionConfig(_Strict):
     def workers(self) -> int:
         if self.max_workers:
             return self.max_workers
-        return (os.cpu_count() or 1) if self.task_runner == "dask" else 1
+        return 1 if self.task_runner == "thread" else (os.cpu_count() or 1)
 
 
 class RunConfig(_Strict):
@@ -545,8 +547,8 @@ scoring:                     # model-based scoring (see `curate preselect train`
   tokenizer: smollm2-135m-instruct  # counts those tokens: tokenizer.json, model folder or prepared model
 
 execution:
-  task_runner: thread        # thread | dask
-  max_workers: null          # shard tasks at once: threads (null: 1) or local Dask workers (null: a worker per core)
+  task_runner: process       # process (every core of this machine) | thread | dask
+  max_workers: null          # shard tasks at once: null = a worker process per core (thread: 1 thread)
   dask_address: null         # scheduler address of a running Dask cluster
 """
 

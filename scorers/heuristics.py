@@ -9,9 +9,10 @@ substring of one string (the words joined by spaces, or by nothing), and its ide
 polynomial hash of that substring, read from prefix sums of the string's code points (every
 substring's hash in a few numpy passes). Equal strings always get equal hashes; different strings
 could share one only by a 64-bit collision, which would need about 4 billion n-grams in a
-document to become likely. The duplicated n-gram measure keeps the filter's own walk (an n-gram
-seen before at a visited position skips n words) over the hashes, from the first n-gram that
-repeats anything; a document none of whose n-grams repeats skips the walk.
+document to become likely. The n-grams of every n are grouped by one sort per document. The
+duplicated n-gram measure keeps the filter's own walk (an n-gram seen before at a visited position
+skips n words), stopping only at n-grams that occurred earlier; a document none of whose n-grams
+repeats skips the walk.
 """
 
 from __future__ import annotations
@@ -26,6 +27,28 @@ from datatrove.utils.text import PUNCTUATION_SET, split_into_sentences, split_in
 _BASE = 0x100000001B3  # odd, so it has an inverse modulo 2**64
 _BASE_INVERSE = pow(_BASE, -1, 1 << 64)
 _LENGTH_MIX = np.uint64(0x9E3779B97F4A7C15)
+_N_MIX = np.uint64(0xD6E8FEB86659FD93)  # keeps the n-grams of different n apart in one sort
+
+
+class _Powers:
+    """B**k and Binv**k for k below a size, grown on demand and shared by every string: the same
+    numbers for each document otherwise cost two cumulative products per document."""
+
+    powers = np.ones(1, np.uint64)
+    inverse = np.ones(1, np.uint64)
+
+    @classmethod
+    def upto(cls, size: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(cls.powers) < size:
+            grown = max(size, 2 * len(cls.powers))
+            powers = np.full(grown, _BASE, np.uint64)
+            powers[0] = 1
+            inverse = np.full(grown, _BASE_INVERSE, np.uint64)
+            inverse[0] = 1
+            np.cumprod(powers, out=powers)  # B**k, wrapping at 2**64
+            np.cumprod(inverse, out=inverse)  # Binv**k
+            cls.powers, cls.inverse = powers, inverse  # replaced whole: a reader never sees a half-grown array
+        return cls.powers, cls.inverse
 
 
 class SubstringHashes:
@@ -34,14 +57,9 @@ class SubstringHashes:
     def __init__(self, text: str):
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
         size = len(codes)
-        inverse_powers = np.full(size, _BASE_INVERSE, np.uint64)
-        inverse_powers[:1] = 1
-        np.cumprod(inverse_powers, out=inverse_powers)  # Binv**j, wrapping at 2**64
+        self._powers, inverse = _Powers.upto(size + 1)
         self._prefix = np.zeros(size + 1, np.uint64)
-        np.cumsum(codes * inverse_powers, out=self._prefix[1:])  # sum of c[j] * Binv**j
-        self._powers = np.full(size + 1, _BASE, np.uint64)
-        self._powers[0] = 1
-        np.cumprod(self._powers, out=self._powers)  # B**k
+        np.cumsum(codes * inverse[:size], out=self._prefix[1:])  # sum of c[j] * Binv**j
 
     def of(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """sum of c[j] * B**(end - 1 - j) over each [start, end), mixed with the length."""
@@ -49,51 +67,90 @@ class SubstringHashes:
         return sums + (ends - starts).astype(np.uint64) * _LENGTH_MIX
 
 
-def _ngram_ranges(lengths: np.ndarray, separator: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """[start, end) in the words joined by `separator` characters, of every n consecutive words."""
-    starts = np.concatenate([[0], np.cumsum(lengths + separator)[:-1]]).astype(np.int64)
-    ends = starts + lengths
-    return starts[: len(lengths) - n + 1], ends[n - 1 :]
+class NgramGroups:
+    """The word n-grams of one text for several n at once, grouped by identity with one sort.
+
+    Block b holds the n-grams of `ns[b]` (an n larger than the word count has no block), in text
+    order, from `offsets[b]`; `groups` numbers equal n-grams of a block alike (the numbers are not
+    in text order), `sizes` are their lengths in characters, `later` marks every n-gram that
+    occurred earlier in its block."""
+
+    def __init__(self, hashes: SubstringHashes, lengths: np.ndarray, separator: int, ns):
+        words = len(lengths)
+        self.ns = [n for n in ns if n <= words]
+        counts = [words - n + 1 for n in self.ns]
+        self.offsets = np.concatenate(([0], np.cumsum(counts))).tolist()
+        if not self.ns:
+            return
+        starts = np.zeros(words, np.int64)
+        np.cumsum(lengths[:-1] + separator, out=starts[1:])
+        ends = starts + lengths
+        first = np.concatenate([starts[:count] for count in counts])
+        last = np.concatenate([ends[n - 1 :] for n in self.ns])
+        keys = hashes.of(first, last) ^ (np.repeat(np.array(self.ns, np.uint64), counts) * _N_MIX)
+        order = np.argsort(keys)
+        ordered = keys[order]
+        starts_group = np.empty(len(keys), bool)
+        starts_group[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=starts_group[1:])
+        self.groups = np.empty(len(keys), np.int64)
+        self.groups[order] = np.cumsum(starts_group) - 1
+        earliest = np.minimum.reduceat(order, np.flatnonzero(starts_group))  # per group, in text order
+        self.later = earliest[self.groups] != np.arange(len(keys))
+        self.sizes = last - first
+
+    def block(self, n: int) -> tuple[int, int] | None:
+        if n not in self.ns:
+            return None
+        b = self.ns.index(n)
+        return self.offsets[b], self.offsets[b + 1]
 
 
-def top_ngram_chars(spaced: SubstringHashes, lengths: np.ndarray, n: int) -> int | None:
-    """`find_top_duplicate(get_n_grams(words, n))`: the most frequent n-gram's length times its
-    count, the first seen among equally frequent ones (as `Counter.most_common(1)` picks); None
+def top_ngram_chars(spaced: SubstringHashes, lengths: np.ndarray, ns) -> dict[int, int | None]:
+    """`find_top_duplicate(get_n_grams(words, n))` for each n: the most frequent n-gram's length
+    times its count, the first seen among equally frequent ones (as `Counter.most_common(1)`
+    picks: the earliest position whose n-gram has the top count is that n-gram's first); None
     without an n-gram."""
-    if len(lengths) < n:
-        return None
-    starts, ends = _ngram_ranges(lengths, 1, n)
-    keys = spaced.of(starts, ends)
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    best = counts.max()
-    position = first[counts == best].min()
-    return int(ends[position] - starts[position]) * int(best)
+    grams = NgramGroups(spaced, lengths, 1, ns)
+    found: dict[int, int | None] = dict.fromkeys(ns)
+    if not grams.ns:
+        return found
+    counts = np.bincount(grams.groups)[grams.groups]
+    for n in grams.ns:
+        start, stop = grams.block(n)
+        block = counts[start:stop]
+        best = block.max()
+        found[n] = int(grams.sizes[start + int(np.argmax(block == best))]) * int(best)
+    return found
 
 
-def duplicated_ngram_chars(joined: SubstringHashes, lengths: np.ndarray, n: int) -> int:
-    """`find_all_duplicate(words, n)`: characters of the n-grams met again in the filter's walk."""
-    if len(lengths) < n:
-        return 0
-    starts, ends = _ngram_ranges(lengths, 0, n)
-    keys = joined.of(starts, ends)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    repeats = order[1:][sorted_keys[1:] == sorted_keys[:-1]]  # positions whose n-gram came earlier
-    if not len(repeats):
-        return 0
-    first = int(repeats.min())
-    key_list, sizes = keys.tolist(), (ends - starts).tolist()
-    seen = set(key_list[:first])  # every position before the first repeat is visited and new
-    repeated, idx, last = 0, first, len(key_list)
-    while idx < last:
-        key = key_list[idx]
-        if key in seen:
-            repeated += sizes[idx]
-            idx += n
-        else:
-            seen.add(key)
-            idx += 1
-    return repeated
+def duplicated_ngram_chars(joined: SubstringHashes, lengths: np.ndarray, ns) -> dict[int, int]:
+    """`find_all_duplicate(words, n)` for each n: characters of the n-grams the filter's walk
+    meets again. The walk visits positions one by one, adds a new n-gram to its seen set, and
+    jumps n positions over an n-gram it has seen. Only an n-gram that occurred earlier can be
+    one it has seen, so the walk here stops only at those (`later`); the positions in between
+    are visited and new, and their groups are marked seen in one step."""
+    grams = NgramGroups(joined, lengths, 0, ns)
+    found = dict.fromkeys(ns, 0)
+    if not grams.ns or not grams.later.any():
+        return found
+    seen = np.zeros(len(grams.groups), bool)  # per group: met at a visited position
+    for n in grams.ns:
+        start, stop = grams.block(n)
+        repeated, idx = 0, start
+        for candidate in (np.flatnonzero(grams.later[start:stop]) + start).tolist():
+            if candidate < idx:
+                continue  # jumped over
+            seen[grams.groups[idx:candidate]] = True
+            group = grams.groups[candidate]
+            if seen[group]:
+                repeated += int(grams.sizes[candidate])
+                idx = candidate + n
+            else:
+                seen[group] = True
+                idx = candidate + 1
+        found[n] = repeated
+    return found
 
 
 class FastGopherRepetitionFilter(GopherRepetitionFilter):
@@ -124,14 +181,15 @@ class FastGopherRepetitionFilter(GopherRepetitionFilter):
         lengths = np.fromiter(map(len, words), np.int64, len(words))
 
         spaced = SubstringHashes(" ".join(words)) if self.top_n_grams else None
+        tops = top_ngram_chars(spaced, lengths, [n for n, _ in self.top_n_grams]) if spaced else {}
         for n, n_frac in self.top_n_grams:
-            top_char_length = top_ngram_chars(spaced, lengths, n)
-            if top_char_length is not None and top_char_length / len(text) > n_frac:
+            if tops[n] is not None and tops[n] / len(text) > n_frac:
                 return False, f"top_{n}_gram"
 
         joined = SubstringHashes("".join(words)) if self.dup_n_grams else None
+        duplicated = duplicated_ngram_chars(joined, lengths, [n for n, _ in self.dup_n_grams]) if joined else {}
         for n, n_frac in self.dup_n_grams:
-            if duplicated_ngram_chars(joined, lengths, n) / len(text) > n_frac:
+            if duplicated[n] / len(text) > n_frac:
                 return False, f"duplicated_{n}_n_grams"
         return True
 

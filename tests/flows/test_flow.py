@@ -70,3 +70,36 @@ def test_flow_on_a_local_dask_cluster(tmp_path, wiki_docs, harness):
     assert warehouse_views(tmp_path / "dask/warehouse.duckdb", "same") == warehouse_views(
         tmp_path / "serial/warehouse.duckdb", "same"
     )
+
+
+def _task_log_messages(flow_run_id) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [log.message for log in logs if log.task_run_id is not None]
+
+
+def test_by_default_shard_tasks_run_in_a_pool_of_worker_processes(tmp_path, wiki_docs, harness, monkeypatch):
+    """A plain run uses every core: one worker process per core, none of them the flow's own."""
+    import os
+    import re
+
+    from flows.curate import task_runner_for
+
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "INFO")  # the workers' shard logs name their process
+
+    for i in range(4):
+        write_shard(tmp_path / f"in/{i}.parquet", {"text": wiki_docs[i * 3 : i * 3 + 3]})
+    cfg = make_config(tmp_path, [str(tmp_path / "in/*.parquet")])
+    assert cfg.execution.task_runner == "process" and cfg.execution.workers == os.cpu_count()
+    state = curate_flow.with_options(task_runner=task_runner_for(cfg))(config=cfg, run_id="procs", return_state=True)
+    assert state.result()["totals"]["docs_in"] == 12
+    messages = _task_log_messages(state.state_details.flow_run_id)
+    quality = [m for m in messages if m.startswith("quality ")]
+    assert len(quality) == 4, messages
+    pids = {int(re.search(r"\(process (\d+)\)", m).group(1)) for m in messages if "(process " in m}
+    assert pids and os.getpid() not in pids and len(pids) <= cfg.execution.workers

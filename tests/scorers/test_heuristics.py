@@ -52,11 +52,12 @@ def test_statistics_equal_datatrove_s(wiki_docs, messy_docs, tokenizer):
         if not words:
             continue
         spaced, joined = SubstringHashes(" ".join(words)), SubstringHashes("".join(words))
+        tops, duplicated = top_ngram_chars(spaced, lengths, (2, 3, 4)), duplicated_ngram_chars(joined, lengths, range(5, 11))
         for n in (2, 3, 4):
             ngrams = get_n_grams(words, n)
-            assert top_ngram_chars(spaced, lengths, n) == (find_top_duplicate(ngrams) if ngrams else None), (n, text[:80])
+            assert tops[n] == (find_top_duplicate(ngrams) if ngrams else None), (n, text[:80])
         for n in range(5, 11):
-            assert duplicated_ngram_chars(joined, lengths, n) == find_all_duplicate(words, n), (n, text[:80])
+            assert duplicated[n] == find_all_duplicate(words, n), (n, text[:80])
 
 
 def test_decisions_and_reasons_equal_datatrove_s(wiki_docs, messy_docs, spanish_docs, tokenizer):

@@ -93,3 +93,19 @@ def test_fast_word_tokenizer_equals_spacy_s_words_and_sentences(language, wiki_d
         assert fast.word_tokenize(text) == spacy.word_tokenize(text)
     for line in lines:
         assert fast.span_tokenize(line) == spacy.span_tokenize(line), line
+
+
+def test_splitting_new_pieces_leaves_no_lexeme_without_its_attributes():
+    """The split skips spaCy's lexical attributes for new words; such a lexeme must not outlive
+    it, or a later spaCy call (the sentencizer reads is_punct) would see a word without them."""
+    from scorers.simplified_words import fast_word_tokenizer
+
+    tokenizer = fast_word_tokenizer("eng")
+    vocab = tokenizer.inner.tokenizer.vocab
+    getters = vocab.lex_attr_getters
+    novel = ["zqxjvblorp.", "(wuggletronic)", "!!!???"]
+    assert not any(piece.strip("().!?") in vocab for piece in novel)
+    assert tokenizer.piece_words(novel) == [("zqxjvblorp", "."), ("(", "wuggletronic", ")"), ("!", "!", "!", "?", "?", "?")]
+    assert vocab.lex_attr_getters is getters and len(getters) > 10
+    assert "zqxjvblorp" not in vocab and "wuggletronic" not in vocab
+    assert vocab["wuggletronic"].is_alpha and vocab["..."].is_punct  # made outside the split: attributes as usual
