@@ -233,7 +233,7 @@ def render(results: dict) -> str:
         lines += [
             "",
             f"14. whole run on {w['cores']} cores, {w['docs']:,} documents in {w['shards']} shards: datatrove's executor "
-            "(4 filters + MinHash signatures) vs our curation flow on Dask (ingest, exact and near dedup, the same filters)",
+            "(4 filters + MinHash signatures) vs our curation flow with its default worker processes (ingest, exact and near dedup, the same filters)",
             f"   datatrove {w['datatrove_s']} s, ours {w['ours_s']} s: {w['ratio']}x (target >= {w['target']}) "
             f"[{_verdict(w['ratio'] >= w['target'])}]",
             f"   ours per stage (wall): {w['ours_stages_wall_s']}",

@@ -43,22 +43,6 @@ def gopher_words(text: str, language: str | WordTokenizer) -> list[str]:
     return [w for w in split_into_words(text, language) if any(ch not in PUNCTUATION_SET for ch in w)]
 
 
-def _alpha_words_rule(max_non_alpha_words_ratio: float, language: WordTokenizer) -> Callable[[Document], bool | tuple[bool, str]]:
-    """Gopher's "80% of words contain a letter" rule, counting words only.
-
-    datatrove counts every punctuation token of the spaCy split as a word here, which on clean
-    prose drops about one article in ten; Gopher states the rule about words.
-    """
-
-    def check(doc: Document) -> bool | tuple[bool, str]:
-        words = gopher_words(doc.text, language)
-        if words and sum(any(c.isalpha() for c in w) for w in words) / len(words) < max_non_alpha_words_ratio:
-            return False, "gopher_below_alpha_threshold"
-        return True
-
-    return check
-
-
 def build_filters(cfg: QualityConfig) -> list[NamedFilter]:
     """The language-dependent filters of one (effective) block, cheap first."""
     from datatrove.pipeline.filters import FineWebQualityFilter
@@ -76,11 +60,12 @@ def build_filters(cfg: QualityConfig) -> list[NamedFilter]:
     if cfg.gopher_quality.enabled:
         params = dict(cfg.gopher_quality.params)
         if cfg.gopher_quality.alpha_words_rule == "words":
+            # Gopher's letter rule over words rather than every token (see FastGopherQualityFilter)
             ratio = params.pop("max_non_alpha_words_ratio", 0.8)
-            gopher = FastGopherQualityFilter(max_non_alpha_words_ratio=None, language=language, **params)
+            gopher = FastGopherQualityFilter(
+                max_non_alpha_words_ratio=None, min_alpha_words_share_of_words=ratio, language=language, **params
+            )
             filters.append(("gopher_quality", gopher.filter, True))
-            if ratio:
-                filters.append(("gopher_quality", _alpha_words_rule(ratio, language), True))
         else:
             filters.append(("gopher_quality", FastGopherQualityFilter(language=language, **params).filter, True))
     if cfg.c4.enabled:
@@ -188,7 +173,7 @@ class Quality(DocumentStage):
             tokenizer = fast_word_tokenizer(self.config.for_language(language).word_tokenizer)
             if isinstance(tokenizer, CachedWordTokenizer):
                 with SPACY_LOCK:
-                    tokenizer.piece_words([piece for text in group for piece in text.split()])
+                    tokenizer.learn([piece for text in group for piece in text.split()])
 
     def filters_for(self, language: str | None) -> tuple[NamedFilter, ...]:
         key = language if language in self.config.languages else None

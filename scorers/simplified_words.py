@@ -15,19 +15,18 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cache
-from itertools import chain
+from itertools import chain, islice
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION, TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer, load_word_tokenizer
-from spacy.attrs import IS_PUNCT
+from spacy.attrs import IDX, IS_PUNCT, LENGTH
 
 _WINDOW_BASE = np.uint64(0x9E3779B97F4A7C15)
 
@@ -93,16 +92,24 @@ class CachedWordTokenizer(WordTokenizer):
             return list(map(cache.__getitem__, pieces))  # every piece seen before: the common case
         except KeyError:
             pass
-        new = [piece for piece in dict.fromkeys(pieces) if piece not in cache]
-        fresh = {}
+        self.learn(pieces)
+        return list(map(cache.__getitem__, pieces))
+
+    def learn(self, pieces: list[str]) -> None:
+        """Split the pieces not seen before, in a few spaCy calls, and cache them all. A full cache
+        is cleared first (cheaper than evicting entries one by one), keeping these pieces."""
+        cache = self._words
+        distinct = dict.fromkeys(pieces)
+        new = [piece for piece in distinct if piece not in cache]
+        if not new:
+            return
+        if len(cache) + len(new) > self.max_entries:
+            kept = {piece: cache[piece] for piece in distinct if piece in cache}
+            cache.clear()
+            cache.update(kept)
         for start in range(0, len(new), self.SPLIT_BATCH):
             chunk = new[start : start + self.SPLIT_BATCH]
-            fresh.update(zip(chunk, self._split(chunk)))
-        words = [fresh[piece] if piece in fresh else cache[piece] for piece in pieces]
-        if len(cache) + len(fresh) > self.max_entries:
-            cache.clear()
-        cache.update(fresh)
-        return words
+            cache.update(zip(chunk, self._split(chunk)))
 
     def _split(self, pieces: list[str]) -> list[tuple[str, ...]]:
         """spaCy's words of each piece: one call over the pieces joined by single spaces, each
@@ -113,24 +120,28 @@ class CachedWordTokenizer(WordTokenizer):
         if nlp is None or not hasattr(nlp, "memory_zone"):
             return [tuple(self.inner.word_tokenize(piece)) for piece in pieces]
         special = nlp.tokenizer.rules
-        words: list[tuple[str, ...] | None] = [_letters_split(piece, special) for piece in pieces]
+        words: list[tuple[str, ...] | None] = [
+            (piece,) if piece.isalpha() and piece.isascii() and piece not in special else _letters_split(piece, special)
+            for piece in pieces
+        ]
         rest = [i for i, split in enumerate(words) if split is None]
         if not rest:
             return words
         # pieces joined by spaces, or by a line break where a special case spans a space, so that
         # two pieces never form one
         separator = " \n " if self._spaced_specials() else " "
-        starts, offset = [], 0
-        for i in rest:
-            starts.append(offset)
-            offset += len(pieces[i]) + len(separator)
+        joined = separator.join(pieces[i] for i in rest)
+        starts = np.cumsum([0] + [len(pieces[i]) + len(separator) for i in rest[:-1]])
         found: list[list[str]] = [[] for _ in rest]
         try:
             with nlp.memory_zone(), _without_lexeme_attributes(nlp.vocab):
-                for token in nlp.tokenizer(separator.join(pieces[i] for i in rest)):
-                    word = token.text.strip()
-                    if word:
-                        found[bisect_right(starts, token.idx) - 1].append(word)
+                # offsets and lengths as arrays: no Python object per token
+                bounds = nlp.tokenizer(joined).to_array([IDX, LENGTH]).astype(np.int64)
+            owners = np.searchsorted(starts, bounds[:, 0], side="right") - 1
+            for owner, start, length in zip(owners.tolist(), bounds[:, 0].tolist(), bounds[:, 1].tolist()):
+                word = joined[start : start + length].strip()
+                if word:
+                    found[owner].append(word)
         except Exception:  # noqa: BLE001 - spaCy raises plain errors on a few strings; the slow path handles them
             found = [self.inner.word_tokenize(pieces[i]) for i in rest]
         for i, split in zip(rest, found):
@@ -141,10 +152,18 @@ class CachedWordTokenizer(WordTokenizer):
         return self.inner.sent_tokenize(text)
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        """The sentence spans spaCy's sentencizer gives, from the cached words. spaCy's tokens of
-        a text are the pieces' words (a piece's tokens cover it exactly) and one token per run
-        of whitespace, less the single space that follows a piece; the sentencizer starts a
-        sentence at the first token, and at a token that is neither punctuation nor a
+        return list(self.iter_spans(text))
+
+    def sentence_count(self, text: str, limit: int) -> int:
+        """`len(split_into_sentences(text, self))` or `limit`, whichever is smaller: the spans
+        are found only until there are `limit` of them (a text without spans is one part)."""
+        return max(1, sum(1 for _ in islice(self.iter_spans(text), limit)))
+
+    def iter_spans(self, text: str) -> Iterator[tuple[int, int]]:
+        """The sentence spans spaCy's sentencizer gives, from the cached words, one by one. spaCy's
+        tokens of a text are the pieces' words (a piece's tokens cover it exactly) and one token
+        per run of whitespace, less the single space that follows a piece; the sentencizer starts
+        a sentence at the first token, and at a token that is neither punctuation nor a
         sentence-final character after one that was a sentence-final character."""
         nlp = getattr(self.inner, "tokenizer", None)
         if (
@@ -154,11 +173,12 @@ class CachedWordTokenizer(WordTokenizer):
             or nlp is None
             or "sentencizer" not in nlp.pipe_names
         ):
-            return self.inner.span_tokenize(text)
-        runs = _RUNS.findall(text)
-        words = iter(self.piece_words([run for run in runs if not run[0].isspace()]))
+            yield from self.inner.span_tokenize(text)
+            return
         kinds = self._token_kinds(nlp)
-        spans, sentence_start, end, offset, seen_final = [], None, 0, 0, False
+        cache = self._words
+        sentence_start, end, offset, seen_final = None, 0, 0, False
+        runs = _RUNS.findall(text)
         for run in runs:
             if run[0].isspace():
                 # after a piece, spaCy gives its first space to the piece's last token
@@ -166,21 +186,24 @@ class CachedWordTokenizer(WordTokenizer):
                 tokens = ((run[skip:], None),) if len(run) > skip else ()
                 offset += skip
             else:
-                tokens = ((word, kinds.get(word)) for word in next(words))
+                split = cache.get(run)  # a stage splits its batch's pieces first: nearly always there
+                if split is None:  # else the text's pieces in one call, then from the cache
+                    self.piece_words([r for r in runs if not r[0].isspace()])
+                    split = cache.get(run) or self.piece_words([run])[0]
+                tokens = ((word, kinds.get(word)) for word in split)
             for token, kind in tokens:
                 if kind is None:
                     kind = kinds[token] = self._kind(token)
                 if sentence_start is None:
                     sentence_start = offset
                 elif seen_final and kind == _WORD:
-                    spans.append((sentence_start, end))
+                    yield sentence_start, end
                     sentence_start, seen_final = offset, False
                 if kind == _SENTENCE_FINAL:
                     seen_final = True
                 end = offset = offset + len(token)
         if sentence_start is not None:
-            spans.append((sentence_start, end))
-        return spans
+            yield sentence_start, end
 
     def _token_kinds(self, nlp) -> dict[str, int]:
         if getattr(self, "_kinds", None) is None or len(self._kinds) > self.max_entries:

@@ -93,6 +93,32 @@ def test_quality_rules_equal_datatrove_s(wiki_docs, messy_docs, spanish_docs, to
         assert len({b for _, b in decisions if b is not True}) >= 4  # several rules fire
 
 
+def test_letter_rule_over_words_is_gopher_s_rule_on_words(wiki_docs, messy_docs, spanish_docs, tokenizer):
+    """The default letter rule: datatrove's filter without its token-counted rule, then "at least
+    80% of the words (tokens with a non-punctuation character) hold a letter"."""
+    from datatrove.pipeline.filters import GopherQualityFilter
+    from datatrove.utils.text import PUNCTUATION_SET, split_into_words
+
+    from scorers.heuristics import FastGopherQualityFilter
+
+    def reference(text: str) -> bool | tuple[bool, str]:
+        verdict = GopherQualityFilter(language=tokenizer, max_non_alpha_words_ratio=None).filter(Document(text=text, id="x"))
+        if verdict is not True:
+            return verdict
+        words = [w for w in split_into_words(text, tokenizer) if any(ch not in PUNCTUATION_SET for ch in w)]
+        if words and sum(any(c.isalpha() for c in w) for w in words) / len(words) < 0.8:
+            return False, "gopher_below_alpha_threshold"
+        return True
+
+    table = " ".join(f"{1000 + i} {i * 7001}.25 ({2000 + i})" for i in range(40))
+    prose = " the measurements from the station and the values of the survey were" * 8
+    texts = wiki_docs[:300] + messy_docs + spanish_docs + [table, table + prose, table + prose * 3]
+    ours = FastGopherQualityFilter(language=tokenizer, max_non_alpha_words_ratio=None, min_alpha_words_share_of_words=0.8)
+    decisions = [(ours.filter(Document(text=t, id="x")), reference(t)) for t in texts]
+    assert all(a == b for a, b in decisions)
+    assert any(b == (False, "gopher_below_alpha_threshold") for _, b in decisions)
+
+
 def test_c4_decisions_and_kept_text_equal_datatrove_s(wiki_docs, messy_docs, spanish_docs, tokenizer):
     from datatrove.pipeline.filters import C4QualityFilter
 
