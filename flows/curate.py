@@ -8,9 +8,14 @@ default a pool of processes, one per core of this machine; Dask when one machine
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
 
 from prefect import flow, get_run_logger, task, unmapped
+from prefect import task_runners as prefect_task_runners
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
@@ -60,6 +65,54 @@ def shard_task(step: Step, plan: RunPlan, shard: Shard) -> dict | None:
     return record
 
 
+_watching_parent = False
+
+
+def exit_with_parent(parent: int | None = None) -> None:
+    """In a worker process (the pool's, a Dask worker): exit as soon as the process that started
+    it is gone. A pool's workers otherwise outlive a killed run and go on writing into the run
+    folder its rerun owns; what they leave half-written is never taken as done (atomic writes).
+    Not in the flow's own process (the thread runner), whose parent is the user's shell.
+    `parent`: the pid that started this process, when known (it may be gone before this runs)."""
+    global _watching_parent
+    if _watching_parent or multiprocessing.parent_process() is None:
+        return
+    _watching_parent = True
+    parent = parent or os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _start_worker(message_queue, parent: int) -> None:
+    """A pool worker's start: Prefect's own set-up, then the watch on its parent."""
+    exit_with_parent(parent)
+    prefect_task_runners._initialize_process_pool_worker(message_queue)
+
+
+class WorkerPool(ProcessPoolTaskRunner):
+    """Prefect's process pool, whose workers exit when the run's process is gone (killed, say):
+    a worker idle in the pool, or busy with a task, would otherwise live on. The pool starts its
+    processes on the first task, so the executor is swapped for one whose workers start with
+    the watch before any exists."""
+
+    def __enter__(self):
+        super().__enter__()
+        prefect_s = self._executor
+        self._executor = ProcessPoolExecutor(
+            max_workers=self._max_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(self._subprocess_message_queue, os.getpid()),
+        )
+        prefect_s.shutdown(wait=False)
+        return self
+
+
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2, retry_condition_fn=retry_unless_final, task_run_name="{step.name}")
 def global_task(step: Step, plan: RunPlan) -> dict | None:
     return step.fn(plan, None)
@@ -75,7 +128,7 @@ def task_runner_for(cfg: RunConfig):
             cluster_kwargs={"n_workers": cfg.execution.workers, "threads_per_worker": 1, "dashboard_address": ":0"}
         )
     if cfg.execution.task_runner == "process":
-        return ProcessPoolTaskRunner(max_workers=cfg.execution.workers)
+        return WorkerPool(max_workers=cfg.execution.workers)
     return ThreadPoolTaskRunner(max_workers=cfg.execution.workers)
 
 

@@ -197,3 +197,26 @@ def test_the_temporary_server_leaves_no_prefect_worker_pointing_at_it():
         assert noisy() == 1
         assert EventsWorker._instances or APILogWorker._instances  # the flow did start workers
     assert not EventsWorker._instances and not APILogWorker._instances
+
+
+def test_a_killed_run_leaves_no_worker_process_behind(tmp_path, inputs):
+    """A plain run's shard tasks run in a pool of worker processes; killing the run must not leave
+    them running (writing into a run folder a rerun owns, holding memory)."""
+    config = _config(tmp_path, inputs)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from cli.main import app; app()", "run", str(config), "--run-id", "w"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    workers: list[int] = []
+    while not workers:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its workers started"
+        workers = [c for c in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), f"worker processes {workers} outlived their run"
