@@ -488,6 +488,9 @@ def _finish_context(plan: RunPlan, stage: str, final_curated: list[Path]) -> Fin
 
 
 def finalize_run(plan: RunPlan) -> dict:
+    # a worker killed mid-write within this run (Dask reran its task elsewhere) left its
+    # temporary; every task has ended, so nothing is still writing one
+    _remove_partial_files(plan.run_dir)
     stats = _load_stats(plan)
     _check_some_input_was_read(plan, stats)
     check_accounting(plan, stats)

@@ -197,3 +197,21 @@ def test_credentials_in_input_urls_are_never_stored(tmp_path, crawl):
     for table in ("_jobs", "_input_errors", "_job_files"):
         cols, rows = Warehouse(tmp_path / "warehouse.duckdb").query(f"SELECT * FROM {table}")
         assert "hunter2pass" not in repr(rows) and "t0psecretsig" not in repr(rows), table
+
+
+def test_finalizing_removes_the_temporaries_of_a_worker_killed_mid_write(tmp_path, wiki_docs):
+    """A worker killed while writing leaves `.name.tmp-*` beside the output its rerun task then
+    wrote; the finished run holds exactly what an uninterrupted one holds."""
+    from curation.runner import finalize_run, prepare_run, run_steps, setup_stages
+
+    write_shard(tmp_path / "in/0.parquet", {"text": wiki_docs[:4]})
+    plan = prepare_run(make_config(tmp_path, [str(tmp_path / "in/*.parquet")]), "tmp")
+    setup_stages(plan)
+    for step in run_steps(plan):
+        for shard in plan.shards if step.per_shard else [None]:
+            step.fn(plan, shard)
+    leftover = plan.paths(plan.stages[-1], plan.shards[0]).curated.parent / ".shard-00000.parquet.tmp-dead"
+    leftover.write_bytes(b"half a parquet file")
+    finalize_run(plan)
+    assert not leftover.exists()
+    assert not list(plan.run_dir.rglob(".*.tmp-*"))
