@@ -153,13 +153,28 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's reaping is missing
 
 
-def test_a_killed_run_leaves_no_prefect_server_behind(tmp_path, inputs):
-    config = _config(tmp_path, inputs)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from cli.main import app; app()", "run", str(config), "--run-id", "k"],
+def _alive_after_killing(proc: subprocess.Popen, pids: list[int], seconds: float) -> list[int]:
+    """SIGKILL the run, then wait up to `seconds` for `pids` to end; those still alive."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [p for p in pids if _alive(p)]
+
+
+def _run_through_prefect(config: Path, run_id: str) -> subprocess.Popen:
+    """`curate run` as a user starts it (a flow on a private Prefect server), in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from cli.main import app; app()", "run", str(config), "--run-id", run_id],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def test_a_killed_run_leaves_no_prefect_server_behind(tmp_path, inputs):
+    config = _config(tmp_path, inputs)
+    proc = _run_through_prefect(config, "k")
     deadline = time.monotonic() + 120
     # the run has started (so its Prefect server is up) once the run folder has its manifest
     while not (tmp_path / "out/runs/k/run.json").exists():
@@ -169,12 +184,7 @@ def test_a_killed_run_leaves_no_prefect_server_behind(tmp_path, inputs):
     servers = [c for c in children if b"uvicorn" in Path(f"/proc/{c}/cmdline").read_bytes()]
     assert servers, f"no Prefect server among the run's children {children}"
     assert proc.poll() is None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.monotonic() + 15
-    while any(_alive(s) for s in servers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(_alive(s) for s in servers), f"Prefect server {servers} outlived its run"
+    assert not _alive_after_killing(proc, servers, 15), f"Prefect server {servers} outlived its run"
 
 
 def test_the_temporary_server_leaves_no_prefect_worker_pointing_at_it():
@@ -203,20 +213,11 @@ def test_a_killed_run_leaves_no_worker_process_behind(tmp_path, inputs):
     """A plain run's shard tasks run in a pool of worker processes; killing the run must not leave
     them running (writing into a run folder a rerun owns, holding memory)."""
     config = _config(tmp_path, inputs)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from cli.main import app; app()", "run", str(config), "--run-id", "w"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _run_through_prefect(config, "w")
     deadline = time.monotonic() + 180
     workers: list[int] = []
     while not workers:
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its workers started"
         workers = [c for c in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
         time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.monotonic() + 30
-    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(_alive(w) for w in workers), f"worker processes {workers} outlived their run"
+    assert not _alive_after_killing(proc, workers, 30), f"worker processes {workers} outlived their run"
