@@ -65,20 +65,11 @@ def shard_task(step: Step, plan: RunPlan, shard: Shard) -> dict | None:
     return record
 
 
-_watching_parent = False
-
-
-def exit_with_parent(parent: int | None = None) -> None:
-    """In a worker process (the pool's, a Dask worker): exit as soon as the process that started
-    it is gone. A pool's workers otherwise outlive a killed run and go on writing into the run
-    folder its rerun owns; what they leave half-written is never taken as done (atomic writes).
-    Not in the flow's own process (the thread runner), whose parent is the user's shell.
-    `parent`: the pid that started this process, when known (it may be gone before this runs)."""
-    global _watching_parent
-    if _watching_parent or multiprocessing.parent_process() is None:
-        return
-    _watching_parent = True
-    parent = parent or os.getppid()
+def _start_worker(message_queue, parent: int) -> None:
+    """A pool worker's start: a watch that exits the worker once `parent`, the run's process, is
+    gone (it may be gone already: the worker has just imported everything), then Prefect's own
+    set-up. Without it a pool's workers outlive a killed run and go on writing into the run
+    folder its rerun owns; what they leave half-written is never taken as done (atomic writes)."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -86,11 +77,6 @@ def exit_with_parent(parent: int | None = None) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def _start_worker(message_queue, parent: int) -> None:
-    """A pool worker's start: Prefect's own set-up, then the watch on its parent."""
-    exit_with_parent(parent)
     prefect_task_runners._initialize_process_pool_worker(message_queue)
 
 

@@ -17,6 +17,8 @@ repeats skips the walk.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from datatrove.data import Document
 from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
@@ -101,11 +103,9 @@ class NgramGroups:
         self.later = earliest[self.groups] != np.arange(len(keys))
         self.sizes = last - first
 
-    def block(self, n: int) -> tuple[int, int] | None:
-        if n not in self.ns:
-            return None
-        b = self.ns.index(n)
-        return self.offsets[b], self.offsets[b + 1]
+    def blocks(self) -> Iterator[tuple[int, int, int]]:
+        """(n, first index, end) of each block."""
+        return zip(self.ns, self.offsets[:-1], self.offsets[1:])
 
 
 def top_ngram_chars(spaced: SubstringHashes, lengths: np.ndarray, ns) -> dict[int, int | None]:
@@ -118,8 +118,7 @@ def top_ngram_chars(spaced: SubstringHashes, lengths: np.ndarray, ns) -> dict[in
     if not grams.ns:
         return found
     counts = np.bincount(grams.groups)[grams.groups]
-    for n in grams.ns:
-        start, stop = grams.block(n)
+    for n, start, stop in grams.blocks():
         block = counts[start:stop]
         best = block.max()
         found[n] = int(grams.sizes[start + int(np.argmax(block == best))]) * int(best)
@@ -137,8 +136,7 @@ def duplicated_ngram_chars(joined: SubstringHashes, lengths: np.ndarray, ns) -> 
     if not grams.ns or not grams.later.any():
         return found
     seen = np.zeros(len(grams.groups), bool)  # per group: met at a visited position
-    for n in grams.ns:
-        start, stop = grams.block(n)
+    for n, start, stop in grams.blocks():
         repeated, idx = 0, start
         for candidate in (np.flatnonzero(grams.later[start:stop]) + start).tolist():
             if candidate < idx:

@@ -120,10 +120,7 @@ class CachedWordTokenizer(WordTokenizer):
         if nlp is None or not hasattr(nlp, "memory_zone"):
             return [tuple(self.inner.word_tokenize(piece)) for piece in pieces]
         special = nlp.tokenizer.rules
-        words: list[tuple[str, ...] | None] = [
-            (piece,) if piece.isalpha() and piece.isascii() and piece not in special else _letters_split(piece, special)
-            for piece in pieces
-        ]
+        words: list[tuple[str, ...] | None] = [_letters_split(piece, special) for piece in pieces]
         rest = [i for i, split in enumerate(words) if split is None]
         if not rest:
             return words
@@ -187,9 +184,9 @@ class CachedWordTokenizer(WordTokenizer):
                 offset += skip
             else:
                 split = cache.get(run)  # a stage splits its batch's pieces first: nearly always there
-                if split is None:  # else the text's pieces in one call, then from the cache
-                    self.piece_words([r for r in runs if not r[0].isspace()])
-                    split = cache.get(run) or self.piece_words([run])[0]
+                if split is None:  # else the text's pieces in one call (kept however full the cache)
+                    self.learn([r for r in runs if not r[0].isspace()])
+                    split = cache[run]
                 tokens = ((word, kinds.get(word)) for word in split)
             for token, kind in tokens:
                 if kind is None:
