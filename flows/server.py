@@ -68,6 +68,22 @@ def _drain_prefect_workers(timeout_s: float = 15.0) -> None:
     EventsWorker.drain_all(timeout=timeout_s)
 
 
+def _point_process_at(url: str | None) -> None:
+    """Make `url` the API of every thread of this process and of the processes it starts (`None`:
+    no API). A settings context covers only the thread that entered it; Prefect's own threads
+    (the process pool's forwarder of its workers' logs and events, say) read the global
+    settings, made from the environment when Prefect was imported, and a thread that found no
+    API there would start a temporary server of Prefect's own, send it the workers' events,
+    and could leave it running after the process exits."""
+    from prefect.context import refresh_global_settings_context
+
+    if url is None:
+        os.environ.pop("PREFECT_API_URL", None)
+    else:
+        os.environ["PREFECT_API_URL"] = url
+    refresh_global_settings_context()
+
+
 def configured_api_url() -> str | None:
     from prefect.settings import get_current_settings
 
@@ -105,15 +121,12 @@ def prefect_api(timeout_s: float = 60.0) -> Iterator[str]:
     previous = os.environ.get("PREFECT_API_URL")
     try:
         wait_healthy(proc, url, timeout_s)
-        os.environ["PREFECT_API_URL"] = url  # inherited by worker processes started from here
+        _point_process_at(url)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:
         _drain_prefect_workers()
-        if previous is None:
-            os.environ.pop("PREFECT_API_URL", None)
-        else:
-            os.environ["PREFECT_API_URL"] = previous
+        _point_process_at(previous)
         proc.terminate()
         try:
             proc.wait(timeout=10)

@@ -221,3 +221,35 @@ def test_a_killed_run_leaves_no_worker_process_behind(tmp_path, inputs):
         workers = [c for c in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
         time.sleep(0.1)
     assert not _alive_after_killing(proc, workers, 30), f"worker processes {workers} outlived their run"
+
+
+def _servers_among_children(pid: int) -> set[int]:
+    found = set()
+    for child in _children(pid):
+        try:
+            if b"prefect.server.api.server" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.add(child)
+        except FileNotFoundError:
+            pass  # ended between the listing and the read
+    return found
+
+
+def test_a_run_through_prefect_reports_to_one_server_and_leaves_none(tmp_path, inputs):
+    """The run's own Prefect server is the only one: a thread of the process pool once found no
+    API in Prefect's global settings and started a temporary server of Prefect's own (its
+    workers' events went there), which could outlive the run."""
+    config = _config(tmp_path, inputs)
+    proc = _run_through_prefect(config, "one")
+    deadline = time.monotonic() + 300
+    seen: set[int] = set()
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "the run did not finish"
+        seen |= _servers_among_children(proc.pid)
+        time.sleep(0.05)
+    assert proc.returncode == 0
+    assert (tmp_path / "out/runs/one/summary.json").exists()
+    assert len(seen) == 1, f"the run started {len(seen)} Prefect servers: {sorted(seen)}"
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in seen) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in seen if _alive(p)], "a Prefect server outlived its run"
