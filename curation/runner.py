@@ -400,6 +400,40 @@ def run_steps(plan: RunPlan) -> list[Step]:
     return steps
 
 
+@dataclass(frozen=True)
+class ShardChain:
+    """Consecutive per-shard steps that one task runs over one shard, in order. A shard's next
+    step reads only that shard's output of the step before, so only a global step (a plan over
+    every shard) needs every shard done first. One task per shard per chain rather than per
+    step: an orchestrated task costs more than many steps do (Prefect's set-up of a task in a
+    pool worker is ~0.15 s: its settings and API client rebuilt each time), and each extra
+    barrier leaves cores idle while the slowest shard finishes. Retried, a chain redoes only
+    the steps whose outputs are missing."""
+
+    steps: tuple[Step, ...]
+
+    @property
+    def name(self) -> str:
+        return "+".join(step.name for step in self.steps)
+
+    def fn(self, plan: RunPlan, shard: Shard) -> list[dict | None]:
+        return [step.fn(plan, shard) for step in self.steps]
+
+
+def scheduled_steps(plan: RunPlan) -> list[ShardChain | Step]:
+    """`run_steps` as the flow schedules them: each run of consecutive per-shard steps as one
+    chain, each global step on its own."""
+    scheduled: list[ShardChain | Step] = []
+    for step in run_steps(plan):
+        if not step.per_shard:
+            scheduled.append(step)
+        elif scheduled and isinstance(scheduled[-1], ShardChain):
+            scheduled[-1] = ShardChain((*scheduled[-1].steps, step))
+        else:
+            scheduled.append(ShardChain((step,)))
+    return scheduled
+
+
 # ---------------------------------------------------------------- finishing
 
 

@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION, TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer, load_word_tokenizer
-from spacy.attrs import IDX, IS_PUNCT, LENGTH
+
+from scorers.words import spacy_attrs
 
 _WINDOW_BASE = np.uint64(0x9E3779B97F4A7C15)
 
@@ -133,7 +134,7 @@ class CachedWordTokenizer(WordTokenizer):
         try:
             with nlp.memory_zone(), _without_lexeme_attributes(nlp.vocab):
                 # offsets and lengths as arrays: no Python object per token
-                bounds = nlp.tokenizer(joined).to_array([IDX, LENGTH]).astype(np.int64)
+                bounds = nlp.tokenizer(joined).to_array([spacy_attrs.IDX, spacy_attrs.LENGTH]).astype(np.int64)
             owners = np.searchsorted(starts, bounds[:, 0], side="right") - 1
             for owner, start, length in zip(owners.tolist(), bounds[:, 0].tolist(), bounds[:, 1].tolist()):
                 word = joined[start : start + length].strip()
@@ -207,7 +208,7 @@ class CachedWordTokenizer(WordTokenizer):
             sentencizer = nlp.get_pipe("sentencizer")
             self._kinds: dict[str, int] = {}
             self._final_chars = sentencizer.punct_chars
-            self._is_punct = nlp.vocab.lex_attr_getters[IS_PUNCT]
+            self._is_punct = nlp.vocab.lex_attr_getters[spacy_attrs.IS_PUNCT]
         return self._kinds
 
     def _kind(self, token: str) -> int:

@@ -7,7 +7,7 @@ from conftest import artifacts_of, assert_same_run_outputs, curated_rows, make_c
 from prefect.testing.utilities import prefect_test_harness
 
 from curation.runner import run_pipeline
-from flows.curate import curate_flow, run_curate_flow
+from flows.curate import curate_flow, run_curate_flow, task_runner_for
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +103,50 @@ def test_by_default_shard_tasks_run_in_a_pool_of_worker_processes(tmp_path, wiki
     assert len(quality) == 4, messages
     pids = {int(re.search(r"\(process (\d+)\)", m).group(1)) for m in messages if "(process " in m}
     assert pids and os.getpid() not in pids and len(pids) <= cfg.execution.workers
+
+
+def test_a_shards_consecutive_steps_run_as_one_task(tmp_path, wiki_docs, harness):
+    """Between two global steps a shard's steps are one task: an orchestrated task costs more
+    than most steps do. The flow still reports every step of every shard and equals the serial run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from curation.runner import ShardChain, prepare_run, run_steps, scheduled_steps
+    from schemas import progress
+
+    for i in range(2):
+        write_shard(tmp_path / f"in/{i}.parquet", {"text": wiki_docs[i * 4 : i * 4 + 4] + [wiki_docs[0]]})
+    inputs = [str(tmp_path / "in/*.parquet")]
+    serial = run_pipeline(make_config(tmp_path / "serial", inputs), run_id="c")
+    cfg = make_config(tmp_path / "flow", inputs, execution={"task_runner": "thread"})
+    done: list[tuple[str, str]] = []
+
+    class Events:
+        def stage_started(self, stage, shards):
+            pass
+
+        def shard_done(self, stage, shard, docs_in, docs_out):
+            done.append((stage, shard))
+
+    progress.set_reporter(Events())
+    try:
+        state = curate_flow.with_options(task_runner=task_runner_for(cfg))(config=cfg, run_id="c", return_state=True)
+    finally:
+        progress.set_reporter(None)
+    assert state.result()["totals"] == serial["totals"]
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    plan = prepare_run(make_config(tmp_path / "steps", inputs), "steps")
+    scheduled = scheduled_steps(plan)
+    chains = [s for s in scheduled if isinstance(s, ShardChain)]
+    expected = sorted(
+        [f"{chain.name}-{shard.id}" for chain in chains for shard in plan.shards]
+        + [s.name for s in scheduled if not isinstance(s, ShardChain)]
+    )
+    assert sorted(run.name for run in task_runs) == expected
+    steps = run_steps(plan)
+    assert any(len(chain.steps) > 1 for chain in chains)
+    assert [step for chain in chains for step in chain.steps] == [step for step in steps if step.per_shard]
+    assert sorted(done) == sorted((step.name, shard.id) for step in steps if step.per_shard for shard in plan.shards)
