@@ -98,7 +98,7 @@ def prefect_api(timeout_s: float = 60.0) -> Iterator[str]:
     if configured:
         yield configured
         return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
@@ -122,7 +122,10 @@ def prefect_api(timeout_s: float = 60.0) -> Iterator[str]:
     try:
         wait_healthy(proc, url, timeout_s)
         _point_process_at(url)
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        # Heartbeats let a lasting server mark a flow whose process died as crashed; this one
+        # dies with the flow's process. Prefect's heartbeat thread sleeps in whole seconds, and
+        # a flow's end waits for it: up to a second of every run for nothing.
+        with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield url
     finally:
         _drain_prefect_workers()
