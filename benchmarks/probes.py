@@ -3,6 +3,8 @@ events. Its own module so that child.py and the section modules child.py dispatc
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +18,68 @@ def proc_status_kb(field: str) -> int | None:
     except OSError:
         pass
     return None
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass  # ended while listed
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _is_prefect_server(pid: int) -> bool:
+    try:
+        return b"prefect.server.api.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+class TreeRssSampler:
+    """Peak of the summed RSS of this process and its descendants (a run's driver and its worker
+    processes), sampled every `interval` seconds by a thread; a Prefect server among them is
+    kept apart (its own peak). Sampling can miss a spike shorter than the interval; each
+    process's VmHWM is not enough, as the workers' peaks need not coincide."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.peak_kb = 0
+        self.server_peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            total, pending = 0, [os.getpid()]
+            while pending:
+                pid = pending.pop()
+                pending += _children(pid)
+                if _is_prefect_server(pid):
+                    self.server_peak_kb = max(self.server_peak_kb, _rss_kb(pid))
+                else:
+                    total += _rss_kb(pid)
+            self.peak_kb = max(self.peak_kb, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeRssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class EventRecorder:

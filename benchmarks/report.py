@@ -232,12 +232,21 @@ def render(results: dict) -> str:
         w = results["whole"]
         lines += [
             "",
-            f"14. whole run on {w['cores']} cores, {w['docs']:,} documents in {w['shards']} shards: datatrove's executor "
-            "(4 filters + MinHash signatures) vs our curation flow with its default worker processes (ingest, exact and near dedup, the same filters)",
-            f"   datatrove {w['datatrove_s']} s, ours {w['ours_s']} s: {w['ratio']}x (target >= {w['target']}) "
-            f"[{_verdict(w['ratio'] >= w['target'])}]",
-            f"   ours per stage (wall): {w['ours_stages_wall_s']}",
-            f"   datatrove per step (CPU, summed over tasks): {w['datatrove_steps_cpu_s']}",
+            f"14. whole run on {w['cores']} cores: datatrove's executor (4 filters + MinHash signatures) vs our curation flow with "
+            "its default worker processes (ingest, exact and near dedup, the same filters)",
+        ]
+        for r in w["runs"]:
+            lines += [
+                f"   {r['docs']:,} documents in {r['shards']} shards: datatrove {r['datatrove_s']} s, ours {r['ours_s']} s: "
+                f"{r['ratio']}x; ours peak RSS {r['ours_peak_rss_mb']} MB (driver + workers; Prefect server {r['server_peak_rss_mb']} MB)",
+                f"      ours per stage (s, summed over shards): {r['ours_stages_s']}",
+                f"      ours per phase (wall s): {r['ours_phases_wall_s']}",
+                f"      datatrove per step (s, summed over tasks): {r['datatrove_steps_s']}",
+            ]
+        lines += [
+            f"   ratio at {w['runs'][-1]['docs']:,} documents {w['ratio']}x (target >= {w['target']}) "
+            f"[{_verdict(w['ratio'] >= w['target'])}]; memory {w['runs'][-1]['docs']:,} vs {w['runs'][0]['docs']:,} documents "
+            f"{w['memory_ratio']}x (target <= {w['memory_target']}) [{_verdict(w['memory_ratio'] <= w['memory_target'])}]",
         ]
 
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from pathlib import Path
 from benchmarks.children import run_child
 from benchmarks.corpus import generate_corpus
 from benchmarks.measure import _ratio, full_pipeline_config
-from benchmarks.probes import EventRecorder
+from benchmarks.probes import EventRecorder, TreeRssSampler
 
 SCALING_TARGET = 1.7
 SCALE_CORPUS = 4
@@ -28,7 +28,8 @@ OVERHEAD_SHARDS, OVERHEAD_SHARD_DOCS = 48, 5
 
 
 def child_flow(spec: dict) -> dict:
-    """`run_curate_flow` on spec["config"] under a private Prefect server; the events' times."""
+    """`run_curate_flow` on spec["config"] under a private Prefect server; the events' times and
+    the peak memory of the run's processes (this one and its workers, the server apart)."""
     from datatrove.utils.text import split_into_words
 
     from flows.curate import run_curate_flow
@@ -40,14 +41,20 @@ def child_flow(spec: dict) -> dict:
     split_into_words("Warm up the word tokenizer before timing anything.", "eng")
     recorder = EventRecorder()
     progress.set_reporter(recorder)
-    with prefect_api():
+    with prefect_api(), TreeRssSampler() as rss:
         started = time.perf_counter()
         try:
             summary = run_curate_flow(cfg, run_id="bench")
         finally:
             progress.set_reporter(None)
         seconds = time.perf_counter() - started
-    return {"summary": summary, "seconds": seconds, "events": [(t - started, kind, stage) for t, kind, stage in recorder.events]}
+    return {
+        "summary": summary,
+        "seconds": seconds,
+        "events": [(t - started, kind, stage) for t, kind, stage in recorder.events],
+        "peak_tree_rss_kb": rss.peak_kb,
+        "server_peak_rss_kb": rss.server_peak_kb,
+    }
 
 
 CHILD_MODES = {"flow": child_flow}

@@ -108,7 +108,8 @@ class RunPlan:
 
 @dataclass(frozen=True)
 class Step:
-    """One unit the drivers schedule: per shard (one task per shard) or global (one task)."""
+    """One step of a run: per shard (run for each shard; the flow chains consecutive ones, see
+    `ShardChain`) or global (once, over every shard)."""
 
     name: str
     stage: str
