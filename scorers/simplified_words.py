@@ -68,11 +68,21 @@ class CachedWordTokenizer(WordTokenizer):
         self._words: dict[str, tuple[str, ...]] = {}
         self._kinds: dict[str, int] | None = None
         self._specials: tuple[str, ...] | None = None
+        self._last: tuple[str, tuple[str, ...]] = ("", ())
 
     def word_tokenize(self, text: str) -> list[str]:
+        # A document's filters each ask for its words (Gopher repetition, then Gopher quality),
+        # so the last text's words are kept for a next call with that text. One tuple, read and
+        # replaced whole: a thread never pairs one text with another's words.
+        last_text, last_words = self._last
+        if text == last_text:
+            return list(last_words)
         if self._holds_spaced_special(text):
-            return self.inner.word_tokenize(text)
-        return list(chain.from_iterable(self.piece_words(text.split())))
+            words = tuple(self.inner.word_tokenize(text))
+        else:
+            words = tuple(chain.from_iterable(self.piece_words(text.split())))
+        self._last = (text, words)
+        return list(words)
 
     def _spaced_specials(self) -> tuple[str, ...]:
         """The tokenizer's special cases that span a space (Spanish "EE. UU."): spaCy matches
