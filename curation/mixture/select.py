@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.mixture import MIXTURE_RECORD, DocumentsSource, ReplaySource, SyntheticSource
@@ -111,30 +112,45 @@ def _replay_format(path: str, declared: str) -> str:
     raise MixtureError(f"replay file {path}: cannot tell its format from the name; set `format: parquet` or `format: jsonl`")
 
 
-def _replay_rows(source: ReplaySource) -> Iterator[tuple[str, int, str]]:
-    """(file, row, text) of every readable row; a row without text is an error naming it."""
+def _replay_batches(source: ReplaySource) -> Iterator[pa.Table]:
+    """Every replay row, file by file in batches, columnar: record_id (`file#row`), replay_file,
+    replay_row, text. A row without text is an error naming its file and row."""
     for path in source.paths:
         if not Path(path).is_file():
             raise MixtureError(f"source {source.name!r}: replay file {path} does not exist")
-        if _replay_format(path, source.format) == "parquet":
-            yield from _parquet_rows(source, path)
-        else:
-            yield from _jsonl_rows(source, path)
+        texts_of = _parquet_texts if _replay_format(path, source.format) == "parquet" else _jsonl_texts
+        row = 0
+        for texts in texts_of(source, path):
+            rows = pa.array(np.arange(row, row + len(texts), dtype=np.int64))
+            yield pa.table(
+                {
+                    "record_id": pc.binary_join_element_wise(f"{path}#", rows.cast(pa.string()), ""),
+                    "replay_file": pa.array([path] * len(texts), pa.string()),
+                    "replay_row": rows,
+                    "text": texts,
+                }
+            )
+            row += len(texts)
 
 
-def _parquet_rows(source: ReplaySource, path: str) -> Iterator[tuple[str, int, str]]:
+def _parquet_texts(source: ReplaySource, path: str) -> Iterator[pa.Array]:
     file = pq.ParquetFile(path)
     if source.text_column not in file.schema_arrow.names:
         raise MixtureError(f"replay file {path} has no column {source.text_column!r} (source {source.name!r}: text_column)")
     row = 0
     for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=[source.text_column]):
-        for text in batch.column(0).to_pylist():
-            _check_text(text, path, row, source)
-            yield path, row, text
-            row += 1
+        texts = batch.column(0)
+        if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+            raise MixtureError(f"replay file {path}: column {source.text_column!r} holds {texts.type}, not text")
+        if texts.null_count:
+            first = row + pc.index(pc.is_null(texts), True).as_py()
+            raise MixtureError(f"replay file {path} row {first}: {source.text_column!r} is null, not text")
+        yield texts.cast(pa.string())
+        row += len(texts)
 
 
-def _jsonl_rows(source: ReplaySource, path: str) -> Iterator[tuple[str, int, str]]:
+def _jsonl_texts(source: ReplaySource, path: str) -> Iterator[pa.Array]:
+    texts: list[str] = []
     with open(path, encoding="utf-8") as f:
         for row, line in enumerate(f):
             try:
@@ -142,24 +158,14 @@ def _jsonl_rows(source: ReplaySource, path: str) -> Iterator[tuple[str, int, str
             except json.JSONDecodeError as err:
                 raise MixtureError(f"replay file {path} row {row}: not JSON ({err})") from None
             text = record.get(source.text_column) if isinstance(record, dict) else None
-            _check_text(text, path, row, source)
-            yield path, row, text
-
-
-def _check_text(text, path: str, row: int, source: ReplaySource) -> None:
-    if not isinstance(text, str):
-        raise MixtureError(f"replay file {path} row {row}: {source.text_column!r} is {type(text).__name__}, not text")
-
-
-def _replay_batches(source: ReplaySource) -> Iterator[pa.RecordBatch]:
-    rows = []
-    for path, row, text in _replay_rows(source):
-        rows.append({"record_id": f"{path}#{row}", "replay_file": path, "replay_row": row, "text": text})
-        if len(rows) == BATCH_ROWS:
-            yield pa.RecordBatch.from_pylist(rows)
-            rows = []
-    if rows:
-        yield pa.RecordBatch.from_pylist(rows)
+            if not isinstance(text, str):
+                raise MixtureError(f"replay file {path} row {row}: {source.text_column!r} is {type(text).__name__}, not text")
+            texts.append(text)
+            if len(texts) == BATCH_ROWS:
+                yield pa.array(texts, pa.string())
+                texts = []
+    if texts:
+        yield pa.array(texts, pa.string())
 
 
 def write_candidates(warehouse: Warehouse, source, path: Path) -> int:

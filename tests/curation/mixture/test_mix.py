@@ -266,6 +266,20 @@ def test_a_replay_row_without_text_is_an_error_naming_file_and_row(warehouse_roo
         mix(spec(warehouse_root, "bad-replay", sources=[{"name": "r", "kind": "replay", "weight": 1.0, "paths": [str(bad)]}]))
 
 
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [(["fine " * 50, None], r"row 1: 'text' is null, not text"), ([1, 2], r"column 'text' holds int64, not text")],
+)
+def test_a_parquet_replay_file_without_text_is_an_error_naming_it(warehouse_root, tmp_path, texts, message):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bad = tmp_path / "replay.parquet"
+    pq.write_table(pa.table({"text": texts}), bad)
+    with pytest.raises(MixtureError, match=rf"replay file {bad}:? {message}"):
+        mix(spec(warehouse_root, "bad-parquet", sources=[{"name": "r", "kind": "replay", "weight": 1.0, "paths": [str(bad)]}]))
+
+
 def test_a_tokenizer_that_does_not_load_fails_before_anything_is_written(warehouse_root):
     from scorers.tokens import TokenizerLoadError
 
