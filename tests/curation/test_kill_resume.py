@@ -9,6 +9,7 @@ the test then checks the kill landed where it was meant to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -139,9 +140,13 @@ def test_a_run_killed_anywhere_resumes_to_the_same_bytes(tmp_path, inputs, clean
 
 def _children(pid: int) -> list[int]:
     found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        found += [int(c) for c in children]
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return found  # the process has ended
+    for task in tasks:
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended while it was listed
+            found += [int(c) for c in (task / "children").read_text().split()]
     return found
 
 
