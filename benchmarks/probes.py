@@ -3,6 +3,7 @@ events. Its own module so that child.py and the section modules child.py dispatc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -20,13 +21,17 @@ def proc_status_kb(field: str) -> int | None:
     return None
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started that still run; none once it has ended. A thread that ends
+    while its children are read is passed over."""
     found = []
     try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found += [int(c) for c in (task / "children").read_text().split()]
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        pass  # ended while listed
+        return found
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
     return found
 
 
@@ -40,7 +45,7 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _is_prefect_server(pid: int) -> bool:
+def is_prefect_server(pid: int) -> bool:
     try:
         return b"prefect.server.api.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -65,8 +70,8 @@ class TreeRssSampler:
             total, pending = 0, [os.getpid()]
             while pending:
                 pid = pending.pop()
-                pending += _children(pid)
-                if _is_prefect_server(pid):
+                pending += child_pids(pid)
+                if is_prefect_server(pid):
                     self.server_peak_kb = max(self.server_peak_kb, _rss_kb(pid))
                 else:
                     total += _rss_kb(pid)

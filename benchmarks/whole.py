@@ -70,16 +70,15 @@ def _our_phases(result: dict) -> dict[str, float]:
     included) until its last shard, and the finish (registration, report)."""
     events = result["events"]
     chains: list[list[str]] = []
-    starts: list[float] = []
     after_start = False
-    for t, kind, stage in events:
+    for _, kind, stage in events:
         if kind == "stage_started":
             if not after_start:
                 chains.append([])
-                starts.append(t)
             chains[-1].append(stage)
         after_start = kind == "stage_started"
-    phases, previous = {"start": round(starts[0], 2)}, starts[0]
+    first = next(t for t, kind, _ in events if kind == "stage_started")
+    phases, previous = {"start": round(first, 2)}, first
     for stages in chains:
         end = max(t for t, kind, stage in events if kind == "shard_done" and stage in stages)
         phases["+".join(stages)] = round(end - previous, 2)

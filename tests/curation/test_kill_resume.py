@@ -9,7 +9,6 @@ the test then checks the kill landed where it was meant to.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import assert_same_run_outputs, warehouse_views, write_shard
+
+from benchmarks.probes import child_pids, is_prefect_server
 
 pytestmark = pytest.mark.slow
 
@@ -138,18 +139,6 @@ def test_a_run_killed_anywhere_resumes_to_the_same_bytes(tmp_path, inputs, clean
     assert warehouse_views(tmp_path / "warehouse.duckdb", "k") == warehouse_views(clean / "warehouse.duckdb", "k")
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except FileNotFoundError:
-        return found  # the process has ended
-    for task in tasks:
-        with contextlib.suppress(FileNotFoundError):  # a thread that ended while it was listed
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -158,14 +147,19 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's reaping is missing
 
 
-def _alive_after_killing(proc: subprocess.Popen, pids: list[int], seconds: float) -> list[int]:
-    """SIGKILL the run, then wait up to `seconds` for `pids` to end; those still alive."""
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+def _alive_after(pids, seconds: float) -> list[int]:
+    """Wait up to `seconds` for `pids` to end; those still alive."""
     deadline = time.monotonic() + seconds
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     return [p for p in pids if _alive(p)]
+
+
+def _alive_after_killing(proc: subprocess.Popen, pids: list[int], seconds: float) -> list[int]:
+    """SIGKILL the run, then wait up to `seconds` for `pids` to end; those still alive."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return _alive_after(pids, seconds)
 
 
 def _run_through_prefect(config: Path, run_id: str) -> subprocess.Popen:
@@ -185,7 +179,7 @@ def test_a_killed_run_leaves_no_prefect_server_behind(tmp_path, inputs):
     while not (tmp_path / "out/runs/k/run.json").exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
         time.sleep(0.1)
-    children = _children(proc.pid)
+    children = child_pids(proc.pid)
     servers = [c for c in children if b"uvicorn" in Path(f"/proc/{c}/cmdline").read_bytes()]
     assert servers, f"no Prefect server among the run's children {children}"
     assert proc.poll() is None
@@ -223,20 +217,9 @@ def test_a_killed_run_leaves_no_worker_process_behind(tmp_path, inputs):
     workers: list[int] = []
     while not workers:
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its workers started"
-        workers = [c for c in _children(proc.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        workers = [c for c in child_pids(proc.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
         time.sleep(0.1)
     assert not _alive_after_killing(proc, workers, 30), f"worker processes {workers} outlived their run"
-
-
-def _servers_among_children(pid: int) -> set[int]:
-    found = set()
-    for child in _children(pid):
-        try:
-            if b"prefect.server.api.server" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.add(child)
-        except FileNotFoundError:
-            pass  # ended between the listing and the read
-    return found
 
 
 def test_a_run_through_prefect_reports_to_one_server_and_leaves_none(tmp_path, inputs):
@@ -249,12 +232,9 @@ def test_a_run_through_prefect_reports_to_one_server_and_leaves_none(tmp_path, i
     seen: set[int] = set()
     while proc.poll() is None:
         assert time.monotonic() < deadline, "the run did not finish"
-        seen |= _servers_among_children(proc.pid)
+        seen |= {child for child in child_pids(proc.pid) if is_prefect_server(child)}
         time.sleep(0.05)
     assert proc.returncode == 0
     assert (tmp_path / "out/runs/one/summary.json").exists()
     assert len(seen) == 1, f"the run started {len(seen)} Prefect servers: {sorted(seen)}"
-    deadline = time.monotonic() + 15
-    while any(_alive(p) for p in seen) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not [p for p in seen if _alive(p)], "a Prefect server outlived its run"
+    assert not _alive_after(seen, 15), "a Prefect server outlived its run"
