@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
 
@@ -398,13 +399,22 @@ class Decontaminator:
         """{name, path, sha256, items, ngrams, items_without_ngrams} per eval set."""
         return [dict(entry) for entry in self._manifest["eval_sets"]]
 
-    def check(self, texts: list[str]) -> list[tuple[str, str] | None]:
-        """Per text: (eval set name, the normalised n-gram it shares with it), or None when clean."""
-        for position, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text {position} is a {type(text).__name__}, not a string")
+    def check(self, texts: list[str] | pa.Array) -> list[tuple[str, str] | None]:
+        """Per text: (eval set name, the normalised n-gram it shares with it), or None when clean.
+        `texts` a list of strings or an Arrow string column (read in place: no string per text)."""
+        if isinstance(texts, pa.Array):
+            if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+                raise TypeError(f"texts are {texts.type}, not strings")
+            if texts.null_count:
+                raise TypeError(f"text {pc.index(pc.is_null(texts), True).as_py()} is null, not a string")
+        else:
+            for position, text in enumerate(texts):
+                if not isinstance(text, str):
+                    raise TypeError(f"text {position} is a {type(text).__name__}, not a string")
         with SPACY_LOCK:
-            return self._check_exact(texts) if self._exact else self._check_fast(texts)
+            if self._exact:
+                return self._check_exact(texts.to_pylist() if isinstance(texts, pa.Array) else texts)
+            return self._check_fast(texts)
 
     def _check_exact(self, texts: list[str]) -> list[tuple[str, str] | None]:
         from datatrove.data import Document
@@ -446,7 +456,8 @@ class Decontaminator:
         n = self._config.n_grams
         verdicts: list[tuple[str, str] | None] = [None] * len(texts)
         for position in self._suspects(*self._words.hashes(texts), n):
-            verdicts[position] = self._first_indexed_ngram(self._words.words(texts[position]), n)
+            text = texts[position].as_py() if isinstance(texts, pa.Array) else texts[position]
+            verdicts[position] = self._first_indexed_ngram(self._words.words(text), n)
         return verdicts
 
     def _suspects(self, hashes: np.ndarray, lengths: np.ndarray, n: int) -> list[int]:
@@ -456,14 +467,15 @@ class Decontaminator:
         if lengths.sum() < n:
             return []
         keys = window_keys(hashes, n)
-        owner = np.repeat(np.arange(len(lengths)), lengths)
-        within = owner[: len(keys)] == owner[n - 1 :]
         # a bitmap of the keys' top bits first (a few per cent of it set): the sorted search only
         # for keys that pass it
-        maybe = np.flatnonzero(within & self._bits[keys >> _BITMAP_SHIFT])
+        maybe = np.flatnonzero(self._bits[keys >> _BITMAP_SHIFT])
         slots = np.minimum(np.searchsorted(self._prefilter, keys[maybe]), len(self._prefilter) - 1)
         found = maybe[self._prefilter[slots] == keys[maybe]]
-        return np.unique(owner[found]).tolist()
+        # the window starting at word `found` belongs to the text it starts in if it ends there too
+        ends = np.cumsum(lengths)
+        owners = np.searchsorted(ends, found, side="right")
+        return np.unique(owners[found + n <= ends[owners]]).tolist()
 
     def _first_indexed_ngram(self, words: list[str], n: int) -> tuple[str, str] | None:
         """The filter's own check: n-gram strings in reading order, the first one in the index."""

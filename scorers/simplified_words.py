@@ -28,6 +28,7 @@ from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION, TextNormConfig, s
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer, load_word_tokenizer
 
 from scorers.words import spacy_attrs
+from warehouse.arrow import numeric_array, numpy_values, string_array
 
 _WINDOW_BASE = np.uint64(0x9E3779B97F4A7C15)
 
@@ -264,12 +265,13 @@ _WORD, _PUNCT, _SENTENCE_FINAL = 0, 1, 2
 _RUNS = re.compile(r"\S+|\s+")  # \s is str.isspace, where spaCy splits
 
 
-def simplify(text: str, norm) -> str:
+def simplify(text: str, norm, norm_before_marks=None) -> str:
     """datatrove's `simplify_text`, with its Unicode step (NFD, combining marks dropped) looking
-    only at the non-ASCII runs of a text (ASCII has no mark to drop): the same string, faster."""
+    only at the non-ASCII runs of a text (ASCII has no mark to drop): the same string, faster.
+    `norm_before_marks`: `norm` without its Unicode step, for callers that made it once."""
     if not norm.norm_unicode_diacritics:
         return simplify_text(text, norm)
-    text = simplify_text(text, replace(norm, norm_unicode_diacritics=False))
+    text = simplify_text(text, norm_before_marks or replace(norm, norm_unicode_diacritics=False))
     if text.isascii():
         return text
     return _NON_ASCII.sub(without_marks, unicodedata.normalize("NFD", text)).strip()
@@ -289,20 +291,71 @@ def _re2_class(chars) -> str:
     return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set(chars))) + "]"
 
 
-# What `simplify_text` turns into spaces (its punctuation table) and what `str.split` splits at:
-# after the two, a text's pieces are the runs of other characters. The ASCII ones are replaced in
-# the UTF-8 bytes by a byte table (no byte of a multi-byte character is ASCII); the others, listed
-# rather than a class shorthand so that RE2's idea of whitespace cannot differ from Python's, by RE2.
-_SEPARATOR_CHARS = set(PUNCTUATION) | {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
-_ASCII_SEPARATORS_TO_SPACE = bytes(32 if chr(b) in _SEPARATOR_CHARS else b for b in range(128)) + bytes(range(128, 256))
-_NON_ASCII_SEPARATORS = _re2_class(c for c in _SEPARATOR_CHARS if ord(c) > 127)
+# Where a raw text can be cut into pieces that `simplify_text` treats independently: the
+# characters it always turns into spaces (its punctuation table; whitespace, where `str.split`
+# splits), less those a number can hold (`NUMBERS_PATTERN` makes "3.5", "1,000" and "５１" one
+# number: cutting there would make two) and any that lower-casing changes or that combine with a
+# neighbour. The ASCII separators a number can hold ("." and ",") are cut too where a neighbour
+# is an ASCII character other than a digit, so no number can hold them there. Each piece is then
+# simplified whole, so everything else is datatrove's own doing.
+# The ASCII cut characters are replaced in the UTF-8 bytes by a byte table (no byte of a
+# multi-byte character is ASCII); the others, listed rather than a class shorthand so that RE2's
+# idea of whitespace cannot differ from Python's, by RE2.
+_WHITESPACE_CHARS = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
 
 
-def separators_to_spaces(texts: pa.StringArray) -> pa.StringArray:
+def _can_cut_at(char: str) -> bool:
+    in_a_number = NUMBERS_PATTERN.fullmatch(char) or NUMBERS_PATTERN.fullmatch(f"0{char}0")
+    return not in_a_number and char.lower() == char and not unicodedata.combining(char)
+
+
+_ASCII_JOINS = {chr(b) for b in range(128) if not chr(b).isdigit() and NUMBERS_PATTERN.fullmatch(f"0{chr(b)}0")}  # . ,
+_JOIN, _DIGIT_OR_NON_ASCII = 1, 2
+# per byte: a joining separator, a digit or a byte of a non-ASCII character (which may be a digit)
+_BYTE_KINDS = bytes(
+    _JOIN if chr(b) in _ASCII_JOINS else _DIGIT_OR_NON_ASCII if chr(b).isdigit() else 0 for b in range(128)
+) + bytes([_DIGIT_OR_NON_ASCII] * 128)
+
+
+@cache
+def _cut_tables(remove_punctuation: bool, lowercase: bool = False) -> tuple[bytes, str]:
+    """The byte table (cut characters to spaces, and ASCII capitals to small letters when
+    `lowercase`: lower-casing them first changes nothing that follows) and the RE2 class of the
+    non-ASCII cut characters."""
+    separators = _WHITESPACE_CHARS | set(PUNCTUATION) if remove_punctuation else _WHITESPACE_CHARS
+    cuts = {c for c in separators if _can_cut_at(c)} | (_ASCII_JOINS & separators)
+    ascii_table = bytes(32 if chr(b) in cuts else ord(chr(b).lower()) if lowercase else b for b in range(128))
+    return ascii_table + bytes(range(128, 256)), _re2_class(c for c in cuts if ord(c) > 127)
+
+
+def cut_to_spaces(texts: pa.StringArray, remove_punctuation: bool = True, lowercase: bool = False) -> pa.StringArray:
+    """`texts` with every cut character (see `_cut_tables`) replaced by a space, and ASCII capitals
+    by small letters when `lowercase`."""
+    ascii_table, non_ascii_class = _cut_tables(remove_punctuation, lowercase)
+    if texts.offset:  # a slice, whose buffers hold its parent's bytes: only its own are translated
+        texts = pa.concat_arrays([texts])
     validity, offsets, values = texts.buffers()
-    spaced = pa.py_buffer(values.to_pybytes().translate(_ASCII_SEPARATORS_TO_SPACE)) if values is not None else None
+    end = int(np.frombuffer(offsets, np.int32, 1, 4 * len(texts))[0]) if len(texts) else 0
+    spaced = None
+    if values is not None:
+        raw = values.slice(0, end).to_pybytes()
+        spaced = bytearray(raw.translate(ascii_table))
+        if remove_punctuation:
+            _keep_number_joins(raw, spaced)
+        spaced = pa.py_buffer(spaced)
     ascii_done = pa.StringArray.from_buffers(len(texts), offsets, spaced, validity, texts.null_count, texts.offset)
-    return pc.replace_substring_regex(ascii_done, _NON_ASCII_SEPARATORS, " ")
+    return pc.replace_substring_regex(ascii_done, non_ascii_class, " ")
+
+
+def _keep_number_joins(raw: bytes, spaced: bytearray) -> None:
+    """Put back the "." and "," that sit between two digits (or non-ASCII characters, which may be
+    digits): a number may hold them."""
+    kinds = np.frombuffer(raw.translate(_BYTE_KINDS), np.uint8)
+    joins = np.flatnonzero(kinds == _JOIN)
+    inner = joins[(joins > 0) & (joins < len(kinds) - 1)]
+    kept = inner[(kinds[inner - 1] == _DIGIT_OR_NON_ASCII) & (kinds[inner + 1] == _DIGIT_OR_NON_ASCII)]
+    if len(kept):
+        np.frombuffer(spaced, np.uint8)[kept] = np.frombuffer(raw, np.uint8)[kept]
 
 
 def combine(columns: list[np.ndarray]) -> np.ndarray:
@@ -323,60 +376,125 @@ def window_keys(word_hashes: np.ndarray, n: int) -> np.ndarray:
     return combine([word_hashes[k : k + count] for k in range(n)])
 
 
+# An ASCII raw piece holds letters, digits and the separators a number can hold (between digits).
+_ASCII_KEPT = {chr(b) for b in range(128) if _cut_tables(True)[0][b] != 32} | _ASCII_JOINS
+_ASCII_NUMBER_SEPARATORS_TO_SPACE = str.maketrans(dict.fromkeys(_ASCII_JOINS, " "))
+# NUMBERS_PATTERN on ASCII text: its digit class holds no other ASCII character
+_ASCII_NUMBERS = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
+
+# Python lower-cases a capital sigma by what surrounds it (final or not), across any cut
+# character that Unicode counts as case-ignorable (an apostrophe, a colon): a text holding one is
+# simplified whole.
+_CAPITAL_SIGMA = "\u03a3"
+
+
+def _string_array(texts) -> pa.StringArray:
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
+    if not isinstance(texts, pa.Array):
+        texts = string_array(texts)
+    return texts.cast(pa.string()) if texts.type != pa.string() else texts
+
+
 class WordHasher:
     """Every word's hash of a batch of texts, as `simplify_text(text, norm)` and the tokenizer
-    split them, with a cache of each distinct piece's word hashes."""
+    split them, with each distinct raw piece's word hashes kept for the next batches."""
 
     def __init__(self, norm: TextNormConfig, tokenizer: CachedWordTokenizer, hash_func: Callable[[str], int]):
         self.norm = norm
         self.tokenizer = tokenizer
         self.hash = hash_func
-        self._piece_hashes: dict[str, tuple[int, ...]] = {}
+        self._forget()
+        # ASCII pieces are simplified directly unless a word pattern applies or punctuation stays
+        self._ascii_shortcut = norm.remove_punctuation and not (norm.norm_weekdays or norm.norm_monthnames)
+        self._norm_whole, self._norm_before_marks = norm, replace(norm, norm_unicode_diacritics=False)
 
     def words(self, text: str) -> list[str]:
         """One text's words, as strings."""
         return [word for split in self.tokenizer.piece_words(simplify(text, self.norm).split()) for word in split]
 
-    def hashes(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The hash of every word of every text, in order, and each text's word count, with the
-        per-character work in Arrow: lower-case and numbers as `simplify_text` does them, then
-        every punctuation or whitespace character (`simplify_text`'s punctuation and `str.split`'s whitespace)
-        becomes a space and the texts split at spaces into pieces. Each distinct piece is split
-        and hashed once (`_piece_words`); the pieces' word hashes are gathered with numpy."""
-        norm = self.norm
-        prepared = [NUMBERS_PATTERN.sub("0", text.lower()) for text in texts] if norm.norm_numbers else [t.lower() for t in texts]
-        pieces = pc.split_pattern(separators_to_spaces(pa.array(prepared, pa.string())), " ")
+    def hashes(self, texts: list[str] | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """The hash of every word of every text, in order, and each text's word count. The texts are
+        cut into raw pieces in Arrow (`cut_to_spaces`, then a split at spaces), each distinct raw
+        piece is simplified, split and hashed once (`_piece_words`) and the pieces' word hashes are
+        gathered with numpy: no Python runs per text or per word. A text holding a capital sigma is
+        simplified whole (`_CAPITAL_SIGMA`)."""
+        column = _string_array(texts)
+        # every cut character is a space by now: runs of them split at once, few empty pieces
+        pieces = pc.ascii_split_whitespace(cut_to_spaces(column, self.norm.remove_punctuation, self.norm.lowercase))
         encoded = pc.dictionary_encode(pieces.flatten())
-        piece_index = encoded.indices.to_numpy(zero_copy_only=False)
-        counts, starts, flat = self._piece_words(encoded.dictionary.to_pylist())
+        piece_index = numpy_values(encoded.indices)
+        counts, starts, flat = self._piece_words(encoded.dictionary)
         words_per_piece = counts[piece_index]
         ends = np.cumsum(words_per_piece)
         # word k of the batch is word (k - first word of its piece) of its piece's distinct entry
         within = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - words_per_piece, words_per_piece)
         hashes = flat[np.repeat(starts[piece_index], words_per_piece) + within]
-        piece_offsets = pieces.offsets.to_numpy()
+        piece_offsets = numpy_values(pieces.offsets)
         words_before = np.concatenate([[0], ends])
-        return hashes, words_before[piece_offsets[1:]] - words_before[piece_offsets[:-1]]
+        lengths = words_before[piece_offsets[1:]] - words_before[piece_offsets[:-1]]
+        if self.norm.lowercase:
+            with_sigma = np.flatnonzero(numpy_values(pc.match_substring(encoded.dictionary, _CAPITAL_SIGMA)))
+            if len(with_sigma):
+                piece_positions = np.flatnonzero(np.isin(piece_index, with_sigma))
+                positions = np.unique(np.searchsorted(piece_offsets, piece_positions, side="right") - 1)
+                hashes, lengths = self._simplified_whole(hashes, lengths, positions, [column[int(i)].as_py() for i in positions])
+        return hashes, lengths
 
-    def _piece_words(self, pieces: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per piece: its number of words, where its word hashes start in the third array, and
-        that array. A piece is a piece of the text before `simplify_text`'s last step (NFD,
-        combining marks dropped), which is done here, once per distinct piece: a mark is never
-        whitespace, so doing it per piece gives the words of doing it on the whole text."""
-        cache = self._piece_hashes
-        new = [piece for piece in pieces if piece not in cache]
-        if new:
-            if len(cache) + len(new) > self.tokenizer.max_entries:
-                cache.clear()
-                new = pieces
-            marked = self.norm.norm_unicode_diacritics
-            normalised = [without_marks(piece) if marked and not piece.isascii() else piece for piece in new]
-            splits = self.tokenizer.piece_words([p for p in normalised if p])
-            words = iter(splits)
-            for raw, piece in zip(new, normalised):
-                cache[raw] = tuple(map(self.hash, next(words))) if piece else ()
-        entries = [cache[piece] for piece in pieces]
+    def _simplified_whole(self, hashes, lengths, positions: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """`hashes` and `lengths` with the words of the texts at `positions` replaced by those of
+        their whole-text simplification."""
+        redone = np.zeros(len(lengths), bool)
+        redone[positions] = True
+        hashes = hashes[~np.repeat(redone, lengths)]
+        lengths = np.where(redone, 0, lengths)
+        exact = [np.fromiter(map(self.hash, self.words(text)), np.uint64) for text in texts]
+        first_word = np.concatenate([[0], np.cumsum(lengths)])[positions]
+        lengths[positions] = [len(e) for e in exact]
+        return np.insert(hashes, np.repeat(first_word, [len(e) for e in exact]), np.concatenate(exact)), lengths
+
+    def _simplified_pieces(self, piece: str) -> list[str]:
+        """What a raw piece simplifies to, split at whitespace. An ASCII piece holds only letters,
+        digits and the separators a number can hold (`_ASCII_KEPT`): it is simplified here, the
+        way `simplify_text` does it to such a string (lower case, numbers, the two separators)."""
+        if not (self._ascii_shortcut and piece.isascii()):
+            return simplify(piece, self._norm_whole, self._norm_before_marks).split()
+        if self.norm.lowercase:
+            piece = piece.lower()
+        if piece.isalpha():
+            return [piece]
+        if self.norm.norm_numbers:
+            piece = _ASCII_NUMBERS.sub("0", piece)
+        return piece.translate(_ASCII_NUMBER_SEPARATORS_TO_SPACE).split()
+
+    def _piece_words(self, pieces: pa.StringArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per raw piece (distinct): its number of words and where its word hashes start in the third
+        array, that array. The pieces met before are found by Arrow (`index_in` over the known
+        ones); only new pieces reach Python, where they are simplified and their parts split into
+        words in one call. The known pieces are forgotten when there are too many."""
+        slots = pc.index_in(pieces, value_set=self._known)
+        new = np.flatnonzero(numpy_values(slots.is_null()))
+        slots = numpy_values(slots).astype(np.int64)  # a new piece's slot is set below
+        if len(new):
+            if len(self._known) + len(new) > self.tokenizer.max_entries:
+                self._forget()
+                new, slots = np.arange(len(pieces)), np.full(len(pieces), -1, np.int64)
+            new_pieces = pieces.take(numeric_array(new))
+            slots[new] = len(self._known) + np.arange(len(new))
+            self._learn(new_pieces)
+        return self._counts[slots], self._starts[slots], self._flat
+
+    def _learn(self, pieces: pa.StringArray) -> None:
+        parts = [self._simplified_pieces(piece) for piece in pieces.to_pylist()]
+        words = iter(self.tokenizer.piece_words(list(chain.from_iterable(parts))))
+        entries = [tuple(map(self.hash, chain.from_iterable(islice(words, len(its_parts))))) for its_parts in parts]
         counts = np.fromiter(map(len, entries), np.int64, len(entries))
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        flat = np.fromiter(chain.from_iterable(entries), np.uint64, int(counts.sum()))
-        return counts, starts, flat
+        self._known = pa.concat_arrays([self._known, pieces])
+        self._starts = np.concatenate([self._starts, len(self._flat) + np.cumsum(counts) - counts])
+        self._counts = np.concatenate([self._counts, counts])
+        self._flat = np.concatenate([self._flat, np.fromiter(chain.from_iterable(entries), np.uint64, int(counts.sum()))])
+
+    def _forget(self) -> None:
+        self._known = pa.nulls(0, pa.string())
+        self._counts = self._starts = np.empty(0, np.int64)
+        self._flat = np.empty(0, np.uint64)

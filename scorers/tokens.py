@@ -47,7 +47,8 @@ class TrainerTokenizer:
 
     def count_batch(self, texts: list[str]) -> list[int]:
         extra = 0 if self.eos_id is None else 1
-        return [len(e.ids) + extra for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+        # len(encoding), not len(encoding.ids): the count without building a list of the ids
+        return [len(e) + extra for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
 
 
 def _tokenizer_file(configured: str | Path) -> Path:

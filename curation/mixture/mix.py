@@ -37,6 +37,7 @@ from curation.mixture.select import IDENTITY_COLUMNS, MixtureError, write_candid
 from schemas import progress
 from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, MixtureSpec, SyntheticSource
 from scorers.tokens import TrainerTokenizer, load_tokenizer
+from warehouse.arrow import numeric_array, numpy_values, string_array
 from warehouse.files import write_json_atomic
 from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, add_part, cached_relation, count_missing, missing_texts
 from warehouse.shards import ShardWriter
@@ -200,13 +201,16 @@ def _quoted(path) -> str:
 # ---------------------------------------------------------------------------------------- caches
 
 
-def _token_rows(tokenizer: TrainerTokenizer, texts: list[str]) -> dict:
-    return {"tokens": tokenizer.count_batch(texts)}
+def _token_rows(tokenizer: TrainerTokenizer, texts: pa.StringArray) -> dict:
+    return {"tokens": numeric_array(tokenizer.count_batch(texts.to_pylist()))}
 
 
-def _verdict_rows(decontaminator, texts: list[str]) -> dict:
+def _verdict_rows(decontaminator, texts: pa.StringArray) -> dict:
     verdicts = decontaminator.check(texts)
-    return {"eval_set": [v[0] if v else None for v in verdicts], "ngram": [v[1] if v else None for v in verdicts]}
+    return {
+        "eval_set": string_array([v[0] if v else None for v in verdicts]),
+        "ngram": string_array([v[1] if v else None for v in verdicts]),
+    }
 
 
 def _fill_cache(con, cache_dir: Path, schema: pa.Schema, candidates: str, compute, step: str) -> None:
@@ -216,7 +220,7 @@ def _fill_cache(con, cache_dir: Path, schema: pa.Schema, candidates: str, comput
 
     def computed() -> Iterator[pa.Table]:
         for batch in missing_texts(con, cache_dir, schema, candidates, CACHE_BATCH):
-            values = compute(batch.column("text").to_pylist())
+            values = compute(batch.column("text"))
             yield pa.table({"text_hash": batch.column("text_hash"), **values}, schema=schema)
             progress.shard_done(step, "batch", batch.num_rows, batch.num_rows)
 
@@ -293,8 +297,8 @@ def _allocate(con, spec: MixtureSpec) -> dict[str, dict]:
         usable = con.sql(
             f"SELECT row, tokens FROM records WHERE source_index = {index} AND eval_set IS NULL AND NOT unselected_source ORDER BY row"
         ).to_arrow_table()
-        rows = usable.column("row").to_numpy()
-        tokens = usable.column("tokens").to_numpy()
+        rows = numpy_values(usable.column("row"))
+        tokens = numpy_values(usable.column("tokens"))
         allocation[source.name] = _allocate_source(spec, source, rows, tokens)
     return allocation
 
@@ -346,10 +350,10 @@ def _write_shards(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict
         plan_parts.append(
             pa.table(
                 {
-                    "source_index": pa.array(np.full(n, index, np.int32)),
-                    "row": pa.array(chosen["rows"], pa.int64()),
-                    "epoch": pa.array(chosen["epochs"], pa.int32()),
-                    "position": pa.array(positions[offset : offset + n], pa.int64()),
+                    "source_index": numeric_array(np.full(n, index), pa.int32()),
+                    "row": numeric_array(chosen["rows"]),
+                    "epoch": numeric_array(chosen["epochs"], pa.int32()),
+                    "position": numeric_array(positions[offset : offset + n]),
                 }
             )
         )
@@ -394,7 +398,7 @@ def _cut_shards(reader, work: Path, shard_tokens: int) -> list[dict]:
             if writer is None:
                 writer = ShardWriter(work / f"shard-{len(shards):05d}.parquet", MIXTURE_RECORD).__enter__()
                 tokens = 0
-            counts = table.column("tokens").to_numpy()[start:]
+            counts = numpy_values(table.column("tokens"))[start:]
             room = shard_tokens - tokens
             # rows up to and including the one that reaches the shard's size
             take = int(np.searchsorted(np.cumsum(counts), room, side="left")) + 1

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.mixture import MIXTURE_RECORD, DocumentsSource, ReplaySource, SyntheticSource
+from warehouse.arrow import numeric_array, repeated_string, string_array
 from warehouse.record_cache import TEXT_HASH, text_hash, text_hash_sql
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import Warehouse, sql_string
@@ -121,11 +122,13 @@ def _replay_batches(source: ReplaySource) -> Iterator[pa.Table]:
         texts_of = _parquet_texts if _replay_format(path, source.format) == "parquet" else _jsonl_texts
         row = 0
         for texts in texts_of(source, path):
-            rows = pa.array(np.arange(row, row + len(texts), dtype=np.int64))
+            rows = numeric_array(np.arange(row, row + len(texts)))
             yield pa.table(
                 {
-                    "record_id": pc.binary_join_element_wise(f"{path}#", rows.cast(pa.string()), ""),
-                    "replay_file": pa.array([path] * len(texts), pa.string()),
+                    "record_id": pc.binary_join_element_wise(
+                        repeated_string(f"{path}#", len(texts)), rows.cast(pa.string()), repeated_string("", len(texts))
+                    ),
+                    "replay_file": repeated_string(path, len(texts)),
                     "replay_row": rows,
                     "text": texts,
                 }
@@ -162,10 +165,10 @@ def _jsonl_texts(source: ReplaySource, path: str) -> Iterator[pa.Array]:
                 raise MixtureError(f"replay file {path} row {row}: {source.text_column!r} is {type(text).__name__}, not text")
             texts.append(text)
             if len(texts) == BATCH_ROWS:
-                yield pa.array(texts, pa.string())
+                yield string_array(texts)
                 texts = []
     if texts:
-        yield pa.array(texts, pa.string())
+        yield string_array(texts)
 
 
 def write_candidates(warehouse: Warehouse, source, path: Path) -> int:
@@ -187,7 +190,7 @@ def _write_replay_candidates(source: ReplaySource, path: Path) -> int:
             texts = batch.column("text").to_pylist()
             table = pa.table(
                 {
-                    "row": pa.array(np.arange(rows, rows + batch.num_rows, dtype=np.int64)),
+                    "row": numeric_array(np.arange(rows, rows + batch.num_rows)),
                     **{
                         name: batch.column(name)
                         if name in batch.schema.names
@@ -195,8 +198,10 @@ def _write_replay_candidates(source: ReplaySource, path: Path) -> int:
                         for name in IDENTITY_COLUMNS
                     },
                     "text": batch.column("text"),
-                    "text_hash": pa.array([text_hash(t) for t in texts], pa.string()),
-                    "language": pa.array([source.language] * batch.num_rows, pa.string()),
+                    "text_hash": string_array([text_hash(t) for t in texts]),
+                    "language": pa.nulls(batch.num_rows, pa.string())
+                    if source.language is None
+                    else repeated_string(source.language, batch.num_rows),
                 }
             )
             writer.write(table)

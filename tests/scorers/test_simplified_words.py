@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import load_word_tokenizer
@@ -32,8 +33,8 @@ def test_simplify_equals_datatrove_s(wiki_docs, spanish_docs, messy_docs):
 
 
 def test_columnar_word_hashes_equal_the_hashes_of_datatrove_s_words(wiki_docs, spanish_docs, messy_docs, spacy_words):
-    """The columnar words (lower-case and numbers per text, separators replaced in Arrow, each
-    distinct piece normalised and split once) hash to the words datatrove's filter splits, text by
+    """The columnar words (texts cut at separators in Arrow, each distinct raw piece simplified
+    and split once) hash to the words datatrove's filter splits, text by
     text: on real text and on characters where Unicode rules bite (final sigma, dotted capital I,
     a leading combining mark, non-breaking and ideographic spaces, C1 controls, decimal separators)."""
     from datatrove.utils.hashing import HashConfig, create_hash_func
@@ -47,13 +48,20 @@ def test_columnar_word_hashes_equal_the_hashes_of_datatrove_s_words(wiki_docs, s
         "",
         "   \t\n ",
         "cannot won't e-mail U.S.A. http://example.com/a?b=1 #tag @user",
+        # a capital sigma before a case-ignorable cut character: final or not depends on what follows
+        "ΑΣ'Α ΟΔΟΣ:Α ΣΣ ΟΔΟΣ. Σ",
+        # numbers across the characters a text is not cut at: decimal separators, a fullwidth digit
+        # that datatrove's punctuation table also lists, digits of other scripts
+        "3.14 x.5 5.x a.,b 1,000,000 5１5 ５１ ٣.5 5.٣ ٣٫٤ 7,x .5 5. ,",
+        "The THE the Word. WORD, word; Naïve NAÏVE naïve ǅemal",
     ]
     hashed = create_hash_func(HashConfig())
     hasher = WordHasher(TextNormConfig(), CachedWordTokenizer(load_word_tokenizer("en"), max_entries=5_000), hashed)
-    hashes, lengths = hasher.hashes(texts)
-    assert lengths.tolist() == [len(spacy_words(t)) for t in texts]
     expected = [hashed(word) for text in texts for word in spacy_words(text)]
-    assert hashes.tolist() == expected
+    for given in (texts, pa.array(texts), pa.chunked_array([texts[:5], texts[5:]])):  # lists and Arrow columns
+        hashes, lengths = hasher.hashes(given)
+        assert lengths.tolist() == [len(spacy_words(t)) for t in texts]
+        assert hashes.tolist() == expected
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@ shares, epochs, determinism, the source-document rule, the token cache, lineage,
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -412,3 +414,20 @@ def test_an_eval_set_in_one_language_is_checked_against_records_in_that_language
     assert summary["sources"]["curated"]["decontaminated"] == {"fr_eval": 1, "general": 1}
     lineage = load_manifest(summary["manifest"])["lineage"]["eval_sets"]
     assert [(e["name"], e["language"]) for e in lineage] == [("fr_eval", "fr"), ("general", None)]
+
+
+def test_a_mix_never_imports_pandas(warehouse_root, tmp_path):
+    """pyarrow's constructors import pandas on first use (~0.2 s, a large share of a small or
+    warm-cache mix): a whole mix, decontamination and a replay source included, in a fresh process,
+    builds its arrays without them."""
+    (tmp_path / "own.jsonl").write_text(json.dumps({"text": "a sentence nobody wrote into any of these documents"}) + "\n")
+    eval_sets = [{"name": "own", "path": str(tmp_path / "own.jsonl"), "text_column": "text"}]
+    mixture = spec(warehouse_root, "no-pandas", decontamination={"n_gram": 8, "eval_sets": eval_sets})
+    code = f"""
+import sys
+from curation.mixture.mix import mix
+from schemas.mixture import MixtureSpec
+mix(MixtureSpec.model_validate_json({mixture.model_dump_json()!r}))
+assert "pandas" not in sys.modules, "the mix imported pandas"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])
