@@ -85,6 +85,16 @@ class CachedWordTokenizer(WordTokenizer):
         self._last = (text, words)
         return list(words)
 
+    def special_cases(self) -> frozenset[str] | None:
+        """The strings spaCy splits by a rule of their own ("cannot"), or None where the inner
+        tokenizer is not spaCy's rule-based one."""
+        nlp = getattr(self.inner, "tokenizer", None)
+        if nlp is None or not hasattr(nlp, "memory_zone"):
+            return None
+        if getattr(self, "_special_cases", None) is None:
+            self._special_cases = frozenset(nlp.tokenizer.rules)
+        return self._special_cases
+
     def _spaced_specials(self) -> tuple[str, ...]:
         """The tokenizer's special cases that span a space (Spanish "EE. UU."): spaCy matches
         them across pieces, so a text holding one is split by spaCy whole."""
@@ -408,6 +418,7 @@ class WordHasher:
         # ASCII pieces are simplified directly unless a word pattern applies or punctuation stays
         self._ascii_shortcut = norm.remove_punctuation and not (norm.norm_weekdays or norm.norm_monthnames)
         self._norm_whole, self._norm_before_marks = norm, replace(norm, norm_unicode_diacritics=False)
+        self._specials: pa.StringArray | None = None
 
     def words(self, text: str) -> list[str]:
         """One text's words, as strings."""
@@ -485,14 +496,40 @@ class WordHasher:
         return self._counts[slots], self._starts[slots], self._flat
 
     def _learn(self, pieces: pa.StringArray) -> None:
-        parts = [self._simplified_pieces(piece) for piece in pieces.to_pylist()]
-        words = iter(self.tokenizer.piece_words(list(chain.from_iterable(parts))))
-        entries = [tuple(map(self.hash, chain.from_iterable(islice(words, len(its_parts))))) for its_parts in parts]
-        counts = np.fromiter(map(len, entries), np.int64, len(entries))
+        """Add the word hashes of new pieces. Most are plain words (`_plain_words`): one word each,
+        itself, hashed in one go; the others are simplified and split one by one."""
+        plain = self._plain_words(pieces)
+        counts = np.ones(len(pieces), np.int64)
+        other = np.flatnonzero(~plain)
+        entries = []
+        if len(other):
+            parts = [self._simplified_pieces(piece) for piece in pieces.take(numeric_array(other)).to_pylist()]
+            words = iter(self.tokenizer.piece_words(list(chain.from_iterable(parts))))
+            entries = [tuple(map(self.hash, chain.from_iterable(islice(words, len(its_parts))))) for its_parts in parts]
+            counts[other] = np.fromiter(map(len, entries), np.int64, len(entries))
+        starts = np.cumsum(counts) - counts
+        flat = np.empty(int(counts.sum()), np.uint64)
+        plain_texts = pieces.take(numeric_array(np.flatnonzero(plain))).to_pylist()
+        flat[starts[plain]] = np.fromiter(map(self.hash, plain_texts), np.uint64, len(plain_texts))
+        if len(other):
+            other_counts = counts[other]
+            first = np.repeat(starts[other] - (np.cumsum(other_counts) - other_counts), other_counts)
+            flat[first + np.arange(int(other_counts.sum()))] = np.fromiter(chain.from_iterable(entries), np.uint64)
         self._known = pa.concat_arrays([self._known, pieces])
-        self._starts = np.concatenate([self._starts, len(self._flat) + np.cumsum(counts) - counts])
+        self._starts = np.concatenate([self._starts, len(self._flat) + starts])
         self._counts = np.concatenate([self._counts, counts])
-        self._flat = np.concatenate([self._flat, np.fromiter(chain.from_iterable(entries), np.uint64, int(counts.sum()))])
+        self._flat = np.concatenate([self._flat, flat])
+
+    def _plain_words(self, pieces: pa.StringArray) -> np.ndarray:
+        """Which pieces are ASCII letters and no special case of the tokenizer: such a piece
+        simplifies to itself (the byte table lowered it already) and is one word (`_letters_split`)."""
+        specials = self.tokenizer.special_cases() if self._ascii_shortcut else None
+        if specials is None or not len(pieces):
+            return np.zeros(len(pieces), bool)
+        if self._specials is None:
+            self._specials = string_array(sorted(specials))
+        letters = pc.and_(pc.ascii_is_alpha(pieces), pc.invert(pc.is_in(pieces, value_set=self._specials)))
+        return numpy_values(letters)  # no null: the pieces are a dictionary's values
 
     def _forget(self) -> None:
         self._known = pa.nulls(0, pa.string())

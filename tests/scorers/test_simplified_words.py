@@ -47,7 +47,7 @@ def test_columnar_word_hashes_equal_the_hashes_of_datatrove_s_words(wiki_docs, s
         "3,5 km; 1.000.000 ٫ 12٫5 ⎖ 7⎖8 — “quoted” … (x)",
         "",
         "   \t\n ",
-        "cannot won't e-mail U.S.A. http://example.com/a?b=1 #tag @user",
+        "cannot won't e-mail U.S.A. http://example.com/a?b=1 #tag @user Cannot GONNA lemme",
         # a capital sigma before a case-ignorable cut character: final or not depends on what follows
         "ΑΣ'Α ΟΔΟΣ:Α ΣΣ ΟΔΟΣ. Σ",
         # numbers across the characters a text is not cut at: decimal separators, a fullwidth digit
