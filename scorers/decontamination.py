@@ -432,16 +432,6 @@ class Decontaminator:
                 verdicts.append((doc.metadata["contaminated_task"], doc.metadata["contaminated_ngram"]))
         return verdicts
 
-    def prepare(self) -> None:
-        """Load what a check needs (the index, the word splitter) now rather than on the first
-        check: a caller can do it while other work runs."""
-        if self._exact:
-            return
-        with SPACY_LOCK:
-            if self._index is None:
-                self._load()
-            self._words.tokenizer.special_cases()  # builds spaCy's tokenizer
-
     def _load(self) -> None:
         """Each set's sorted n-gram hashes in the order the filter loads the files (by name; a later
         set's name wins a shared hash) and the sorted prefilter keys of every set. Both files are

@@ -23,7 +23,7 @@ import math
 import shutil
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,10 +62,9 @@ def mix(spec: MixtureSpec, *, force: bool = False) -> dict:
         raise MixtureError(f"mixture {spec.mixture_id} already exists ({out}): use --force to replace it")
     tokenizer = load_tokenizer(spec.tokenizer.path, append_eos=spec.tokenizer.append_eos, eos_token=spec.tokenizer.eos_token)
     groups = _decontamination_groups(spec, warehouse)
-    preparing = _prepare_in_background(groups)
     warehouse.job_started(MIXTURE, spec.mixture_id, out, spec.model_dump(mode="json"))
     try:
-        summary = _materialise(spec, warehouse, out, tokenizer, groups, preparing)
+        summary = _materialise(spec, warehouse, out, tokenizer, groups)
     except BaseException as err:
         warehouse.job_failed(MIXTURE, spec.mixture_id, f"{type(err).__name__}: {err}")
         raise
@@ -110,19 +109,6 @@ def _decontamination_groups(spec: MixtureSpec, warehouse: Warehouse) -> list[_De
     return groups
 
 
-def _prepare_in_background(groups: list[_DecontaminationGroup]) -> Future | None:
-    """Load the decontaminators' indexes and word splitter (spaCy's tokenizer: regular expressions
-    compiled in Python, ~0.1 s) in a thread, while the mix registers itself and selects its
-    records, which wait on DuckDB most of the time."""
-    if not groups:
-        return None
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(lambda: [group.decontaminator.prepare() for group in groups])
-    finally:
-        pool.shutdown(wait=False)
-
-
 def _decontaminator(settings, sets, warehouse: Warehouse):
     from scorers.decontamination import Decontaminator
 
@@ -132,12 +118,7 @@ def _decontaminator(settings, sets, warehouse: Warehouse):
 
 
 def _materialise(
-    spec: MixtureSpec,
-    warehouse: Warehouse,
-    out: Path,
-    tokenizer: TrainerTokenizer,
-    groups: list[_DecontaminationGroup],
-    preparing: Future | None = None,
+    spec: MixtureSpec, warehouse: Warehouse, out: Path, tokenizer: TrainerTokenizer, groups: list[_DecontaminationGroup]
 ) -> dict:
     started = time.monotonic()
     work = out / ".work"
@@ -168,8 +149,6 @@ def _materialise(
                 lambda texts: _token_rows(tokenizer, texts),
                 "mix: tokens",
             )
-            if preparing is not None:
-                preparing.result()
             for group, verdicts_dir in zip(groups, verdicts_dirs, strict=True):
                 checked = all_candidates if len(groups) == 1 else f"(SELECT * FROM {all_candidates} WHERE {group.condition})"
                 _fill_cache(
