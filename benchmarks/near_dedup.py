@@ -57,22 +57,27 @@ def child_ours(spec: dict) -> dict:
     from scorers.minhash import min_hasher
     from warehouse.shards import iter_parquet_batches, write_table_atomic
 
+    def stage_batch(batch: pa.Table, path: str, offset: int) -> pa.Table:
+        return pa.table(
+            {
+                "input_file": pa.array([path] * batch.num_rows, pa.string()),
+                "input_row": pa.array(np.arange(offset, offset + batch.num_rows)),
+                "doc_id": pc.cast(batch.column("id"), pa.string()),
+                "text": batch.column("text"),
+            }
+        )
+
     hasher = min_hasher(NearDedupConfig())
-    hasher.band_keys(["warm up the word splitter of the shingles"])
+    # one batch of one short text through every step first: the one-offs (the word splitter's
+    # load, pyarrow's import of pandas on its first conversion) are no batch's cost
+    shard_bands(stage_batch(pa.table({"id": ["w"], "text": ["warm up the word splitter of the shingles"]}), "w", 0), hasher)
     out = Path(spec["out"])
     started = time.perf_counter()
     rows = 0
     for index, path in enumerate(spec["files"]):
         tables, offset = [], 0
         for batch in iter_parquet_batches(path, spec["batch_size"], columns=["id", "text"]):
-            batch = pa.table(
-                {
-                    "input_file": pa.array([path] * batch.num_rows, pa.string()),
-                    "input_row": pa.array(np.arange(offset, offset + batch.num_rows)),
-                    "doc_id": pc.cast(batch.column("id"), pa.string()),
-                    "text": batch.column("text"),
-                }
-            )
+            batch = stage_batch(batch, path, offset)
             offset += batch.num_rows
             tables.append(shard_bands(batch, hasher))
         table = pa.concat_tables(tables)
