@@ -24,11 +24,12 @@ Limits, by construction:
   numbers in it matches (e.g. the same arithmetic question with other operands).
 - when two eval sets share an n-gram, the filter reports the one whose index file it loaded last.
 
-Speed (the same verdicts, ~3x faster than the filter called per text; `exact_tokenizer=True` runs
-the filter itself, for checking): spaCy's tokenizer splits text at whitespace and tokenizes each
-piece on its own, so `CachedWordTokenizer` (scorers/simplified_words.py) splits each distinct piece once, new pieces in one
-spaCy call; the check looks every n-gram up in a numpy prefilter of word-hash windows and runs the
-filter's own n-gram loop only on the texts that pass it (see `Decontaminator`). The index folder
+Speed (the same verdicts; `exact_tokenizer=True` runs the filter itself, for checking): on 3,000
+of the benchmark's texts the filter called per text takes 12.8 s, this check 0.24 s. The words come
+column-wise from `WordHasher` (scorers/simplified_words.py: texts cut into raw pieces in Arrow, each
+distinct piece simplified and split by spaCy once); the check looks every n-gram up in a numpy
+prefilter of word-hash windows and runs the filter's own n-gram loop only on the texts that pass it
+(see `Decontaminator`). The index folder
 holds, per eval set, the filter's `<name>.index.hashes` and the prefilter's `<name>.prefilter`.
 """
 
