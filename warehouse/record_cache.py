@@ -12,12 +12,17 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from warehouse.arrow import numeric_array, numpy_values
 from warehouse.shards import ShardWriter
+from warehouse.warehouse import sql_string
 
 TEXT_HASH = pa.field("text_hash", pa.string(), nullable=False)
 
@@ -47,7 +52,7 @@ def cached_relation(con: duckdb.DuckDBPyConnection, cache_dir: Path, schema: pa.
     if not parts:
         columns = ", ".join(f"CAST(NULL AS {_sql_type(f.type)}) AS {f.name}" for f in schema)
         return f"(SELECT {columns} WHERE false)"
-    listed = ", ".join("'" + p.replace("'", "''") + "'" for p in parts)
+    listed = ", ".join(map(sql_string, parts))
     return f"(SELECT DISTINCT ON (text_hash) * FROM read_parquet([{listed}]) ORDER BY text_hash)"
 
 
@@ -59,25 +64,71 @@ def _sql_type(typ: pa.DataType) -> str:
     return "VARCHAR"
 
 
-def missing_texts(
-    con: duckdb.DuckDBPyConnection, cache_dir: Path, schema: pa.Schema, texts_relation: str, batch_size: int = 2048
-) -> Iterator[pa.RecordBatch]:
-    """(text_hash, text) of the texts in `texts_relation` (which has both columns) that the cache
-    does not hold, each hash once, in hash order (so the new part's bytes do not depend on timing)."""
-    cached = cached_relation(con, cache_dir, schema)
-    reader = con.sql(
-        f"""SELECT DISTINCT ON (t.text_hash) t.text_hash, t.text FROM {texts_relation} t
-            ANTI JOIN {cached} c USING (text_hash) ORDER BY t.text_hash"""
-    ).fetch_record_batch(batch_size)
-    yield from reader
+@dataclass(frozen=True)
+class MissingTexts:
+    """The texts a cache lacks among the rows of some Parquet files (columns `text_hash` and
+    `text`): each missing text once, at its first row, files in order and rows in order. Only the
+    row numbers are held; the texts are read from the files as they are streamed, so memory does
+    not grow with the files."""
+
+    files: tuple[str, ...]
+    rows: tuple[np.ndarray, ...]  # per file, its sorted row numbers to compute
+
+    @property
+    def count(self) -> int:
+        return sum(len(rows) for rows in self.rows)
+
+    def batches(self, batch_size: int = 2048) -> Iterator[pa.Table]:
+        """(text_hash, text) of the missing texts in tables of about `batch_size` rows, in order."""
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        for path, rows in zip(self.files, self.rows, strict=True):
+            if not len(rows):
+                continue
+            start = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["text_hash", "text"]):
+                first, last = np.searchsorted(rows, [start, start + batch.num_rows])
+                if last > first:
+                    taken = batch.take(numeric_array(rows[first:last] - start))
+                    # one schema for every file, whatever nullability each file's schema declares
+                    pending.append(pa.RecordBatch.from_arrays(taken.columns, names=["text_hash", "text"]))
+                    held += int(last - first)
+                start += batch.num_rows
+                if held >= batch_size:
+                    yield pa.Table.from_batches(pending)
+                    pending, held = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending)
 
 
-def count_missing(con: duckdb.DuckDBPyConnection, cache_dir: Path, schema: pa.Schema, texts_relation: str) -> int:
-    """How many distinct texts `missing_texts` will give (for progress bars)."""
+_FILE_SHIFT = 40  # a row's key: file index * 2**40 + row number
+
+
+def find_missing(
+    con: duckdb.DuckDBPyConnection, cache_dir: Path, schema: pa.Schema, files: list[Path], where: str = "true"
+) -> MissingTexts:
+    """Which rows of `files` (those meeting the SQL condition `where`) hold a text the cache lacks,
+    each such text at its first row. DuckDB groups and sorts the hashes and row numbers only."""
+    if not files:
+        return MissingTexts((), ())
     cached = cached_relation(con, cache_dir, schema)
-    return con.sql(
-        f"SELECT count(DISTINCT t.text_hash) FROM {texts_relation} t ANTI JOIN {cached} c USING (text_hash)"
-    ).fetchall()[0][0]
+    rows = " UNION ALL ".join(
+        f"SELECT {index}::BIGINT AS f, file_row_number AS r, text_hash "
+        f"FROM read_parquet({sql_string(str(path))}, file_row_number = true) WHERE {where}"
+        for index, path in enumerate(files)
+    )
+    keys = numpy_values(
+        con.sql(
+            f"""SELECT min((f << {_FILE_SHIFT}) + r) AS k FROM ({rows}) t ANTI JOIN {cached} c USING (text_hash)
+                GROUP BY text_hash ORDER BY k"""
+        )
+        .to_arrow_table()
+        .column("k")
+    )
+    file_of = keys >> _FILE_SHIFT
+    bounds = np.searchsorted(file_of, np.arange(len(files) + 1))
+    per_file = tuple(keys[bounds[i] : bounds[i + 1]] - (i << _FILE_SHIFT) for i in range(len(files)))
+    return MissingTexts(tuple(str(path) for path in files), per_file)
 
 
 def add_part(cache_dir: Path, schema: pa.Schema, batches: Iterator[pa.Table]) -> int:

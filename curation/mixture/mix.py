@@ -39,7 +39,7 @@ from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, Mix
 from scorers.tokens import TrainerTokenizer, load_tokenizer
 from warehouse.arrow import numeric_array, numpy_values, string_array
 from warehouse.files import write_json_atomic
-from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, add_part, cached_relation, count_missing, missing_texts
+from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, add_part, cached_relation, find_missing
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import MIXTURE, Warehouse, sql_string
 
@@ -129,7 +129,7 @@ def _materialise(
         candidates[source.name] = work / "candidates" / f"{source.name}.parquet"
         rows = write_candidates(warehouse, source, candidates[source.name])
         progress.shard_done("mix: select", source.name, rows, rows)
-    all_candidates = f"read_parquet([{', '.join(_quoted(p) for p in candidates.values())}])"
+    files = list(candidates.values())
     con = duckdb.connect()
     try:
         con.execute(f"SET temp_directory = {_quoted(work / 'duckdb-tmp')}")
@@ -145,17 +145,18 @@ def _materialise(
                 con.cursor(),
                 tokens_dir,
                 TOKEN_COUNT,
-                all_candidates,
+                files,
+                "true",
                 lambda texts: _token_rows(tokenizer, texts),
                 "mix: tokens",
             )
             for group, verdicts_dir in zip(groups, verdicts_dirs, strict=True):
-                checked = all_candidates if len(groups) == 1 else f"(SELECT * FROM {all_candidates} WHERE {group.condition})"
                 _fill_cache(
                     con,
                     verdicts_dir,
                     VERDICT,
-                    checked,
+                    files,
+                    group.condition,
                     lambda texts, d=group.decontaminator: _verdict_rows(d, texts),
                     "mix: decontaminate" if len(groups) == 1 else f"mix: decontaminate ({group.label})",
                 )
@@ -170,7 +171,7 @@ def _materialise(
         con.close()
     manifest = build_manifest(spec, tokenizer, stats, shards, lineage)
     write_json_atomic(work / MANIFEST_NAME, manifest)
-    files = _publish(work, out, [s["path"] for s in shards])
+    published = _publish(work, out, [s["path"] for s in shards])
     shutil.rmtree(work, ignore_errors=True)
     summary = {
         "mixture_id": spec.mixture_id,
@@ -185,7 +186,7 @@ def _materialise(
     warehouse.job_completed(
         MIXTURE,
         spec.mixture_id,
-        {"mixture_records": files, "decontaminated": [out / DECONTAMINATED_FILE]},
+        {"mixture_records": published, "decontaminated": [out / DECONTAMINATED_FILE]},
         summary,
         output_dir=out,
         config=spec.model_dump(mode="json"),
@@ -213,14 +214,15 @@ def _verdict_rows(decontaminator, texts: pa.StringArray) -> dict:
     }
 
 
-def _fill_cache(con, cache_dir: Path, schema: pa.Schema, candidates: str, compute, step: str) -> None:
-    """Compute `compute(texts)` for the candidates' texts the cache lacks and add them as one part."""
-    missing = count_missing(con, cache_dir, schema, candidates)
-    progress.stage_started(step, math.ceil(missing / CACHE_BATCH))
+def _fill_cache(con, cache_dir: Path, schema: pa.Schema, files: list[Path], where: str, compute, step: str) -> None:
+    """Compute `compute(texts)` for the texts of the candidate `files` (rows meeting `where`) that the
+    cache lacks, and add them as one part."""
+    missing = find_missing(con, cache_dir, schema, files, where)
+    progress.stage_started(step, math.ceil(missing.count / CACHE_BATCH))
 
     def computed() -> Iterator[pa.Table]:
-        for batch in missing_texts(con, cache_dir, schema, candidates, CACHE_BATCH):
-            values = compute(batch.column("text"))
+        for batch in missing.batches(CACHE_BATCH):
+            values = compute(batch.column("text").combine_chunks())
             yield pa.table({"text_hash": batch.column("text_hash"), **values}, schema=schema)
             progress.shard_done(step, "batch", batch.num_rows, batch.num_rows)
 

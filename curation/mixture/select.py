@@ -95,7 +95,7 @@ def _write_warehouse_candidates(warehouse: Warehouse, source, path: Path) -> int
                 f"""COPY (SELECT row_number() OVER (ORDER BY {order}) - 1 AS row, {columns}, text,
                                  {text_hash_sql("text")} AS text_hash, language
                           FROM ({query}) ORDER BY row)
-                    TO {_sql_list([str(path)])} (FORMAT parquet, COMPRESSION uncompressed)"""
+                    TO {_sql_list([str(path)])} (FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE {BATCH_ROWS})"""
             )
         except duckdb.Error as err:
             view = "documents" if isinstance(source, DocumentsSource) else "synthetic"
