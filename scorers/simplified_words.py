@@ -386,8 +386,8 @@ def window_keys(word_hashes: np.ndarray, n: int) -> np.ndarray:
     return combine([word_hashes[k : k + count] for k in range(n)])
 
 
-# An ASCII raw piece holds letters, digits and the separators a number can hold (between digits).
-_ASCII_KEPT = {chr(b) for b in range(128) if _cut_tables(True)[0][b] != 32} | _ASCII_JOINS
+# An ASCII raw piece holds letters, digits and the separators a number can hold (between digits):
+# every other printable ASCII character is in datatrove's punctuation table, so it is cut.
 _ASCII_NUMBER_SEPARATORS_TO_SPACE = str.maketrans(dict.fromkeys(_ASCII_JOINS, " "))
 # NUMBERS_PATTERN on ASCII text: its digit class holds no other ASCII character
 _ASCII_NUMBERS = re.compile(r"[0-9]+(?:[.,][0-9]+)?")
@@ -466,8 +466,8 @@ class WordHasher:
 
     def _simplified_pieces(self, piece: str) -> list[str]:
         """What a raw piece simplifies to, split at whitespace. An ASCII piece holds only letters,
-        digits and the separators a number can hold (`_ASCII_KEPT`): it is simplified here, the
-        way `simplify_text` does it to such a string (lower case, numbers, the two separators)."""
+        digits and the separators a number can hold: it is simplified here, the way
+        `simplify_text` does it to such a string (lower case, numbers, the two separators)."""
         if not (self._ascii_shortcut and piece.isascii()):
             return simplify(piece, self._norm_whole, self._norm_before_marks).split()
         if self.norm.lowercase:

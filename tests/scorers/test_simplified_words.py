@@ -117,3 +117,13 @@ def test_splitting_new_pieces_leaves_no_lexeme_without_its_attributes():
     assert vocab.lex_attr_getters is getters and len(getters) > 10
     assert "zqxjvblorp" not in vocab and "wuggletronic" not in vocab
     assert vocab["wuggletronic"].is_alpha and vocab["..."].is_punct  # made outside the split: attributes as usual
+
+
+def test_an_ascii_piece_holds_only_letters_digits_and_number_separators():
+    """The ASCII shortcut of `WordHasher` simplifies a piece by lower case, numbers and the two
+    number separators alone: every other ASCII character must be one the texts are cut at."""
+    from scorers.simplified_words import _ASCII_JOINS, _cut_tables
+
+    table = _cut_tables(True)[0]
+    kept = {chr(b) for b in range(128) if table[b] != 32} | _ASCII_JOINS
+    assert {c for c in kept if not c.isalnum()} == {".", ","}
