@@ -69,6 +69,7 @@ class CachedWordTokenizer(WordTokenizer):
         self._words: dict[str, tuple[str, ...]] = {}
         self._kinds: dict[str, int] | None = None
         self._specials: tuple[str, ...] | None = None
+        self._special_cases: frozenset[str] | None = None
         self._last: tuple[str, tuple[str, ...]] = ("", ())
 
     def word_tokenize(self, text: str) -> list[str]:
@@ -91,7 +92,7 @@ class CachedWordTokenizer(WordTokenizer):
         nlp = getattr(self.inner, "tokenizer", None)
         if nlp is None or not hasattr(nlp, "memory_zone"):
             return None
-        if getattr(self, "_special_cases", None) is None:
+        if self._special_cases is None:
             self._special_cases = frozenset(nlp.tokenizer.rules)
         return self._special_cases
 
@@ -138,10 +139,10 @@ class CachedWordTokenizer(WordTokenizer):
         token going to the piece its offset falls in, except for the commonest pieces, which
         need no call (`_letters_split`). datatrove's own per-text call (with its workaround for
         strings spaCy chokes on) where the joined call fails."""
-        nlp = getattr(self.inner, "tokenizer", None)
-        if nlp is None or not hasattr(nlp, "memory_zone"):
+        special = self.special_cases()
+        if special is None:
             return [tuple(self.inner.word_tokenize(piece)) for piece in pieces]
-        special = nlp.tokenizer.rules
+        nlp = self.inner.tokenizer
         words: list[tuple[str, ...] | None] = [_letters_split(piece, special) for piece in pieces]
         rest = [i for i, split in enumerate(words) if split is None]
         if not rest:
@@ -255,7 +256,7 @@ def _without_lexeme_attributes(vocab):
         vocab.lex_attr_getters = getters
 
 
-def _letters_split(piece: str, special: dict) -> tuple[str, ...] | None:
+def _letters_split(piece: str, special: frozenset[str]) -> tuple[str, ...] | None:
     """A piece of ASCII letters is its own word, and one of ASCII letters and a final comma is
     the letters and the comma, unless the piece or its letters are a special case of the
     tokenizer ("cannot"); None for any other piece (spaCy splits it). No prefix, infix, suffix or
