@@ -68,18 +68,23 @@ def numpy_values(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """The values of a numeric or boolean array as numpy: a read-only view of a numeric array's
     buffer, a copy for booleans (stored as bits) and several chunks. A null's slot holds whatever
     its buffer holds: callers read the validity (`pc.is_null`) where nulls can occur."""
+    dtype = _numpy_dtype(values.type)
     if isinstance(values, pa.ChunkedArray):
         if values.num_chunks == 1:
             return numpy_values(values.chunk(0))
-        dtype = bool if pa.types.is_boolean(values.type) else _NUMPY_TYPES[values.type]
         return np.concatenate([numpy_values(chunk) for chunk in values.chunks]) if values.num_chunks else np.empty(0, dtype)
     if len(values) == 0:
-        return np.empty(0, bool if pa.types.is_boolean(values.type) else _NUMPY_TYPES[values.type])
+        return np.empty(0, dtype)
     buffer = values.buffers()[1]
     if pa.types.is_boolean(values.type):
         bits = np.frombuffer(buffer, np.uint8)
         return np.unpackbits(bits, count=values.offset + len(values), bitorder="little")[values.offset :].astype(bool)
-    if values.type not in _NUMPY_TYPES:
-        raise TypeError(f"numpy_values reads {sorted(map(str, _NUMPY_TYPES))} or bool, not {values.type}")
-    dtype = np.dtype(_NUMPY_TYPES[values.type])
     return np.frombuffer(buffer, dtype, len(values), values.offset * dtype.itemsize)
+
+
+def _numpy_dtype(type: pa.DataType) -> np.dtype:
+    if pa.types.is_boolean(type):
+        return np.dtype(bool)
+    if type not in _NUMPY_TYPES:
+        raise TypeError(f"numpy_values reads {sorted(map(str, _NUMPY_TYPES))} or bool, not {type}")
+    return np.dtype(_NUMPY_TYPES[type])
