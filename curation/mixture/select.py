@@ -125,6 +125,7 @@ def _replay_batches(source: ReplaySource) -> Iterator[pa.Table]:
             rows = numeric_array(np.arange(row, row + len(texts)))
             yield pa.table(
                 {
+                    # the separator as an array too: a Python "" would go through pa.scalar, which imports pandas
                     "record_id": pc.binary_join_element_wise(
                         repeated_string(f"{path}#", len(texts)), rows.cast(pa.string()), repeated_string("", len(texts))
                     ),
