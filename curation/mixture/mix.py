@@ -39,6 +39,7 @@ from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, Mix
 from scorers.tokens import TrainerTokenizer, load_tokenizer
 from warehouse.arrow import numeric_array, numpy_values, string_array
 from warehouse.files import write_json_atomic
+from warehouse.memory import release_unused_memory
 from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, add_part, cached_relation, find_missing
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import MIXTURE, Warehouse, sql_string
@@ -130,6 +131,7 @@ def _materialise(
         rows = write_candidates(warehouse, source, candidates[source.name])
         progress.shard_done("mix: select", source.name, rows, rows)
     files = list(candidates.values())
+    release_unused_memory()
     con = duckdb.connect()
     try:
         con.execute(f"SET temp_directory = {_quoted(work / 'duckdb-tmp')}")
@@ -161,10 +163,12 @@ def _materialise(
                     "mix: decontaminate" if len(groups) == 1 else f"mix: decontaminate ({group.label})",
                 )
             counted.result()
+        release_unused_memory()
         _annotate(con, spec, candidates, tokens_dir, list(zip(groups, verdicts_dirs, strict=True)))
         _write_decontaminated(con, spec, work / DECONTAMINATED_FILE)
         allocation = _allocate(con, spec)
         shards = _write_shards(con, spec, work, allocation)
+        release_unused_memory()
         stats = _source_stats(con, spec, allocation)
         lineage = _lineage(con, warehouse, spec, groups)
     finally:
@@ -272,14 +276,22 @@ def _annotate(
 
 
 def _write_decontaminated(con, spec: MixtureSpec, path: Path) -> None:
-    """The removed records, queryable with the eval set and the n-gram they share with it."""
+    """The removed records, queryable with the eval set and the n-gram they share with it. Only
+    their own texts are read: the candidates' row groups are ordered by row, so DuckDB skips the
+    others."""
+    sources = {i for (i,) in con.sql("SELECT DISTINCT source_index FROM records WHERE eval_set IS NOT NULL").fetchall()}
     with ShardWriter(path, DECONTAMINATED) as writer:
         for index, source in enumerate(spec.sources):
-            candidates = f"read_parquet({_quoted(path.parent / 'candidates' / f'{source.name}.parquet')})"
+            if index not in sources:
+                continue
+            removed = f"SELECT * FROM records WHERE source_index = {index} AND eval_set IS NOT NULL"
+            candidates = _quoted(path.parent / "candidates" / f"{source.name}.parquet")
             table = con.sql(
                 f"""SELECT {_quoted(spec.mixture_id)} AS mixture_id, r.source, r.record_id, r.doc_id, r.eval_set, r.ngram, c.text
-                    FROM records r JOIN {candidates} c USING (row)
-                    WHERE r.source_index = {index} AND r.eval_set IS NOT NULL ORDER BY r.row"""
+                    FROM ({removed}) r JOIN (
+                        SELECT row, text FROM read_parquet({candidates}) WHERE row IN (SELECT row FROM ({removed}))
+                    ) c USING (row)
+                    ORDER BY r.row"""
             ).to_arrow_table()
             writer.write(table)
 
@@ -342,6 +354,13 @@ def _allocate_source(spec: MixtureSpec, source, rows: np.ndarray, tokens: np.nda
 # ---------------------------------------------------------------------------------------- shuffle and shards
 
 
+RECORD_METADATA = ("source", "source_kind", "record_id", "doc_id", "run_id", "rewrite_id", "style", "replay_file", "replay_row")
+
+
+def _columns(alias: str, names: tuple[str, ...]) -> str:
+    return ", ".join(f"{alias}.{name}" for name in names)
+
+
 def _write_shards(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict]) -> list[dict]:
     total = sum(len(a["rows"]) for a in allocation.values())
     positions = np.random.default_rng([spec.seed, 1]).permutation(total)
@@ -363,19 +382,25 @@ def _write_shards(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict
     # through a file: DuckDB's Python scans of Arrow objects import pandas, a quarter second
     plan_file = work / "plan.parquet"
     pq.write_table(pa.concat_tables(plan_parts), plan_file, compression="none")
-    con.execute(f"CREATE TABLE plan AS SELECT * FROM read_parquet({_quoted(plan_file)})")
+    con.execute(
+        f"""CREATE TABLE emitted AS SELECT p.position, p.source_index, p.row, r.tokens, {_columns("r", RECORD_METADATA)}, p.epoch
+            FROM read_parquet({_quoted(plan_file)}) p JOIN records r USING (source_index, row)"""
+    )
     texts = " UNION ALL ".join(
         f"SELECT {i} AS source_index, row, text FROM read_parquet({_quoted(work / 'candidates' / f'{s.name}.parquet')})"
         for i, s in enumerate(spec.sources)
     )
-    columns = ", ".join(
-        f"r.{name}"
-        for name in ("source", "source_kind", "record_id", "doc_id", "run_id", "rewrite_id", "style", "replay_file", "replay_row")
-    )
-    reader = con.sql(
-        f"""SELECT p.position, t.text, r.tokens, {columns}, p.epoch, {_quoted(spec.mixture_id)} AS mixture_id
-            FROM plan p JOIN records r USING (source_index, row) JOIN ({texts}) t USING (source_index, row)
-            ORDER BY p.position"""
+    # the hash table is built on the emitted copies (no texts) and the texts stream past it into
+    # the sort, which spills. DuckDB's optimizer would build it on the texts, the narrower side of
+    # the same row count, holding every text twice; the right side of a join is the build side once
+    # that choice is off (on a cursor of its own: the setting ends with it)
+    cursor = con.cursor()
+    cursor.execute("SET disabled_optimizers = 'build_side_probe_side'")
+    reader = cursor.sql(
+        f"""SELECT e.position, t.text, e.tokens, {_columns("e", RECORD_METADATA)}, e.epoch,
+                   {_quoted(spec.mixture_id)} AS mixture_id
+            FROM ({texts}) t JOIN emitted e USING (source_index, row)
+            ORDER BY e.position"""
     ).fetch_record_batch(2048)
     return _cut_shards(reader, work, spec.shard_tokens)
 
@@ -452,10 +477,9 @@ def _source_stats(con, spec: MixtureSpec, allocation: dict[str, dict]) -> dict[s
 
 def _lineage(con, warehouse: Warehouse, spec: MixtureSpec, groups: list[_DecontaminationGroup]) -> dict:
     """What the emitted records came from: runs, rewrites, the scorers those runs used, styles and models."""
-    emitted = "records r JOIN (SELECT DISTINCT source_index, row FROM plan) p USING (source_index, row)"
-    runs = [r[0] for r in con.sql(f"SELECT DISTINCT run_id FROM {emitted} WHERE run_id IS NOT NULL ORDER BY 1").fetchall()]
+    runs = [r[0] for r in con.sql("SELECT DISTINCT run_id FROM emitted WHERE run_id IS NOT NULL ORDER BY 1").fetchall()]
     rewrites = [
-        r[0] for r in con.sql(f"SELECT DISTINCT rewrite_id FROM {emitted} WHERE rewrite_id IS NOT NULL ORDER BY 1").fetchall()
+        r[0] for r in con.sql("SELECT DISTINCT rewrite_id FROM emitted WHERE rewrite_id IS NOT NULL ORDER BY 1").fetchall()
     ]
     lineage = {"runs": runs, "rewrite_ids": rewrites, "scorer_ids": [], "styles": [], "models": [], "eval_sets": []}
     if runs:

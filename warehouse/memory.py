@@ -1,0 +1,38 @@
+"""Freed memory handed back to the operating system between the phases of a long job.
+
+A job such as a mix runs phases of different shapes one after another: reading files, counting
+tokens (Rust threads), sorting (DuckDB), writing shards (Arrow). The allocators keep the pages
+their callers free, for reuse by the next allocation of the same kind: Arrow's memory pool
+(mimalloc or jemalloc) and glibc's per-thread arenas (the tokenizer's threads, Python's large
+objects). Between phases of different shapes that reuse never comes, so what one phase kept stays
+resident under the next phase's working set, and a job's peak grows with its input. Releasing at
+the boundaries keeps the peak near the largest single phase. (DuckDB's own jemalloc is left to
+DuckDB: it flushes it when a database closes or a large block is freed.)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import pyarrow as pa
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's `malloc_trim`, or None where the C library is not glibc (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the symbols the process already has: no library search
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def release_unused_memory() -> None:
+    """Return the pages that Arrow's pool and the C library keep after frees to the OS. Costs a
+    few milliseconds; call it where a phase that allocated a lot has ended."""
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
