@@ -454,16 +454,18 @@ class WordHasher:
         return hashes, lengths
 
     def _simplified_whole(self, hashes, lengths, positions: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """`hashes` and `lengths` with the words of the texts at `positions` replaced by those of
-        their whole-text simplification."""
-        redone = np.zeros(len(lengths), bool)
-        redone[positions] = True
-        hashes = hashes[~np.repeat(redone, lengths)]
-        lengths = np.where(redone, 0, lengths)
+        """`hashes` and `lengths` with the words of the texts at `positions` (ascending) replaced by
+        those of their whole-text simplification, in one copy of the batch's hashes."""
+        first_word = np.concatenate([[0], np.cumsum(lengths)])
         exact = [np.fromiter(map(self.hash, self.words(text)), np.uint64) for text in texts]
-        first_word = np.concatenate([[0], np.cumsum(lengths)])[positions]
+        parts, kept_from = [], 0
+        for position, words in zip(positions, exact, strict=True):
+            parts += [hashes[kept_from : first_word[position]], words]
+            kept_from = first_word[position + 1]
+        parts.append(hashes[kept_from:])
+        lengths = lengths.copy()
         lengths[positions] = [len(e) for e in exact]
-        return np.insert(hashes, np.repeat(first_word, [len(e) for e in exact]), np.concatenate(exact)), lengths
+        return np.concatenate(parts), lengths
 
     def _simplified_pieces(self, piece: str) -> list[str]:
         """What a raw piece simplifies to, split at whitespace. An ASCII piece holds only letters,

@@ -50,10 +50,12 @@ def test_columnar_word_hashes_equal_the_hashes_of_datatrove_s_words(wiki_docs, s
         "cannot won't e-mail U.S.A. http://example.com/a?b=1 #tag @user Cannot GONNA lemme",
         # a capital sigma before a case-ignorable cut character: final or not depends on what follows
         "ΑΣ'Α ΟΔΟΣ:Α ΣΣ ΟΔΟΣ. Σ",
+        "ΣΟΦΙΑ'Σ Σ:Σ",  # next to another text simplified whole
         # numbers across the characters a text is not cut at: decimal separators, a fullwidth digit
         # that datatrove's punctuation table also lists, digits of other scripts
         "3.14 x.5 5.x a.,b 1,000,000 5１5 ５１ ٣.5 5.٣ ٣٫٤ 7,x .5 5. ,",
         "The THE the Word. WORD, word; Naïve NAÏVE naïve ǅemal",
+        "ΟΔΟΣ",  # the batch's last text simplified whole
     ]
     hashed = create_hash_func(HashConfig())
     hasher = WordHasher(TextNormConfig(), CachedWordTokenizer(load_word_tokenizer("en"), max_entries=5_000), hashed)
