@@ -354,7 +354,7 @@ def _allocate_source(spec: MixtureSpec, source, rows: np.ndarray, tokens: np.nda
 # ---------------------------------------------------------------------------------------- shuffle and shards
 
 
-RECORD_METADATA = ("source", "source_kind", "record_id", "doc_id", "run_id", "rewrite_id", "style", "replay_file", "replay_row")
+RECORD_METADATA = ("source", "source_kind", *IDENTITY_COLUMNS)
 
 
 def _columns(alias: str, names: tuple[str, ...]) -> str:
