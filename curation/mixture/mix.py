@@ -165,9 +165,9 @@ def _materialise(
             counted.result()
         release_unused_memory()
         _annotate(con, spec, candidates, tokens_dir, list(zip(groups, verdicts_dirs, strict=True)))
-        _write_decontaminated(con, spec, work / DECONTAMINATED_FILE)
+        _write_decontaminated(con, spec, candidates, work / DECONTAMINATED_FILE)
         allocation = _allocate(con, spec)
-        shards = _write_shards(con, spec, work, allocation)
+        shards = _write_shards(con, spec, candidates, work, allocation)
         release_unused_memory()
         stats = _source_stats(con, spec, allocation)
         lineage = _lineage(con, warehouse, spec, groups)
@@ -275,7 +275,7 @@ def _annotate(
             )
 
 
-def _write_decontaminated(con, spec: MixtureSpec, path: Path) -> None:
+def _write_decontaminated(con, spec: MixtureSpec, candidates: dict[str, Path], path: Path) -> None:
     """The removed records, queryable with the eval set and the n-gram they share with it. Only
     their own texts are read: the candidates' row groups are ordered by row, so DuckDB skips the
     others."""
@@ -285,11 +285,10 @@ def _write_decontaminated(con, spec: MixtureSpec, path: Path) -> None:
             if index not in sources:
                 continue
             removed = f"SELECT * FROM records WHERE source_index = {index} AND eval_set IS NOT NULL"
-            candidates = _quoted(path.parent / "candidates" / f"{source.name}.parquet")
             table = con.sql(
                 f"""SELECT {_quoted(spec.mixture_id)} AS mixture_id, r.source, r.record_id, r.doc_id, r.eval_set, r.ngram, c.text
                     FROM ({removed}) r JOIN (
-                        SELECT row, text FROM read_parquet({candidates}) WHERE row IN (SELECT row FROM ({removed}))
+                        SELECT row, text FROM read_parquet({_quoted(candidates[source.name])}) WHERE row IN (SELECT row FROM ({removed}))
                     ) c USING (row)
                     ORDER BY r.row"""
             ).to_arrow_table()
@@ -361,7 +360,7 @@ def _columns(alias: str, names: tuple[str, ...]) -> str:
     return ", ".join(f"{alias}.{name}" for name in names)
 
 
-def _write_shards(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict]) -> list[dict]:
+def _write_shards(con, spec: MixtureSpec, candidates: dict[str, Path], work: Path, allocation: dict[str, dict]) -> list[dict]:
     total = sum(len(a["rows"]) for a in allocation.values())
     positions = np.random.default_rng([spec.seed, 1]).permutation(total)
     plan_parts, offset = [], 0
@@ -387,7 +386,7 @@ def _write_shards(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict
             FROM read_parquet({_quoted(plan_file)}) p JOIN records r USING (source_index, row)"""
     )
     texts = " UNION ALL ".join(
-        f"SELECT {i} AS source_index, row, text FROM read_parquet({_quoted(work / 'candidates' / f'{s.name}.parquet')})"
+        f"SELECT {i} AS source_index, row, text FROM read_parquet({_quoted(candidates[s.name])})"
         for i, s in enumerate(spec.sources)
     )
     # the hash table is built on the emitted copies (no texts) and the texts stream past it into
