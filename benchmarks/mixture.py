@@ -12,7 +12,7 @@ Measured, each in its own child process (see child.py):
 
 * the bare tokenizer: `Tokenizer.from_file(...).encode_batch_fast(texts, add_special_tokens=False)`
   over every candidate text, after a warm-up call, in one call and in batches of the mix's own
-  size; the fastest of four passes;
+  size; the fastest of four passes, with its CPU time (every thread's);
 * `mix(spec)` cold (fresh record caches) and warm (a second mixture over the same records with
   another seed and mixture_id), with decontamination off and on (MMLU); the MMLU index is built
   before the timed part (a one-off per eval set, printed);
@@ -20,6 +20,10 @@ Measured, each in its own child process (see child.py):
   on: with the 4x cold mixes, the marginal rate and the fixed cost per call; and peak RSS 1x vs 4x;
 * `export_mixture` of the cold mixture in each format.
 * not timed: the mix's decontamination verdicts against datatrove's filter on a sample.
+
+Each mix's CPU time (every thread's, `time.process_time()` around the call) gives its ceiling: the
+ratio it would reach with that CPU time spread over every core and none idle. Where the ceiling is
+below a target, overlapping the mix's steps better cannot reach it; only spending less CPU can.
 
 Tokens are counted as the manifest counts them, one end-of-sequence token per record included;
 the bare side's are counted, not encoded. Ratios are tokens/s over the bare tokenizer's tokens/s.
@@ -30,6 +34,7 @@ and their counts compared with the shards' `tokens` column and the manifest's to
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 from pathlib import Path
@@ -195,14 +200,16 @@ def child_tokenize(spec: dict) -> dict:
     tokenizer = Tokenizer.from_file(spec["tokenizer"])
     tokenizer.encode_batch_fast(texts[:16], add_special_tokens=False)  # warm up
     passes: dict[str, list[float]] = {"one_call": [], "batches": []}
+    fastest = (float("inf"), 0.0)  # (seconds, CPU seconds of every thread) of the fastest pass
     for _ in range(2):
         for mode in passes:
             size = len(texts) if mode == "one_call" else CACHE_BATCH
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             encodings = []
             for start in range(0, len(texts), size):
                 encodings += tokenizer.encode_batch_fast(texts[start : start + size], add_special_tokens=False)
             passes[mode].append(time.perf_counter() - started)
+            fastest = min(fastest, (passes[mode][-1], time.process_time() - cpu_started))
     counts = [len(e.ids) + 1 for e in encodings]
     by_source: dict[str, dict[str, int]] = {}
     for source, quarter, n in zip(table.column("source").to_pylist(), table.column("quarter").to_pylist(), counts):
@@ -216,7 +223,8 @@ def child_tokenize(spec: dict) -> dict:
         "texts": len(texts),
         "distinct_texts": len(set(texts)),
         "tokens": sum(counts),
-        "seconds": min(min(p) for p in passes.values()),
+        "seconds": fastest[0],
+        "cpu_seconds": fastest[1],
         "passes_s": passes,
         "sources": by_source,
     }
@@ -265,7 +273,7 @@ def child_mix(spec: dict) -> dict:
     rss_before = proc_status_kb("VmRSS")
     recorder = EventRecorder()
     progress.set_reporter(recorder)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         summary = mix(mixture)
     finally:
@@ -274,6 +282,7 @@ def child_mix(spec: dict) -> dict:
     return {
         "summary": summary,
         "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu_started,
         "events": [(t - started, kind, stage) for t, kind, stage in recorder.events],
         "index_s": index_s,
         "rss_before_run_kb": rss_before,
@@ -344,6 +353,8 @@ def _run_mix(name: str, spec: dict, work: Path) -> tuple[dict, object]:
         "tokens": summary["tokens"],
         "shards": summary["shards"],
         "seconds": round(res["seconds"], 3),
+        "cpu_seconds": round(res["cpu_seconds"], 3),
+        "cores_busy": round(res["cpu_seconds"] / res["seconds"], 2),
         "tokens_per_s": round(summary["tokens"] / res["seconds"], 1),
         "steps": _steps(res["events"], res["seconds"]),
         "index_s": round(res["index_s"], 2) if res["index_s"] is not None else None,
@@ -413,6 +424,13 @@ def _memory(one: tuple[dict, object], four: tuple[dict, object]) -> dict:
         "time_ratio_4x_1x": _ratio(e4["seconds"], e1["seconds"]),
         "target": MEMORY_TARGET,
     }
+
+
+def _ceiling_ratio(entry: dict, bare_tps: float) -> float:
+    """The ratio the mix would reach if its CPU seconds (every thread's) were spread over all the
+    machine's cores with none idle: no overlap of its steps can do better at that CPU cost, so a
+    ceiling below a target says the mix must spend less CPU, not wait less."""
+    return entry["tokens"] / (entry["cpu_seconds"] / (os.cpu_count() or 1)) / bare_tps
 
 
 def _marginal(small: dict, large: dict, bare_tps: float) -> dict:
@@ -496,7 +514,14 @@ def mixture_benchmark(work: Path, docs: int, seed: int, log=print) -> dict:
             entry, children[name] = _run_mix(f"mix-{name}", spec, root)
             target = COLD_TARGET if cache == "cold" else WARM_TARGET
             ratio = entry["tokens_per_s"] / bare_tps
-            variants[name] = {**entry, "decontamination": label, "cache": cache, "ratio": round(ratio, 3), "target": target}
+            variants[name] = {
+                **entry,
+                "decontamination": label,
+                "cache": cache,
+                "ratio": round(ratio, 3),
+                "ceiling_ratio": round(_ceiling_ratio(entry, bare_tps), 3),
+                "target": target,
+            }
 
     log("mix: 1x mixture for the memory ratio and the marginal rate (child process)")
     warehouse = _fresh_warehouse(base, root / "1x")
@@ -528,6 +553,7 @@ def mixture_benchmark(work: Path, docs: int, seed: int, log=print) -> dict:
 
     return {
         "tokenizer": TOKENIZER,
+        "cores": os.cpu_count() or 1,
         "setup_s": round(setup_s, 1),
         "candidates": {
             "texts": bare["texts"],
@@ -541,6 +567,8 @@ def mixture_benchmark(work: Path, docs: int, seed: int, log=print) -> dict:
             "texts": bare["texts"],
             "tokens": bare["tokens"],
             "seconds": round(bare["seconds"], 3),
+            "cpu_seconds": round(bare["cpu_seconds"], 3),
+            "cores_busy": round(bare["cpu_seconds"] / bare["seconds"], 2),
             "passes_s": {mode: [round(s, 3) for s in passes] for mode, passes in bare["passes_s"].items()},
             "tokens_per_s": round(bare_tps, 1),
         },

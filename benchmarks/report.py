@@ -302,8 +302,11 @@ def _mixture_lines(mx: dict) -> list[str]:
             bare["texts"],
             bare["tokens"],
             bare["seconds"],
+            bare.get("cpu_seconds", "-"),
+            bare.get("cores_busy", "-"),
             bare["tokens_per_s"],
             "1.00",
+            "-",
             "",
             "",
         ]
@@ -317,13 +320,36 @@ def _mixture_lines(mx: dict) -> list[str]:
                 v["records"],
                 v["tokens"],
                 v["seconds"],
+                v.get("cpu_seconds", "-"),
+                v.get("cores_busy", "-"),
                 v["tokens_per_s"],
                 _fmt(v["ratio"], 2),
+                _fmt(v["ceiling_ratio"], 2) if "ceiling_ratio" in v else "-",
                 f">= {v['target']}: {_verdict(ok)}",
                 "equal" if v["agreement"]["equal"] else "DIFFERENT",
             ]
         )
-    lines += _table(["side", "cache", "records", "tokens", "seconds", "tokens/s", "ratio", "target", "vs bare count"], rows)
+    lines += _table(
+        [
+            "side",
+            "cache",
+            "records",
+            "tokens",
+            "seconds",
+            "CPU s",
+            "cores busy",
+            "tokens/s",
+            "ratio",
+            "ceiling",
+            "target",
+            "vs bare count",
+        ],
+        rows,
+    )
+    lines.append(
+        "   CPU s: every thread's CPU time over the timed part; ceiling: the ratio with that CPU time spread over all "
+        f"{mx.get('cores', '?')} cores and none idle (no overlap of steps beats it: below the target, only less CPU can reach it)"
+    )
     step_names = ["setup", "select", "tokens", "decontaminate", "shuffle_write"]
     passes = bare["passes_s"]
     if isinstance(passes, dict):
