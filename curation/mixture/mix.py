@@ -481,17 +481,21 @@ def _lineage(con, warehouse: Warehouse, spec: MixtureSpec, groups: list[_Deconta
         r[0] for r in con.sql("SELECT DISTINCT rewrite_id FROM emitted WHERE rewrite_id IS NOT NULL ORDER BY 1").fetchall()
     ]
     lineage = {"runs": runs, "rewrite_ids": rewrites, "scorer_ids": [], "styles": [], "models": [], "eval_sets": []}
-    if runs:
-        lineage["scorer_ids"] = _scorers_of_runs(warehouse, runs)
-    if rewrites:
-        listed = ", ".join(_quoted(r) for r in rewrites)
-        styles = warehouse.select(
-            f"""SELECT DISTINCT style, template_version, template_hash FROM synthetic WHERE rewrite_id IN ({listed}) ORDER BY ALL"""
-        )
-        models = warehouse.select(
-            f"SELECT DISTINCT model_name, model_hash, engine FROM synthetic WHERE rewrite_id IN ({listed}) ORDER BY ALL"
-        )
-        lineage["styles"], lineage["models"] = styles.to_pylist(), models.to_pylist()
+    if runs or rewrites:
+        # one connection for all three questions: opening the warehouse costs ~20 ms each time
+        with warehouse.connect(read_only=True) as catalogue:
+            if runs:
+                lineage["scorer_ids"] = _scorers_of_runs(catalogue, runs)
+            if rewrites:
+                listed = ", ".join(_quoted(r) for r in rewrites)
+                lineage["styles"] = _rows(
+                    catalogue,
+                    f"SELECT DISTINCT style, template_version, template_hash FROM synthetic WHERE rewrite_id IN ({listed}) ORDER BY ALL",
+                )
+                lineage["models"] = _rows(
+                    catalogue,
+                    f"SELECT DISTINCT model_name, model_hash, engine FROM synthetic WHERE rewrite_id IN ({listed}) ORDER BY ALL",
+                )
     if groups:
         language = {s.name: s.language for s in spec.decontamination.eval_sets}
         entries = {e["name"]: e for group in groups for e in group.decontaminator.eval_sets}
@@ -499,12 +503,16 @@ def _lineage(con, warehouse: Warehouse, spec: MixtureSpec, groups: list[_Deconta
     return lineage
 
 
-def _scorers_of_runs(warehouse: Warehouse, runs: list[str]) -> list[str]:
+def _rows(con, sql: str) -> list[dict]:
+    return con.sql(sql).to_arrow_table().to_pylist()
+
+
+def _scorers_of_runs(catalogue, runs: list[str]) -> list[str]:
     import json
 
     listed = ", ".join(_quoted(r) for r in runs)
     scorers = set()
-    for row in warehouse.select(f"SELECT config FROM runs WHERE run_id IN ({listed})").to_pylist():
+    for row in _rows(catalogue, f"SELECT config FROM runs WHERE run_id IN ({listed})"):
         scoring = (json.loads(row["config"] or "{}") or {}).get("scoring") or {}
         if not scoring.get("enabled"):
             continue

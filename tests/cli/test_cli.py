@@ -372,6 +372,19 @@ def test_demo_end_to_end_through_prefect(tmp_path):
         "SELECT eval_set, CAST(split_part(record_id, '#', 2) AS BIGINT) FROM decontaminated WHERE source = 'replay' ORDER BY ALL"
     ).fetchall()
     assert removed == [("mmlu", 11), ("mmlu", 97)]
+    # its lineage names the scorer that selected crawl2, the styles and models of the rewrite's
+    # accepted records (only those are in `synthetic`) and the eval set
+    from curation.mixture.manifest import load_manifest
+
+    lineage = load_manifest(tmp_path / "demo/mixtures/demo-mixture")["lineage"]
+    assert lineage["scorer_ids"] == ["demo-preselect"]
+    assert lineage["rewrite_ids"] == ["demo-rewrite"]
+    accepted = "FROM synthetic WHERE rewrite_id = 'demo-rewrite' ORDER BY 1"
+    assert [m["model_name"] for m in lineage["models"]] == [
+        r[0] for r in con.execute(f"SELECT DISTINCT model_name {accepted}").fetchall()
+    ]
+    assert [s["style"] for s in lineage["styles"]] == [r[0] for r in con.execute(f"SELECT DISTINCT style {accepted}").fetchall()]
+    assert [e["name"] for e in lineage["eval_sets"]] == ["mmlu"]
     assert "curate manifest verify" in result.output and "ok" in result.output
     for fmt in ("hf", "megatron", "mds", "nanotron"):
         assert any((tmp_path / "demo/exports" / fmt).rglob("*")), fmt
