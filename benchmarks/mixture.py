@@ -426,11 +426,11 @@ def _memory(one: tuple[dict, object], four: tuple[dict, object]) -> dict:
     }
 
 
-def _ceiling_ratio(entry: dict, bare_tps: float) -> float:
+def _ceiling_ratio(entry: dict, bare_tps: float, cores: int) -> float:
     """The ratio the mix would reach if its CPU seconds (every thread's) were spread over all the
-    machine's cores with none idle: no overlap of its steps can do better at that CPU cost, so a
+    machine's `cores` with none idle: no overlap of its steps can do better at that CPU cost, so a
     ceiling below a target says the mix must spend less CPU, not wait less."""
-    return entry["tokens"] / (entry["cpu_seconds"] / (os.cpu_count() or 1)) / bare_tps
+    return entry["tokens"] / (entry["cpu_seconds"] / cores) / bare_tps
 
 
 def _marginal(small: dict, large: dict, bare_tps: float) -> dict:
@@ -503,6 +503,7 @@ def mixture_benchmark(work: Path, docs: int, seed: int, log=print) -> dict:
     quarter = {name: bare["sources"][name]["quarter_tokens"] for name in SOURCES}
     shard_tokens = max(1, sum(full.values()) // SHARDS)
 
+    cores = os.cpu_count() or 1  # the ceilings' and the report's count, read once
     variants, children = {}, {}
     for decontaminate in (False, True):
         label = "on" if decontaminate else "off"
@@ -519,7 +520,7 @@ def mixture_benchmark(work: Path, docs: int, seed: int, log=print) -> dict:
                 "decontamination": label,
                 "cache": cache,
                 "ratio": round(ratio, 3),
-                "ceiling_ratio": round(_ceiling_ratio(entry, bare_tps), 3),
+                "ceiling_ratio": round(_ceiling_ratio(entry, bare_tps, cores), 3),
                 "target": target,
             }
 
@@ -553,7 +554,7 @@ def mixture_benchmark(work: Path, docs: int, seed: int, log=print) -> dict:
 
     return {
         "tokenizer": TOKENIZER,
-        "cores": os.cpu_count() or 1,
+        "cores": cores,
         "setup_s": round(setup_s, 1),
         "candidates": {
             "texts": bare["texts"],
