@@ -51,7 +51,8 @@ from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
 from schemas.mixture import EvalSetSpec
 from scorers.assets import asset_path
 from scorers.benchmark import BenchmarkFileError, load_mmlu_jsonl
-from scorers.simplified_words import CachedWordTokenizer, WordHasher, combine, window_keys
+from scorers.piece_table import KeySet, key_set
+from scorers.simplified_words import CachedWordTokenizer, WordHasher, combine
 from scorers.words import SPACY_LOCK
 from warehouse.files import atomic_path, sha256_file, write_json_atomic
 
@@ -61,7 +62,6 @@ MANIFEST_NAME = "index.json"
 BUNDLED_MMLU = "mmlu.jsonl"
 LANGUAGE = "en"
 # the prefilter's polynomial base over word hashes: odd, so multiplying by it loses no bits mod 2**64
-_BITMAP_SHIFT = np.uint64(40)  # a 2**24-entry bitmap (16 MB)
 _JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 
@@ -354,9 +354,8 @@ class Decontaminator:
         self._exact = exact
         self._filter = None  # loaded on the first check: a mixture whose verdicts are all cached needs none
         self._index: list[tuple[str, np.ndarray]] | None = None  # (eval set, its sorted n-gram hashes)
-        self._prefilter: np.ndarray | None = None
+        self._prefilter: KeySet | None = None
         self._words: WordHasher | None = None
-        self._bits: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -447,36 +446,19 @@ class Decontaminator:
             loaded.append((name, np.fromfile(_index_file(self.folder, name), dtype=self._config.hash_config.np_dtype)))
             keys.append(np.fromfile(_prefilter_file(self.folder, name), dtype=np.uint64))
         self._index = loaded[::-1]  # looked up last-loaded first
-        self._prefilter = keys[0] if len(keys) == 1 else np.unique(np.concatenate(keys))
-        self._bits = np.zeros(1 << (64 - int(_BITMAP_SHIFT)), bool)
-        self._bits[self._prefilter >> _BITMAP_SHIFT] = True
+        self._prefilter = key_set(keys[0] if len(keys) == 1 else np.unique(np.concatenate(keys)))
 
     def _check_fast(self, texts: list[str]) -> list[tuple[str, str] | None]:
         if self._index is None:
             self._load()
         n = self._config.n_grams
         verdicts: list[tuple[str, str] | None] = [None] * len(texts)
-        for position in self._suspects(*self._words.hashes(texts), n):
+        # texts with an n-gram whose key is in the prefilter; windows never straddle two texts
+        suspects = self._words.texts_with_window(texts, n, self._prefilter)
+        for position in np.flatnonzero(suspects).tolist():
             text = texts[position].as_py() if isinstance(texts, pa.Array) else texts[position]
             verdicts[position] = self._first_indexed_ngram(self._words.words(text), n)
         return verdicts
-
-    def _suspects(self, hashes: np.ndarray, lengths: np.ndarray, n: int) -> list[int]:
-        """Texts with at least one n-gram whose key is in the prefilter: all texts' keys at once
-        (`hashes` holds every text's word hashes in turn, `lengths` their counts), windows that
-        straddle two texts left out."""
-        if lengths.sum() < n:
-            return []
-        keys = window_keys(hashes, n)
-        # a bitmap of the keys' top bits first (a few per cent of it set): the sorted search only
-        # for keys that pass it
-        maybe = np.flatnonzero(self._bits[keys >> _BITMAP_SHIFT])
-        slots = np.minimum(np.searchsorted(self._prefilter, keys[maybe]), len(self._prefilter) - 1)
-        found = maybe[self._prefilter[slots] == keys[maybe]]
-        # the window starting at word `found` belongs to the text it starts in if it ends there too
-        ends = np.cumsum(lengths)
-        owners = np.searchsorted(ends, found, side="right")
-        return np.unique(owners[found + n <= ends[owners]]).tolist()
 
     def _first_indexed_ngram(self, words: list[str], n: int) -> tuple[str, str] | None:
         """The filter's own check: n-gram strings in reading order, the first one in the index."""

@@ -23,12 +23,11 @@ from itertools import chain, islice
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION, TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer, load_word_tokenizer
 
 from scorers.words import spacy_attrs
-from warehouse.arrow import numeric_array, numpy_values, string_array
+from warehouse.arrow import string_array
 
 _WINDOW_BASE = np.uint64(0x9E3779B97F4A7C15)
 
@@ -298,10 +297,6 @@ def without_marks(text: str | re.Match) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
 
 
-def _re2_class(chars) -> str:
-    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set(chars))) + "]"
-
-
 # Where a raw text can be cut into pieces that `simplify_text` treats independently: the
 # characters it always turns into spaces (its punctuation table; whitespace, where `str.split`
 # splits), less those a number can hold (`NUMBERS_PATTERN` makes "3.5", "1,000" and "５１" one
@@ -310,8 +305,7 @@ def _re2_class(chars) -> str:
 # is an ASCII character other than a digit, so no number can hold them there. Each piece is then
 # simplified whole, so everything else is datatrove's own doing.
 # The ASCII cut characters are replaced in the UTF-8 bytes by a byte table (no byte of a
-# multi-byte character is ASCII); the others, listed rather than a class shorthand so that RE2's
-# idea of whitespace cannot differ from Python's, by RE2.
+# multi-byte character is ASCII); the others by code point (`scorers.piece_table.cut`).
 _WHITESPACE_CHARS = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
 
 
@@ -321,52 +315,19 @@ def _can_cut_at(char: str) -> bool:
 
 
 _ASCII_JOINS = {chr(b) for b in range(128) if not chr(b).isdigit() and NUMBERS_PATTERN.fullmatch(f"0{chr(b)}0")}  # . ,
-_JOIN, _DIGIT_OR_NON_ASCII = 1, 2
-# per byte: a joining separator, a digit or a byte of a non-ASCII character (which may be a digit)
-_BYTE_KINDS = bytes(
-    _JOIN if chr(b) in _ASCII_JOINS else _DIGIT_OR_NON_ASCII if chr(b).isdigit() else 0 for b in range(128)
-) + bytes([_DIGIT_OR_NON_ASCII] * 128)
 
 
 @cache
-def _cut_tables(remove_punctuation: bool, lowercase: bool = False) -> tuple[bytes, str]:
-    """The byte table (cut characters to spaces, and ASCII capitals to small letters when
-    `lowercase`: lower-casing them first changes nothing that follows) and the RE2 class of the
-    non-ASCII cut characters."""
+def _cut_tables(remove_punctuation: bool, lowercase: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The byte table of ASCII (cut characters to spaces, and capitals to small letters when
+    `lowercase`: lower-casing them first changes nothing that follows) and, per code point,
+    whether it is a cut character (only the non-ASCII ones are read)."""
     separators = _WHITESPACE_CHARS | set(PUNCTUATION) if remove_punctuation else _WHITESPACE_CHARS
     cuts = {c for c in separators if _can_cut_at(c)} | (_ASCII_JOINS & separators)
     ascii_table = bytes(32 if chr(b) in cuts else ord(chr(b).lower()) if lowercase else b for b in range(128))
-    return ascii_table + bytes(range(128, 256)), _re2_class(c for c in cuts if ord(c) > 127)
-
-
-def cut_to_spaces(texts: pa.StringArray, remove_punctuation: bool = True, lowercase: bool = False) -> pa.StringArray:
-    """`texts` with every cut character (see `_cut_tables`) replaced by a space, and ASCII capitals
-    by small letters when `lowercase`."""
-    ascii_table, non_ascii_class = _cut_tables(remove_punctuation, lowercase)
-    if texts.offset:  # a slice, whose buffers hold its parent's bytes: only its own are translated
-        texts = pa.concat_arrays([texts])
-    validity, offsets, values = texts.buffers()
-    end = int(np.frombuffer(offsets, np.int32, 1, 4 * len(texts))[0]) if len(texts) else 0
-    spaced = None
-    if values is not None:
-        raw = values.slice(0, end).to_pybytes()
-        spaced = bytearray(raw.translate(ascii_table))
-        if remove_punctuation:
-            _keep_number_joins(raw, spaced)
-        spaced = pa.py_buffer(spaced)
-    ascii_done = pa.StringArray.from_buffers(len(texts), offsets, spaced, validity, texts.null_count, texts.offset)
-    return pc.replace_substring_regex(ascii_done, non_ascii_class, " ")
-
-
-def _keep_number_joins(raw: bytes, spaced: bytearray) -> None:
-    """Put back the "." and "," that sit between two digits (or non-ASCII characters, which may be
-    digits): a number may hold them."""
-    kinds = np.frombuffer(raw.translate(_BYTE_KINDS), np.uint8)
-    joins = np.flatnonzero(kinds == _JOIN)
-    inner = joins[(joins > 0) & (joins < len(kinds) - 1)]
-    kept = inner[(kinds[inner - 1] == _DIGIT_OR_NON_ASCII) & (kinds[inner + 1] == _DIGIT_OR_NON_ASCII)]
-    if len(kept):
-        np.frombuffer(spaced, np.uint8)[kept] = np.frombuffer(raw, np.uint8)[kept]
+    cut_codepoints = np.zeros(sys.maxunicode + 1, np.bool_)
+    cut_codepoints[[ord(c) for c in cuts]] = True
+    return np.frombuffer(ascii_table, np.uint8), cut_codepoints
 
 
 def combine(columns: list[np.ndarray]) -> np.ndarray:
@@ -409,49 +370,67 @@ def _string_array(texts) -> pa.StringArray:
 
 class WordHasher:
     """Every word's hash of a batch of texts, as `simplify_text(text, norm)` and the tokenizer
-    split them, with each distinct raw piece's word hashes kept for the next batches."""
+    split them, with each distinct raw piece's word hashes kept for the next batches (a
+    `PieceTable`, whose compiled loops do the per-piece and per-word work)."""
 
     def __init__(self, norm: TextNormConfig, tokenizer: CachedWordTokenizer, hash_func: Callable[[str], int]):
+        from scorers.piece_table import PieceTable  # numba loads here, not for every user of this module
+
         self.norm = norm
         self.tokenizer = tokenizer
         self.hash = hash_func
-        self._forget()
+        self._table = PieceTable()
         # ASCII pieces are simplified directly unless a word pattern applies or punctuation stays
         self._ascii_shortcut = norm.remove_punctuation and not (norm.norm_weekdays or norm.norm_monthnames)
         self._norm_whole, self._norm_before_marks = norm, replace(norm, norm_unicode_diacritics=False)
-        self._specials: pa.StringArray | None = None
 
     def words(self, text: str) -> list[str]:
         """One text's words, as strings."""
         return [word for split in self.tokenizer.piece_words(simplify(text, self.norm).split()) for word in split]
 
     def hashes(self, texts: list[str] | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-        """The hash of every word of every text, in order, and each text's word count. The texts are
-        cut into raw pieces in Arrow (`cut_to_spaces`, then a split at spaces), each distinct raw
-        piece is simplified, split and hashed once (`_piece_words`) and the pieces' word hashes are
-        gathered with numpy: no Python runs per text or per word. A text holding a capital sigma is
-        simplified whole (`_CAPITAL_SIGMA`)."""
-        column = _string_array(texts)
-        # every cut character is a space by now: runs of them split at once, few empty pieces
-        pieces = pc.ascii_split_whitespace(cut_to_spaces(column, self.norm.remove_punctuation, self.norm.lowercase))
-        encoded = pc.dictionary_encode(pieces.flatten())
-        piece_index = numpy_values(encoded.indices)
-        counts, starts, flat = self._piece_words(encoded.dictionary)
-        words_per_piece = counts[piece_index]
-        ends = np.cumsum(words_per_piece)
-        # word k of the batch is word (k - first word of its piece) of its piece's distinct entry
-        within = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - words_per_piece, words_per_piece)
-        hashes = flat[np.repeat(starts[piece_index], words_per_piece) + within]
-        piece_offsets = numpy_values(pieces.offsets)
-        words_before = np.concatenate([[0], ends])
-        lengths = words_before[piece_offsets[1:]] - words_before[piece_offsets[:-1]]
-        if self.norm.lowercase:
-            with_sigma = np.flatnonzero(numpy_values(pc.match_substring(encoded.dictionary, _CAPITAL_SIGMA)))
-            if len(with_sigma):
-                piece_positions = np.flatnonzero(np.isin(piece_index, with_sigma))
-                positions = np.unique(np.searchsorted(piece_offsets, piece_positions, side="right") - 1)
-                hashes, lengths = self._simplified_whole(hashes, lengths, positions, [column[int(i)].as_py() for i in positions])
+        """The hash of every word of every text, in order, and each text's word count. A text
+        holding a capital sigma is simplified whole (`_CAPITAL_SIGMA`)."""
+        column, pieces, per_text, whole = self._pieces(texts)
+        hashes = self._table.word_hashes(pieces)
+        lengths = _lengths(self._table.word_counts(pieces), per_text)
+        if len(whole):
+            hashes, lengths = self._simplified_whole(hashes, lengths, whole, [column[int(i)].as_py() for i in whole])
         return hashes, lengths
+
+    def texts_with_window(self, texts, n: int, keys) -> np.ndarray:
+        """Per text, whether n consecutive words of it have a `combine` key in `keys` (a
+        `scorers.piece_table.KeySet`). Windows never straddle texts."""
+        from scorers.piece_table import has_window_key
+
+        column, pieces, per_text, whole = self._pieces(texts)
+        hits = self._table.texts_with_key(pieces, per_text, n, _WINDOW_BASE, keys)
+        for position in whole.tolist():
+            words = np.fromiter(map(self.hash, self.words(column[position].as_py())), np.uint64)
+            hits[position] = has_window_key(words, n, _WINDOW_BASE, *keys)
+        return hits
+
+    def _pieces(self, texts) -> tuple[pa.StringArray, np.ndarray, np.ndarray, np.ndarray]:
+        """The column, every raw piece's table entry in order, each text's number of pieces, and
+        the texts to simplify whole. The texts are cut into raw pieces (`_cut_tables`: every
+        cut character becomes a space); pieces not met before are added to the table, with
+        their word hashes (`_words_of_pieces`)."""
+        from scorers.piece_table import cut, text_buffers
+
+        column = _string_array(texts)
+        raw, offsets = text_buffers(column)
+        ascii_table, cut_codepoints = _cut_tables(self.norm.remove_punctuation, self.norm.lowercase)
+        values, sigma = cut(raw, offsets, ascii_table, cut_codepoints, self.norm.remove_punctuation, ord(_CAPITAL_SIGMA))
+        if len(self._table) > self.tokenizer.max_entries:
+            self._table.forget()
+        pieces, per_text, new = self._table.index(values, offsets)
+        try:
+            self._table.set_words(self._words_of_pieces(new))
+        except BaseException:
+            self._table.forget()  # pieces without their words must never be looked up
+            raise
+        whole = np.flatnonzero(sigma) if self.norm.lowercase else np.empty(0, np.int64)
+        return column, pieces, per_text, whole
 
     def _simplified_whole(self, hashes, lengths, positions: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """`hashes` and `lengths` with the words of the texts at `positions` (ascending) replaced by
@@ -481,60 +460,23 @@ class WordHasher:
             piece = _ASCII_NUMBERS.sub("0", piece)
         return piece.translate(_ASCII_NUMBER_SEPARATORS_TO_SPACE).split()
 
-    def _piece_words(self, pieces: pa.StringArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per raw piece (distinct): its number of words and where its word hashes start in the third
-        array, that array. The pieces met before are found by Arrow (`index_in` over the known
-        ones); only new pieces reach Python, where they are simplified and their parts split into
-        words in one call. The known pieces are forgotten when there are too many."""
-        slots = pc.index_in(pieces, value_set=self._known)
-        new = np.flatnonzero(numpy_values(slots.is_null()))
-        slots = numpy_values(slots).astype(np.int64)  # a new piece's slot is set below
-        if len(new):
-            if len(self._known) + len(new) > self.tokenizer.max_entries:
-                self._forget()
-                new, slots = np.arange(len(pieces)), np.full(len(pieces), -1, np.int64)
-            new_pieces = pieces.take(numeric_array(new))
-            slots[new] = len(self._known) + np.arange(len(new))
-            self._learn(new_pieces)
-        return self._counts[slots], self._starts[slots], self._flat
-
-    def _learn(self, pieces: pa.StringArray) -> None:
-        """Add the word hashes of new pieces. Most are plain words (`_plain_words`): one word each,
-        itself, hashed in one go; the others are simplified and split one by one."""
-        plain = self._plain_words(pieces)
-        counts = np.ones(len(pieces), np.int64)
-        other = np.flatnonzero(~plain)
-        entries = []
-        if len(other):
-            parts = [self._simplified_pieces(piece) for piece in pieces.take(numeric_array(other)).to_pylist()]
-            words = iter(self.tokenizer.piece_words(list(chain.from_iterable(parts))))
-            entries = [tuple(map(self.hash, chain.from_iterable(islice(words, len(its_parts))))) for its_parts in parts]
-            counts[other] = np.fromiter(map(len, entries), np.int64, len(entries))
-        starts = np.cumsum(counts) - counts
-        flat = np.empty(int(counts.sum()), np.uint64)
-        plain_texts = pieces.take(numeric_array(np.flatnonzero(plain))).to_pylist()
-        flat[starts[plain]] = np.fromiter(map(self.hash, plain_texts), np.uint64, len(plain_texts))
-        if len(other):
-            other_counts = counts[other]
-            first = np.repeat(starts[other] - (np.cumsum(other_counts) - other_counts), other_counts)
-            flat[first + np.arange(int(other_counts.sum()))] = np.fromiter(chain.from_iterable(entries), np.uint64)
-        self._known = pa.concat_arrays([self._known, pieces])
-        self._starts = np.concatenate([self._starts, len(self._flat) + starts])
-        self._counts = np.concatenate([self._counts, counts])
-        self._flat = np.concatenate([self._flat, flat])
-
-    def _plain_words(self, pieces: pa.StringArray) -> np.ndarray:
-        """Which pieces are ASCII letters and no special case of the tokenizer: such a piece
-        simplifies to itself (the byte table lowered it already) and is one word (`_letters_split`)."""
+    def _words_of_pieces(self, pieces: list[str]) -> list[tuple[int, ...]]:
+        """The word hashes of new raw pieces. Most are plain words: ASCII letters and no special
+        case of the tokenizer, which simplify to themselves (the byte table lowered them already)
+        and are one word each (`_letters_split`); the others are simplified and split together."""
         specials = self.tokenizer.special_cases() if self._ascii_shortcut else None
-        if specials is None or not len(pieces):
-            return np.zeros(len(pieces), bool)
-        if self._specials is None:
-            self._specials = string_array(sorted(specials))
-        letters = pc.and_(pc.ascii_is_alpha(pieces), pc.invert(pc.is_in(pieces, value_set=self._specials)))
-        return numpy_values(letters)  # no null: the pieces are a dictionary's values
+        plain = [specials is not None and p.isascii() and p.isalpha() and p not in specials for p in pieces]
+        other = [p for p, is_plain in zip(pieces, plain, strict=True) if not is_plain]
+        parts = [self._simplified_pieces(piece) for piece in other]
+        words = iter(self.tokenizer.piece_words(list(chain.from_iterable(parts))))
+        other_hashes = iter([tuple(map(self.hash, chain.from_iterable(islice(words, len(its_parts))))) for its_parts in parts])
+        hash_func = self.hash
+        return [(hash_func(p),) if is_plain else next(other_hashes) for p, is_plain in zip(pieces, plain, strict=True)]
 
-    def _forget(self) -> None:
-        self._known = pa.nulls(0, pa.string())
-        self._counts = self._starts = np.empty(0, np.int64)
-        self._flat = np.empty(0, np.uint64)
+
+def _lengths(word_counts: np.ndarray, per_text: np.ndarray) -> np.ndarray:
+    """Each text's number of words, from its pieces' word counts (pieces of the texts in turn)."""
+    ends = np.cumsum(word_counts)
+    last_piece = np.cumsum(per_text)
+    words_before = np.concatenate([[0], ends])
+    return words_before[last_piece] - words_before[last_piece - per_text]

@@ -1,0 +1,351 @@
+"""Raw pieces of text and their words' hashes, looked up and windowed by compiled loops (numba).
+
+A batch of texts arrives as one UTF-8 buffer and its offsets, and is cut first (`cut`): every
+character `simplify_text` treats as a separator becomes spaces, so the pieces are the runs between
+ASCII whitespace. Each distinct piece's word hashes are computed once, in Python, by whoever owns
+the table (spaCy decides what the words are); everything that runs per byte, per piece or per word
+runs here without the GIL: splitting, finding each piece in an open-addressing hash table (bytes
+compared, so two pieces never share an entry), gathering the word hashes, and rolling the
+prefilter key of every n consecutive words of a text.
+
+The rolling key of a window is `combine` of its n word hashes (scorers/simplified_words.py): the
+polynomial sum(h[j] * B**(n-1-j)) mod 2**64, updated per word by dropping the oldest term.
+
+Loading the compiled loops costs ~0.25 s per process (numba and its cache, written beside this
+file on first use): `warm_up()` pays it where a caller can afford it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+_EMPTY = -1
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+# A key set is a bitmap of its keys' top 24 bits (2 MB: it stays in a core's cache, and with ~700k
+# keys, MMLU's, 4 % of it is set) and its sorted keys in buckets of their top 20 bits (~0.7 keys
+# per bucket): a key that is not in the set is nearly always turned away by one bit, and one that
+# passes costs a look at a bucket, not a binary search over all keys.
+_BIT_SHIFT = np.uint64(40)
+_BUCKET_SHIFT = np.uint64(44)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _is_space(byte) -> bool:
+    return byte == 32 or 9 <= byte <= 13
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _digit_or_non_ascii(byte) -> bool:
+    return 48 <= byte <= 57 or byte >= 128
+
+
+@njit(cache=True, nogil=True)
+def cut(values, offsets, ascii_table, cut_codepoints, keep_number_joins, marked_codepoint):
+    """The texts' bytes with every cut character turned into spaces (as many as it has bytes, so
+    the offsets stay), ASCII bytes through `ascii_table`; a "." or "," between two digits (or
+    non-ASCII characters, which may be digits) of one text is kept when `keep_number_joins`.
+    Also: which texts hold `marked_codepoint`."""
+    out = np.empty_like(values)
+    marked = np.zeros(len(offsets) - 1, np.bool_)
+    for text in range(len(offsets) - 1):
+        start, end = offsets[text], offsets[text + 1]
+        i = start
+        while i < end:
+            byte = values[i]
+            if byte < 128:
+                out[i] = ascii_table[byte]
+                if (
+                    keep_number_joins
+                    and (byte == 46 or byte == 44)
+                    and start < i < end - 1
+                    and _digit_or_non_ascii(values[i - 1])
+                    and _digit_or_non_ascii(values[i + 1])
+                ):
+                    out[i] = byte
+                i += 1
+                continue
+            if byte < 0xE0:
+                length, codepoint = 2, byte & 0x1F
+            elif byte < 0xF0:
+                length, codepoint = 3, byte & 0x0F
+            else:
+                length, codepoint = 4, byte & 0x07
+            for k in range(1, length):
+                codepoint = (codepoint << 6) | (values[i + k] & 0x3F)
+            if codepoint == marked_codepoint:
+                marked[text] = True
+            cut_here = cut_codepoints[codepoint]
+            for k in range(length):
+                out[i + k] = 32 if cut_here else values[i + k]
+            i += length
+    return out, marked
+
+
+@njit(cache=True, nogil=True)
+def _find(values, start, end, h, slots, entry_hash, entry_start, entry_len, arena):
+    """(entry of the piece values[start:end], its slot): the entry is -1 when the piece is not in
+    the table, and the slot is then the empty one it would take."""
+    mask = np.uint64(len(slots) - 1)
+    slot = h & mask
+    length = end - start
+    while True:
+        entry = slots[slot]
+        if entry == _EMPTY:
+            return _EMPTY, slot
+        if entry_hash[entry] == h and entry_len[entry] == length:
+            at = entry_start[entry]
+            same = True
+            for k in range(length):
+                if arena[at + k] != values[start + k]:
+                    same = False
+                    break
+            if same:
+                return entry, slot
+        slot = (slot + np.uint64(1)) & mask
+
+
+@njit(cache=True, nogil=True)
+def _index_pieces(
+    values,
+    offsets,
+    first_text,
+    first_piece,
+    pieces,
+    per_text,
+    slots,
+    entry_hash,
+    entry_start,
+    entry_len,
+    entries,
+    arena,
+    arena_used,
+):
+    """Every piece of texts `first_text`.. : its entry into `pieces` (from `first_piece` on) and each
+    text's number of pieces into `per_text`, adding each piece not in the table yet (its bytes
+    copied into the arena). Stops at the start of a text holding a piece that would overfill the
+    entries, the arena or half the slots: returns (that text, or the number of texts when done,
+    the pieces written before it, entries, arena bytes used)."""
+    texts = len(offsets) - 1
+    count = first_piece
+    for text in range(first_text, texts):
+        text_start = count
+        position, end_of_text = offsets[text], offsets[text + 1]
+        while position < end_of_text:
+            while position < end_of_text and _is_space(values[position]):
+                position += 1
+            start = position
+            h = _FNV_OFFSET
+            while position < end_of_text and not _is_space(values[position]):
+                h ^= np.uint64(values[position])
+                h *= _FNV_PRIME
+                position += 1
+            if position == start:
+                continue
+            entry, slot = _find(values, start, position, h, slots, entry_hash, entry_start, entry_len, arena)
+            if entry == _EMPTY:
+                length = position - start
+                if entries == len(entry_hash) or arena_used + length > len(arena) or 2 * (entries + 1) > len(slots):
+                    return text, text_start, entries, arena_used
+                arena[arena_used : arena_used + length] = values[start:position]
+                entry_hash[entries] = h
+                entry_start[entries] = arena_used
+                entry_len[entries] = length
+                slots[slot] = entries
+                entry = entries
+                entries += 1
+                arena_used += length
+            pieces[count] = entry
+            count += 1
+        per_text[text] = count - text_start
+    return texts, count, entries, arena_used
+
+
+@njit(cache=True, nogil=True)
+def _rehash(slots, entry_hash, entries):
+    mask = np.uint64(len(slots) - 1)
+    slots[:] = _EMPTY
+    for entry in range(entries):
+        slot = entry_hash[entry] & mask
+        while slots[slot] != _EMPTY:
+            slot = (slot + np.uint64(1)) & mask
+        slots[slot] = entry
+
+
+@njit(cache=True, nogil=True)
+def _gather(pieces, word_count, word_start, flat):
+    """The word hashes of the pieces, in order."""
+    total = 0
+    for piece in pieces:
+        total += word_count[piece]
+    out = np.empty(total, np.uint64)
+    at = 0
+    for piece in pieces:
+        start = word_start[piece]
+        for k in range(word_count[piece]):
+            out[at] = flat[start + k]
+            at += 1
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _is_key(key, bits, bucket_starts, keys):
+    """Whether `key` is in the key set (`key_set`): its bit first, then its bucket's keys."""
+    bit = key >> _BIT_SHIFT
+    if not (bits[bit >> np.uint64(6)] >> (bit & np.uint64(63))) & np.uint64(1):
+        return False
+    bucket = key >> _BUCKET_SHIFT
+    for at in range(bucket_starts[bucket], bucket_starts[bucket + np.uint64(1)]):  # noqa: SIM110 - numba compiles loops, not generators
+        if keys[at] == key:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def has_window_key(hashes, n, base, bits, bucket_starts, keys):
+    """Whether n consecutive hashes of `hashes` have a rolling key in a key set (`key_set`)."""
+    top = np.uint64(1)  # base ** (n - 1): the weight of a window's oldest word
+    for _ in range(n - 1):
+        top *= base
+    key = np.uint64(0)
+    for i in range(len(hashes)):
+        if i >= n:
+            key -= hashes[i - n] * top
+        key = key * base + hashes[i]
+        if i + 1 >= n and _is_key(key, bits, bucket_starts, keys):
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _texts_with_key(pieces, pieces_per_text, word_count, word_start, flat, n, base, bits, bucket_starts, keys, hits):
+    """hits[t] = `has_window_key` of text t's word hashes (its pieces in turn in `pieces`)."""
+    words = np.empty(1024, np.uint64)
+    piece_at = 0
+    for text in range(len(pieces_per_text)):
+        count = 0
+        for piece in pieces[piece_at : piece_at + pieces_per_text[text]]:
+            if count + word_count[piece] > len(words):
+                grown = np.empty(2 * (count + word_count[piece]), np.uint64)
+                grown[:count] = words[:count]
+                words = grown
+            # element by element: a slice per piece costs more than the copy (most hold one word)
+            for k in range(word_start[piece], word_start[piece] + word_count[piece]):
+                words[count] = flat[k]
+                count += 1
+        hits[text] = has_window_key(words[:count], n, base, bits, bucket_starts, keys)
+        piece_at += pieces_per_text[text]
+
+
+class PieceTable:
+    """Distinct raw pieces (their bytes), each with its word hashes once they are set."""
+
+    def __init__(self):
+        self.forget()
+
+    def __len__(self) -> int:
+        return self._entries
+
+    def forget(self) -> None:
+        self._slots = np.full(1 << 16, _EMPTY, np.int64)
+        self._hash = np.empty(1 << 14, np.uint64)
+        self._start = np.empty(1 << 14, np.int64)
+        self._len = np.empty(1 << 14, np.int64)
+        self._arena = np.empty(1 << 20, np.uint8)
+        self._arena_used = 0
+        self._entries = 0
+        self._word_count = np.empty(0, np.int64)
+        self._word_start = np.empty(0, np.int64)
+        self._flat = np.empty(0, np.uint64)
+
+    def index(self, values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Every piece's entry (in order) and each text's number of pieces, of a cut batch; pieces
+        not met before are added and returned, in order of appearance, for the caller to give
+        their word hashes (`set_words`) before anything else is looked up."""
+        before = self._entries
+        pieces = np.empty(len(values) // 2 + 1, np.int64)  # a piece and a space take 2 bytes at least
+        per_text = np.zeros(len(offsets) - 1, np.int64)
+        text = count = 0
+        while True:
+            text, count, self._entries, self._arena_used = _index_pieces(
+                values, offsets, text, count, pieces, per_text,
+                self._slots, self._hash, self._start, self._len, self._entries, self._arena, self._arena_used,
+            )  # fmt: skip
+            if text == len(offsets) - 1:
+                break
+            self._grow(int(values.nbytes))
+        arena = self._arena
+        new = [
+            arena[start : start + length].tobytes().decode("utf-8")
+            for start, length in zip(self._start[before : self._entries].tolist(), self._len[before : self._entries].tolist())
+        ]
+        return pieces[:count], per_text, new
+
+    def set_words(self, word_hashes: list[tuple[int, ...]]) -> None:
+        """The word hashes of the pieces `index` returned as new, in the same order."""
+        counts = np.fromiter(map(len, word_hashes), np.int64, len(word_hashes))
+        self._word_start = np.concatenate([self._word_start, len(self._flat) + np.cumsum(counts) - counts])
+        self._word_count = np.concatenate([self._word_count, counts])
+        flat = np.fromiter((h for words in word_hashes for h in words), np.uint64, int(counts.sum()))
+        self._flat = np.concatenate([self._flat, flat])
+
+    def _grow(self, room: int) -> None:
+        if self._entries == len(self._hash):
+            self._hash, self._start, self._len = (np.resize(a, 2 * len(a)) for a in (self._hash, self._start, self._len))
+        if 2 * (self._entries + 1) > len(self._slots):
+            self._slots = np.full(2 * len(self._slots), _EMPTY, np.int64)
+            _rehash(self._slots, self._hash, self._entries)
+        if self._arena_used + room > len(self._arena):
+            self._arena = np.resize(self._arena, max(2 * len(self._arena), self._arena_used + room))
+
+    def word_hashes(self, pieces: np.ndarray) -> np.ndarray:
+        return _gather(pieces, self._word_count, self._word_start, self._flat)
+
+    def word_counts(self, pieces: np.ndarray) -> np.ndarray:
+        return self._word_count[pieces]
+
+    def texts_with_key(self, pieces: np.ndarray, per_text: np.ndarray, n: int, base: np.uint64, keys: KeySet) -> np.ndarray:
+        hits = np.zeros(len(per_text), np.bool_)
+        _texts_with_key(pieces, per_text, self._word_count, self._word_start, self._flat, n, base, *keys, hits)
+        return hits
+
+
+class KeySet(NamedTuple):
+    """Sorted unique uint64 keys, looked up by the compiled loops (see `_BIT_SHIFT`)."""
+
+    bits: np.ndarray  # uint64 words of the bitmap of the keys' top bits
+    bucket_starts: np.ndarray  # where each bucket of keys starts in `keys`, and the end
+    keys: np.ndarray
+
+
+def key_set(keys: np.ndarray) -> KeySet:
+    """The key set of sorted unique uint64 `keys`."""
+    bits = np.zeros(1 << (64 - int(_BIT_SHIFT)), np.bool_)
+    bits[keys >> _BIT_SHIFT] = True
+    packed = np.packbits(bits, bitorder="little").view(np.uint64)
+    counts = np.bincount((keys >> _BUCKET_SHIFT).astype(np.int64), minlength=1 << (64 - int(_BUCKET_SHIFT)))
+    return KeySet(packed, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), keys)
+
+
+def text_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of an Arrow string array and where each string starts in them (int64)."""
+    offsets = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, 4 * texts.offset).astype(np.int64)
+    data = texts.buffers()[2]
+    values = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+    return values, offsets
+
+
+def warm_up() -> None:
+    """Load every compiled loop now (compiling it on the first use in an installation)."""
+    table = PieceTable()
+    values = np.frombuffer("a b a \u00e9".encode(), np.uint8)
+    offsets = np.array([0, len(values)], np.int64)
+    cut(values, offsets, np.arange(128, dtype=np.uint8), np.zeros(0x110000, np.bool_), True, 0x3A3)
+    pieces, per_text, _ = table.index(values, offsets)
+    table.set_words([(1,), (2,), (3,)])
+    table.word_hashes(pieces)
+    table.texts_with_key(pieces, per_text, 2, np.uint64(3), key_set(np.zeros(1, np.uint64)))
+    _rehash(table._slots, table._hash, len(table))
