@@ -1,6 +1,6 @@
 """Raw pieces of text and their words' hashes, looked up and windowed by compiled loops (numba).
 
-A batch of texts arrives as one UTF-8 buffer and its offsets, and is cut first (`cut`): every
+A batch of texts arrives as one UTF-8 buffer and its offsets, and is cut first (`_cut`): every
 character `simplify_text` treats as a separator becomes spaces, so the pieces are the runs between
 ASCII whitespace. Each distinct piece's word hashes are computed once, in Python, by whoever owns
 the table (spaCy decides what the words are); everything that runs per byte, per piece or per word
@@ -44,12 +44,11 @@ def _digit_or_non_ascii(byte) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def cut(values, offsets, ascii_table, cut_codepoints, keep_number_joins, marked_codepoint):
+def _cut(values, offsets, ascii_table, cut_codepoints, keep_number_joins, marked_codepoint, out):
     """The texts' bytes with every cut character turned into spaces (as many as it has bytes, so
     the offsets stay), ASCII bytes through `ascii_table`; a "." or "," between two digits (or
     non-ASCII characters, which may be digits) of one text is kept when `keep_number_joins`.
-    Also: which texts hold `marked_codepoint`."""
-    out = np.empty_like(values)
+    Written into `out`; returns which texts hold `marked_codepoint`."""
     marked = np.zeros(len(offsets) - 1, np.bool_)
     for text in range(len(offsets) - 1):
         start, end = offsets[text], offsets[text + 1]
@@ -82,7 +81,7 @@ def cut(values, offsets, ascii_table, cut_codepoints, keep_number_joins, marked_
             for k in range(length):
                 out[i + k] = 32 if cut_here else values[i + k]
             i += length
-    return out, marked
+    return marked
 
 
 @njit(cache=True, nogil=True)
@@ -176,12 +175,16 @@ def _rehash(slots, entry_hash, entries):
 
 
 @njit(cache=True, nogil=True)
-def _gather(pieces, word_count, word_start, flat):
-    """The word hashes of the pieces, in order."""
+def _word_total(pieces, word_count):
     total = 0
     for piece in pieces:
         total += word_count[piece]
-    out = np.empty(total, np.uint64)
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _gather(pieces, word_count, word_start, flat, out):
+    """The word hashes of the pieces, in order, into `out`."""
     at = 0
     for piece in pieces:
         start = word_start[piece]
@@ -221,23 +224,18 @@ def has_window_key(hashes, n, base, bits, bucket_starts, keys):
 
 
 @njit(cache=True, nogil=True)
-def _texts_with_key(pieces, pieces_per_text, word_count, word_start, flat, n, base, bits, bucket_starts, keys, hits):
-    """hits[t] = `has_window_key` of text t's word hashes (its pieces in turn in `pieces`)."""
-    words = np.empty(1024, np.uint64)
-    piece_at = 0
+def _texts_with_key(pieces, pieces_per_text, word_count, word_start, flat, n, base, bits, bucket_starts, keys, words, hits):
+    """hits[t] = `has_window_key` of text t's word hashes (its pieces in turn in `pieces`);
+    `words` has room for all the pieces' words."""
+    _gather(pieces, word_count, word_start, flat, words)
+    piece_at = word_at = 0
     for text in range(len(pieces_per_text)):
         count = 0
         for piece in pieces[piece_at : piece_at + pieces_per_text[text]]:
-            if count + word_count[piece] > len(words):
-                grown = np.empty(2 * (count + word_count[piece]), np.uint64)
-                grown[:count] = words[:count]
-                words = grown
-            # element by element: a slice per piece costs more than the copy (most hold one word)
-            for k in range(word_start[piece], word_start[piece] + word_count[piece]):
-                words[count] = flat[k]
-                count += 1
-        hits[text] = has_window_key(words[:count], n, base, bits, bucket_starts, keys)
+            count += word_count[piece]
+        hits[text] = has_window_key(words[word_at : word_at + count], n, base, bits, bucket_starts, keys)
         piece_at += pieces_per_text[text]
+        word_at += count
 
 
 class PieceTable:
@@ -250,23 +248,25 @@ class PieceTable:
         return self._entries
 
     def forget(self) -> None:
-        self._slots = np.full(1 << 16, _EMPTY, np.int64)
-        self._hash = np.empty(1 << 14, np.uint64)
-        self._start = np.empty(1 << 14, np.int64)
-        self._len = np.empty(1 << 14, np.int64)
+        self._scratches: dict[str, np.ndarray] = {}
+        self._slots = np.full(1 << 17, _EMPTY, np.int64)
+        self._hash = np.empty(1 << 16, np.uint64)
+        self._start = np.empty(1 << 16, np.int64)
+        self._len = np.empty(1 << 16, np.int64)
         self._arena = np.empty(1 << 20, np.uint8)
         self._arena_used = 0
         self._entries = 0
-        self._word_count = np.empty(0, np.int64)
-        self._word_start = np.empty(0, np.int64)
-        self._flat = np.empty(0, np.uint64)
+        self._word_count = np.empty(1 << 16, np.int64)
+        self._word_start = np.empty(1 << 16, np.int64)
+        self._flat = np.empty(1 << 16, np.uint64)
+        self._flat_used = 0
 
     def index(self, values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Every piece's entry (in order) and each text's number of pieces, of a cut batch; pieces
         not met before are added and returned, in order of appearance, for the caller to give
         their word hashes (`set_words`) before anything else is looked up."""
         before = self._entries
-        pieces = np.empty(len(values) // 2 + 1, np.int64)  # a piece and a space take 2 bytes at least
+        pieces = self._scratch("pieces", len(values) // 2 + 1, np.int64)  # a piece and a space take 2 bytes at least
         per_text = np.zeros(len(offsets) - 1, np.int64)
         text = count = 0
         while True:
@@ -276,7 +276,7 @@ class PieceTable:
             )  # fmt: skip
             if text == len(offsets) - 1:
                 break
-            self._grow(int(values.nbytes))
+            self._grow()
         arena = self._arena
         new = [
             arena[start : start + length].tobytes().decode("utf-8")
@@ -287,30 +287,54 @@ class PieceTable:
     def set_words(self, word_hashes: list[tuple[int, ...]]) -> None:
         """The word hashes of the pieces `index` returned as new, in the same order."""
         counts = np.fromiter(map(len, word_hashes), np.int64, len(word_hashes))
-        self._word_start = np.concatenate([self._word_start, len(self._flat) + np.cumsum(counts) - counts])
-        self._word_count = np.concatenate([self._word_count, counts])
+        first = self._entries - len(word_hashes)
         flat = np.fromiter((h for words in word_hashes for h in words), np.uint64, int(counts.sum()))
-        self._flat = np.concatenate([self._flat, flat])
+        while len(self._word_count) < self._entries:
+            self._word_count, self._word_start = (_doubled(a, first) for a in (self._word_count, self._word_start))
+        while len(self._flat) < self._flat_used + len(flat):
+            self._flat = _doubled(self._flat, self._flat_used)
+        self._word_count[first : self._entries] = counts
+        self._word_start[first : self._entries] = self._flat_used + np.cumsum(counts) - counts
+        self._flat[self._flat_used : self._flat_used + len(flat)] = flat
+        self._flat_used += len(flat)
 
-    def _grow(self, room: int) -> None:
+    def _grow(self) -> None:
+        """Double whatever stopped `_index_pieces`: the entries, the slots or the arena (which
+        may not have had room for the piece that stopped it: the arena is the one left)."""
         if self._entries == len(self._hash):
-            self._hash, self._start, self._len = (np.resize(a, 2 * len(a)) for a in (self._hash, self._start, self._len))
-        if 2 * (self._entries + 1) > len(self._slots):
+            self._hash, self._start, self._len = (_doubled(a, self._entries) for a in (self._hash, self._start, self._len))
+        elif 2 * (self._entries + 1) > len(self._slots):
             self._slots = np.full(2 * len(self._slots), _EMPTY, np.int64)
             _rehash(self._slots, self._hash, self._entries)
-        if self._arena_used + room > len(self._arena):
-            self._arena = np.resize(self._arena, max(2 * len(self._arena), self._arena_used + room))
+        else:
+            self._arena = _doubled(self._arena, self._arena_used)
 
     def word_hashes(self, pieces: np.ndarray) -> np.ndarray:
-        return _gather(pieces, self._word_count, self._word_start, self._flat)
+        hashes = np.empty(_word_total(pieces, self._word_count), np.uint64)
+        _gather(pieces, self._word_count, self._word_start, self._flat, hashes)
+        return hashes
 
     def word_counts(self, pieces: np.ndarray) -> np.ndarray:
         return self._word_count[pieces]
 
     def texts_with_key(self, pieces: np.ndarray, per_text: np.ndarray, n: int, base: np.uint64, keys: KeySet) -> np.ndarray:
         hits = np.zeros(len(per_text), np.bool_)
-        _texts_with_key(pieces, per_text, self._word_count, self._word_start, self._flat, n, base, *keys, hits)
+        words = self._scratch("words", _word_total(pieces, self._word_count), np.uint64)
+        _texts_with_key(pieces, per_text, self._word_count, self._word_start, self._flat, n, base, *keys, words, hits)
         return hits
+
+    def cut(self, values: np.ndarray, offsets: np.ndarray, ascii_table, cut_codepoints, keep_number_joins: bool, marked: int):
+        """`_cut` of a batch: (its cut bytes, valid until the next batch; which texts hold `marked`)."""
+        out = self._scratch("cut", len(values), np.uint8)
+        return out, _cut(values, offsets, ascii_table, cut_codepoints, keep_number_joins, marked, out)
+
+    def _scratch(self, name: str, size: int, dtype) -> np.ndarray:
+        """A work array of at least `size` kept from batch to batch: a new one per batch would be
+        mapped and unmapped each time, and unmapping interrupts every core this process runs on."""
+        array = self._scratches.get(name)
+        if array is None or len(array) < size:
+            array = self._scratches[name] = np.empty(max(size, 2 * len(array) if array is not None else 0), dtype)
+        return array[:size]
 
 
 class KeySet(NamedTuple):
@@ -330,6 +354,12 @@ def key_set(keys: np.ndarray) -> KeySet:
     return KeySet(packed, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), keys)
 
 
+def _doubled(array: np.ndarray, used: int) -> np.ndarray:
+    grown = np.empty(2 * len(array), array.dtype)
+    grown[:used] = array[:used]
+    return grown
+
+
 def text_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
     """The UTF-8 bytes of an Arrow string array and where each string starts in them (int64)."""
     offsets = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, 4 * texts.offset).astype(np.int64)
@@ -343,7 +373,7 @@ def warm_up() -> None:
     table = PieceTable()
     values = np.frombuffer("a b a \u00e9".encode(), np.uint8)
     offsets = np.array([0, len(values)], np.int64)
-    cut(values, offsets, np.arange(128, dtype=np.uint8), np.zeros(0x110000, np.bool_), True, 0x3A3)
+    table.cut(values, offsets, np.arange(128, dtype=np.uint8), np.zeros(0x110000, np.bool_), True, 0x3A3)
     pieces, per_text, _ = table.index(values, offsets)
     table.set_words([(1,), (2,), (3,)])
     table.word_hashes(pieces)

@@ -415,12 +415,14 @@ class WordHasher:
         the texts to simplify whole. The texts are cut into raw pieces (`_cut_tables`: every
         cut character becomes a space); pieces not met before are added to the table, with
         their word hashes (`_words_of_pieces`)."""
-        from scorers.piece_table import cut, text_buffers
+        from scorers.piece_table import text_buffers
 
         column = _string_array(texts)
         raw, offsets = text_buffers(column)
         ascii_table, cut_codepoints = _cut_tables(self.norm.remove_punctuation, self.norm.lowercase)
-        values, sigma = cut(raw, offsets, ascii_table, cut_codepoints, self.norm.remove_punctuation, ord(_CAPITAL_SIGMA))
+        values, sigma = self._table.cut(
+            raw, offsets, ascii_table, cut_codepoints, self.norm.remove_punctuation, ord(_CAPITAL_SIGMA)
+        )
         if len(self._table) > self.tokenizer.max_entries:
             self._table.forget()
         pieces, per_text, new = self._table.index(values, offsets)

@@ -78,8 +78,22 @@ class MissingTexts:
     def count(self) -> int:
         return sum(len(rows) for rows in self.rows)
 
+    def keys(self) -> np.ndarray:
+        """Every missing row as one sorted number: file index * 2**40 + row number."""
+        return np.concatenate([np.empty(0, np.int64)] + [rows + (i << _FILE_SHIFT) for i, rows in enumerate(self.rows)])
+
+    @classmethod
+    def union(cls, missing: list[MissingTexts]) -> MissingTexts:
+        """The rows missing from any of several caches over the same files, each once: read once,
+        they serve every cache (each computes its own rows among them)."""
+        files = missing[0].files
+        if any(m.files != files for m in missing):
+            raise ValueError("missing rows of different files cannot be joined")
+        return cls(files, tuple(np.unique(np.concatenate(rows)) for rows in zip(*(m.rows for m in missing), strict=True)))
+
     def batches(self, batch_size: int = 2048) -> Iterator[pa.Table]:
-        """(text_hash, text) of the missing texts in tables of about `batch_size` rows, in order."""
+        """(text_hash, text) of the missing texts in tables of about `batch_size` rows, in order
+        (the order of `keys()`)."""
         pending: list[pa.RecordBatch] = []
         held = 0
         for path, rows in zip(self.files, self.rows, strict=True):
@@ -131,16 +145,34 @@ def find_missing(
     return MissingTexts(tuple(str(path) for path in files), per_file)
 
 
+class CachePart:
+    """A new part of a cache, written batch by batch as its facts are computed. It takes its
+    place only when closed without an error, and only if it holds rows."""
+
+    def __init__(self, cache_dir: Path, schema: pa.Schema):
+        # a unique name: two jobs adding parts at once must not replace each other's
+        self._writer = ShardWriter(Path(cache_dir) / f"part-{uuid.uuid4().hex}.parquet", schema)
+
+    @property
+    def rows(self) -> int:
+        return self._writer.rows
+
+    def __enter__(self) -> CachePart:
+        self._writer.__enter__()
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write(table)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._writer.__exit__(exc_type, exc, tb)
+        if exc_type is None and self._writer.rows == 0:
+            self._writer.path.unlink()
+
+
 def add_part(cache_dir: Path, schema: pa.Schema, batches: Iterator[pa.Table]) -> int:
     """Write the newly computed facts as one part; returns the number of rows (no part for none)."""
-    cache_dir = Path(cache_dir)
-    # a unique name: two jobs adding parts at once must not replace each other's
-    path = cache_dir / f"part-{uuid.uuid4().hex}.parquet"
-    rows = 0
-    with ShardWriter(path, schema) as writer:
+    with CachePart(cache_dir, schema) as part:
         for table in batches:
-            writer.write(table)
-            rows += table.num_rows
-    if rows == 0:
-        path.unlink()
-    return rows
+            part.write(table)
+    return part.rows

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import queue
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +42,7 @@ from scorers.tokens import TrainerTokenizer, load_tokenizer
 from warehouse.arrow import numeric_array, numpy_values, string_array
 from warehouse.files import write_json_atomic
 from warehouse.memory import release_unused_memory
-from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, add_part, cached_relation, find_missing
+from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, CachePart, MissingTexts, cached_relation, find_missing
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import MIXTURE, Warehouse, sql_string
 
@@ -139,30 +141,18 @@ def _materialise(
         verdicts_dirs = [
             warehouse.cache_dir("decontamination", f"{TEXT_HASH_SCHEME}:{group.decontaminator.identity}") for group in groups
         ]
-        # the tokenizer runs in Rust without the GIL, so counting tokens in a thread overlaps with
-        # decontamination (Python) instead of leaving a core idle through it
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            counted = pool.submit(
-                _fill_cache,
-                con.cursor(),
-                tokens_dir,
-                TOKEN_COUNT,
-                files,
-                "true",
-                lambda texts: _token_rows(tokenizer, texts),
-                "mix: tokens",
-            )
-            for group, verdicts_dir in zip(groups, verdicts_dirs, strict=True):
-                _fill_cache(
-                    con,
+        jobs = [_CacheJob(tokens_dir, TOKEN_COUNT, "true", lambda texts: _token_rows(tokenizer, texts), "mix: tokens", True)]
+        for group, verdicts_dir in zip(groups, verdicts_dirs, strict=True):
+            jobs.append(
+                _CacheJob(
                     verdicts_dir,
                     VERDICT,
-                    files,
                     group.condition,
                     lambda texts, d=group.decontaminator: _verdict_rows(d, texts),
                     "mix: decontaminate" if len(groups) == 1 else f"mix: decontaminate ({group.label})",
                 )
-            counted.result()
+            )
+        _fill_caches(con, files, jobs)
         release_unused_memory()
         _annotate(con, spec, candidates, tokens_dir, list(zip(groups, verdicts_dirs, strict=True)))
         _write_decontaminated(con, spec, candidates, work / DECONTAMINATED_FILE)
@@ -218,19 +208,89 @@ def _verdict_rows(decontaminator, texts: pa.StringArray) -> dict:
     }
 
 
-def _fill_cache(con, cache_dir: Path, schema: pa.Schema, files: list[Path], where: str, compute, step: str) -> None:
-    """Compute `compute(texts)` for the texts of the candidate `files` (rows meeting `where`) that the
-    cache lacks, and add them as one part."""
-    missing = find_missing(con, cache_dir, schema, files, where)
-    progress.stage_started(step, math.ceil(missing.count / CACHE_BATCH))
+@dataclass(frozen=True)
+class _CacheJob:
+    """Facts to compute for the texts a cache lacks among the candidates meeting `where`."""
 
-    def computed() -> Iterator[pa.Table]:
-        for batch in missing.batches(CACHE_BATCH):
-            values = compute(batch.column("text").combine_chunks())
-            yield pa.table({"text_hash": batch.column("text_hash"), **values}, schema=schema)
-            progress.shard_done(step, "batch", batch.num_rows, batch.num_rows)
+    cache_dir: Path
+    schema: pa.Schema
+    where: str
+    compute: Callable[[pa.StringArray], dict]
+    step: str
+    threaded: bool = False  # computed in a thread of its own (the tokenizer, which runs without the GIL)
 
-    add_part(cache_dir, schema, computed())
+
+def _fill_caches(con, files: list[Path], jobs: list[_CacheJob]) -> None:
+    """Fill every job's cache with one read of the texts: the texts any cache lacks are streamed
+    once, and each batch goes to every job that lacks some of it. The threaded job (token counts:
+    Rust, without the GIL) runs beside the others (decontamination) instead of after them, fed
+    through a short queue, so memory stays a few batches whatever the mixture's size."""
+    missing = [find_missing(con, job.cache_dir, job.schema, files, job.where) for job in jobs]
+    wanted = [m.keys() for m in missing]
+    for job, m in zip(jobs, missing, strict=True):
+        progress.stage_started(job.step, math.ceil(m.count / CACHE_BATCH))
+    threaded = [i for i, job in enumerate(jobs) if job.threaded]
+    queues = {i: queue.Queue(maxsize=2) for i in threaded}
+    with ThreadPoolExecutor(max_workers=max(1, len(threaded))) as pool, ExitStack() as parts:
+        workers = {i: pool.submit(_fill_from_queue, queues[i], jobs[i]) for i in threaded}
+        written = {i: parts.enter_context(CachePart(job.cache_dir, job.schema)) for i, job in enumerate(jobs) if i not in queues}
+        try:
+            union = MissingTexts.union(missing)
+            keys, read = union.keys(), 0
+            for batch in union.batches(CACHE_BATCH):
+                batch_keys = keys[read : read + batch.num_rows]
+                read += batch.num_rows
+                for index, job in enumerate(jobs):
+                    own = _rows_of(batch, batch_keys, wanted[index])
+                    if own is None:
+                        continue
+                    if index in queues:
+                        _put(queues[index], own, workers[index])
+                    else:
+                        written[index].write(_computed(own, job))
+        finally:
+            for index, worker in workers.items():
+                if not worker.done():
+                    queues[index].put(None)  # the end of its batches (or of the run, on an error)
+        for worker in workers.values():
+            worker.result()
+
+
+def _rows_of(batch: pa.Table, batch_keys: np.ndarray, wanted: np.ndarray) -> pa.Table | None:
+    """The rows of a batch a job lacks (`wanted`: its sorted row keys), or None for none."""
+    if not len(wanted):
+        return None
+    slots = np.minimum(np.searchsorted(wanted, batch_keys), len(wanted) - 1)
+    own = wanted[slots] == batch_keys
+    if own.all():
+        return batch
+    return batch.filter(pa.array(own)) if own.any() else None
+
+
+def _put(jobs_queue: queue.Queue, batch: pa.Table, worker) -> None:
+    """Hand a batch to a worker, waiting while its queue is full, unless the worker has stopped."""
+    while True:
+        if worker.done():
+            worker.result()  # raises the worker's error
+            raise RuntimeError("a cache worker stopped before its last batch")
+        try:
+            jobs_queue.put(batch, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _fill_from_queue(jobs_queue: queue.Queue, job: _CacheJob) -> None:
+    with CachePart(job.cache_dir, job.schema) as part:
+        for batch in iter(jobs_queue.get, None):
+            part.write(_computed(batch, job))
+
+
+def _computed(batch: pa.Table, job: _CacheJob) -> pa.Table:
+    values = job.compute(batch.column("text").combine_chunks())
+    table = pa.table({"text_hash": batch.column("text_hash"), **values}, schema=job.schema)
+    progress.shard_done(job.step, "batch", batch.num_rows, batch.num_rows)
+    return table
 
 
 # ---------------------------------------------------------------------------------------- selection
