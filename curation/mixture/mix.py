@@ -60,11 +60,16 @@ def mix(spec: MixtureSpec, *, force: bool = False) -> dict:
     """Materialise `spec`; returns the summary the CLI prints (the manifest's path and shares)."""
     warehouse = Warehouse(spec.warehouse)
     out = mixture_dir(spec).resolve()
-    status = warehouse.job_status(MIXTURE, spec.mixture_id)
-    if status and status[0] == "completed" and not force:
-        raise MixtureError(f"mixture {spec.mixture_id} already exists ({out}): use --force to replace it")
-    tokenizer = load_tokenizer(spec.tokenizer.path, append_eos=spec.tokenizer.append_eos, eos_token=spec.tokenizer.eos_token)
-    groups = _decontamination_groups(spec, warehouse)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # the tokenizer loads in Rust without the GIL, beside the warehouse's questions
+        loading = pool.submit(
+            load_tokenizer, spec.tokenizer.path, append_eos=spec.tokenizer.append_eos, eos_token=spec.tokenizer.eos_token
+        )
+        status = warehouse.job_status(MIXTURE, spec.mixture_id)
+        if status and status[0] == "completed" and not force:
+            raise MixtureError(f"mixture {spec.mixture_id} already exists ({out}): use --force to replace it")
+        groups = _decontamination_groups(spec, warehouse)
+        tokenizer = loading.result()  # a tokenizer that does not load fails here, before the job is registered
     warehouse.job_started(MIXTURE, spec.mixture_id, out, spec.model_dump(mode="json"))
     try:
         summary = _materialise(spec, warehouse, out, tokenizer, groups)
@@ -126,12 +131,17 @@ def _materialise(
     started = time.monotonic()
     work = out / ".work"
     shutil.rmtree(work, ignore_errors=True)
-    candidates = {}
+    candidates = {source.name: work / "candidates" / f"{source.name}.parquet" for source in spec.sources}
     progress.stage_started("mix: select", len(spec.sources))
-    for source in spec.sources:
-        candidates[source.name] = work / "candidates" / f"{source.name}.parquet"
+
+    def select(source) -> None:
         rows = write_candidates(warehouse, source, candidates[source.name])
         progress.shard_done("mix: select", source.name, rows, rows)
+
+    # the sources at once: each DuckDB statement keeps about one core busy
+    with ThreadPoolExecutor(max_workers=min(len(spec.sources), 4)) as pool:
+        for selected in [pool.submit(select, source) for source in spec.sources]:
+            selected.result()  # the first source's error, in the spec's order
     files = list(candidates.values())
     release_unused_memory()
     con = duckdb.connect()
@@ -155,12 +165,15 @@ def _materialise(
         _fill_caches(con, files, jobs)
         release_unused_memory()
         _annotate(con, spec, candidates, tokens_dir, list(zip(groups, verdicts_dirs, strict=True)))
-        _write_decontaminated(con, spec, candidates, work / DECONTAMINATED_FILE)
         allocation = _allocate(con, spec)
-        shards = _write_shards(con, spec, candidates, work, allocation)
+        _plan_emitted(con, spec, work, allocation)
+        # the removed records, the accounting and the lineage read the tables on a cursor of their
+        # own while the shards are written: a core would otherwise wait through them
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            side = pool.submit(_side_outputs, con.cursor(), warehouse, spec, candidates, work, allocation, groups)
+            shards = _write_shards(con, spec, candidates, work)
+            stats, lineage = side.result()
         release_unused_memory()
-        stats = _source_stats(con, spec, allocation)
-        lineage = _lineage(con, warehouse, spec, groups)
     finally:
         con.close()
     manifest = build_manifest(spec, tokenizer, stats, shards, lineage)
@@ -420,7 +433,16 @@ def _columns(alias: str, names: tuple[str, ...]) -> str:
     return ", ".join(f"{alias}.{name}" for name in names)
 
 
-def _write_shards(con, spec: MixtureSpec, candidates: dict[str, Path], work: Path, allocation: dict[str, dict]) -> list[dict]:
+def _side_outputs(cursor, warehouse: Warehouse, spec: MixtureSpec, candidates: dict[str, Path], work: Path, allocation, groups):
+    try:
+        _write_decontaminated(cursor, spec, candidates, work / DECONTAMINATED_FILE)
+        return _source_stats(cursor, spec, allocation), _lineage(cursor, warehouse, spec, groups)
+    finally:
+        cursor.close()
+
+
+def _plan_emitted(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict]) -> None:
+    """Table `emitted`: every emitted copy with its shuffled position, tokens, identity and epoch."""
     total = sum(len(a["rows"]) for a in allocation.values())
     positions = np.random.default_rng([spec.seed, 1]).permutation(total)
     plan_parts, offset = [], 0
@@ -445,6 +467,10 @@ def _write_shards(con, spec: MixtureSpec, candidates: dict[str, Path], work: Pat
         f"""CREATE TABLE emitted AS SELECT p.position, p.source_index, p.row, r.tokens, {_columns("r", RECORD_METADATA)}, p.epoch
             FROM read_parquet({_quoted(plan_file)}) p JOIN records r USING (source_index, row)"""
     )
+
+
+def _write_shards(con, spec: MixtureSpec, candidates: dict[str, Path], work: Path) -> list[dict]:
+    """The emitted copies with their texts, in position order, cut into shards."""
     texts = " UNION ALL ".join(
         f"SELECT {i} AS source_index, row, text FROM read_parquet({_quoted(candidates[s.name])})"
         for i, s in enumerate(spec.sources)
