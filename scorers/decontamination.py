@@ -52,7 +52,7 @@ from schemas.mixture import EvalSetSpec
 from scorers.assets import asset_path
 from scorers.benchmark import BenchmarkFileError, load_mmlu_jsonl
 from scorers.piece_table import KeySet, key_set
-from scorers.simplified_words import CachedWordTokenizer, WordHasher, combine
+from scorers.simplified_words import CachedWordTokenizer, WordHasher, combine, load_compiled
 from scorers.words import SPACY_LOCK
 from warehouse.files import atomic_path, sha256_file, write_json_atomic
 
@@ -362,8 +362,7 @@ class Decontaminator:
         cls, specs: list[EvalSetSpec], n_gram: int, index_dir: str | Path, *, exact_tokenizer: bool = False
     ) -> Decontaminator:
         """Index `specs` under `index_dir/<identity>/`, unless a complete index for the same inputs
-        is there, and load what the check runs (the compiled loops of `scorers.piece_table`: ~0.25 s
-        the first time in a process). `exact_tokenizer` runs spaCy on whole texts instead."""
+        is there, and load what the check runs (`load_compiled`: ~0.3 s the first time in a process). `exact_tokenizer` runs spaCy on whole texts instead."""
         if not specs:
             raise ValueError("no eval set to decontaminate against")
         names = [s.name for s in specs]
@@ -384,9 +383,7 @@ class Decontaminator:
             with SPACY_LOCK:
                 manifest = _write_index(folder, sources, config, tokenizer, identity)
         if not exact_tokenizer:
-            from scorers.piece_table import warm_up
-
-            warm_up()  # the fast check's compiled loops load with the index, once per process
+            load_compiled()  # the fast check's compiled parts load with the index, once per process
         return cls(folder, manifest, config, tokenizer, built, exact_tokenizer)
 
     @property

@@ -163,6 +163,89 @@ def _index_pieces(
     return texts, count, entries, arena_used
 
 
+# XXH64 (seed 0), from the xxHash specification (doc/xxhash_spec.md of Cyan4973/xxHash): the
+# hash datatrove gives words, computed here for the pieces that are one word as they stand
+_P1 = np.uint64(0x9E3779B185EBCA87)
+_P2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_P3 = np.uint64(0x165667B19E3779F9)
+_P4 = np.uint64(0x85EBCA77C2B2AE63)
+_P5 = np.uint64(0x27D4EB2F165667C5)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rotl(x, r):
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _read(data, at, size):
+    """`size` bytes from `at`, little-endian."""
+    value = np.uint64(0)
+    for k in range(size):
+        value |= np.uint64(data[at + k]) << np.uint64(8 * k)
+    return value
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _round(acc, lane):
+    acc += lane * _P2
+    return _rotl(acc, 31) * _P1
+
+
+@njit(cache=True, nogil=True)
+def _xxh64(data, start, length):
+    at, end = start, start + length
+    if length >= 32:
+        v1, v2, v3, v4 = _P1 + _P2, _P2, np.uint64(0), np.uint64(0) - _P1
+        while at + 32 <= end:
+            v1 = _round(v1, _read(data, at, 8))
+            v2 = _round(v2, _read(data, at + 8, 8))
+            v3 = _round(v3, _read(data, at + 16, 8))
+            v4 = _round(v4, _read(data, at + 24, 8))
+            at += 32
+        h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
+        for v in (v1, v2, v3, v4):
+            h = (h ^ _round(np.uint64(0), v)) * _P1 + _P4
+    else:
+        h = _P5
+    h += np.uint64(length)
+    while at + 8 <= end:
+        h = _rotl(h ^ _round(np.uint64(0), _read(data, at, 8)), 27) * _P1 + _P4
+        at += 8
+    if at + 4 <= end:
+        h = _rotl(h ^ (_read(data, at, 4) * _P1), 23) * _P2 + _P3
+        at += 4
+    while at < end:
+        h = _rotl(h ^ (np.uint64(data[at]) * _P5), 11) * _P1
+        at += 1
+    h ^= h >> np.uint64(33)
+    h *= _P2
+    h ^= h >> np.uint64(29)
+    h *= _P3
+    return h ^ (h >> np.uint64(32))
+
+
+@njit(cache=True, nogil=True)
+def _letters_and_hashes(arena, starts, lengths):
+    """Per piece: whether it is ASCII letters only, and the XXH64 of its bytes where it is."""
+    letters = np.ones(len(starts), np.bool_)
+    hashes = np.zeros(len(starts), np.uint64)
+    for i in range(len(starts)):
+        for k in range(starts[i], starts[i] + lengths[i]):
+            byte = arena[k] | 32  # a capital and its small letter differ in this bit alone
+            if not 97 <= byte <= 122:
+                letters[i] = False
+                break
+        if letters[i]:
+            hashes[i] = _xxh64(arena, starts[i], lengths[i])
+    return letters, hashes
+
+
+def xxh64(data: bytes) -> int:
+    """XXH64 of `data` (seed 0), by the compiled loop: for checking it against the xxhash library."""
+    return int(_xxh64(np.frombuffer(data, np.uint8), 0, len(data)))
+
+
 @njit(cache=True, nogil=True)
 def _rehash(slots, entry_hash, entries):
     mask = np.uint64(len(slots) - 1)
@@ -261,11 +344,11 @@ class PieceTable:
         self._flat = np.empty(1 << 16, np.uint64)
         self._flat_used = 0
 
-    def index(self, values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Every piece's entry (in order) and each text's number of pieces, of a cut batch; pieces
-        not met before are added and returned, in order of appearance, for the caller to give
+    def index(self, values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Every piece's entry (in order) and each text's number of pieces, of a cut batch, and the
+        first new entry: the pieces not met before are added, in order of appearance, and need
         their word hashes (`set_words`) before anything else is looked up."""
-        before = self._entries
+        first_new = self._entries
         pieces = self._scratch("pieces", len(values) // 2 + 1, np.int64)  # a piece and a space take 2 bytes at least
         per_text = np.zeros(len(offsets) - 1, np.int64)
         text = count = 0
@@ -277,18 +360,23 @@ class PieceTable:
             if text == len(offsets) - 1:
                 break
             self._grow()
-        arena = self._arena
-        new = [
-            arena[start : start + length].tobytes().decode("utf-8")
-            for start, length in zip(self._start[before : self._entries].tolist(), self._len[before : self._entries].tolist())
-        ]
-        return pieces[:count], per_text, new
+        return pieces[:count], per_text, first_new
 
-    def set_words(self, word_hashes: list[tuple[int, ...]]) -> None:
-        """The word hashes of the pieces `index` returned as new, in the same order."""
-        counts = np.fromiter(map(len, word_hashes), np.int64, len(word_hashes))
-        first = self._entries - len(word_hashes)
-        flat = np.fromiter((h for words in word_hashes for h in words), np.uint64, int(counts.sum()))
+    def strings(self, entries: np.ndarray) -> list[str]:
+        arena = self._arena
+        return [
+            arena[start : start + length].tobytes().decode("utf-8")
+            for start, length in zip(self._start[entries].tolist(), self._len[entries].tolist())
+        ]
+
+    def letters_and_hashes(self, first: int) -> tuple[np.ndarray, np.ndarray]:
+        """Of the entries from `first` on: which are ASCII letters only, and their XXH64 where so."""
+        return _letters_and_hashes(self._arena, self._start[first : self._entries], self._len[first : self._entries])
+
+    def set_words(self, counts: np.ndarray, flat: np.ndarray) -> None:
+        """The word hashes of the entries from the first new one on (`index`), in order: each
+        entry's number of words and all of them in turn."""
+        first = self._entries - len(counts)
         while len(self._word_count) < self._entries:
             self._word_count, self._word_start = (_doubled(a, first) for a in (self._word_count, self._word_start))
         while len(self._flat) < self._flat_used + len(flat):
@@ -374,8 +462,9 @@ def warm_up() -> None:
     values = np.frombuffer("a b a \u00e9".encode(), np.uint8)
     offsets = np.array([0, len(values)], np.int64)
     table.cut(values, offsets, np.arange(128, dtype=np.uint8), np.zeros(0x110000, np.bool_), True, 0x3A3)
-    pieces, per_text, _ = table.index(values, offsets)
-    table.set_words([(1,), (2,), (3,)])
+    pieces, per_text, first = table.index(values, offsets)
+    table.letters_and_hashes(first)
+    table.set_words(np.ones(3, np.int64), np.arange(3, dtype=np.uint64))
     table.word_hashes(pieces)
     table.texts_with_key(pieces, per_text, 2, np.uint64(3), key_set(np.zeros(1, np.uint64)))
     _rehash(table._slots, table._hash, len(table))

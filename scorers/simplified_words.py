@@ -23,6 +23,7 @@ from itertools import chain, islice
 
 import numpy as np
 import pyarrow as pa
+from datatrove.utils.hashes.xxhash import xxhash64
 from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION, TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer, load_word_tokenizer
 
@@ -292,9 +293,26 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 def without_marks(text: str | re.Match) -> str:
     """NFD with combining marks (Mn) dropped, of a string or a match of `_NON_ASCII`."""
-    if isinstance(text, re.Match):
-        return "".join(c for c in text.group() if unicodedata.category(c) != "Mn")
-    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+    return _marks().sub("", text.group() if isinstance(text, re.Match) else unicodedata.normalize("NFD", text))
+
+
+@cache
+def _marks() -> re.Pattern:
+    """Every code point of category Mn in this Python's Unicode data, as one class: deleting
+    them with it is C work, where a test per character is Python's (found once per process,
+    ~0.07 s; the `regex` module's \\p{Mn} follows another Unicode version)."""
+    codes = [c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Mn"]
+    starts = [c for i, c in enumerate(codes) if i == 0 or codes[i - 1] != c - 1]
+    ends = [c for i, c in enumerate(codes) if i == len(codes) - 1 or codes[i + 1] != c + 1]
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in zip(starts, ends, strict=True)) + "]+")
+
+
+def load_compiled() -> None:
+    """Load now what the word hashing builds on first use: the compiled loops and `_marks`."""
+    from scorers.piece_table import warm_up
+
+    warm_up()
+    _marks()
 
 
 # Where a raw text can be cut into pieces that `simplify_text` treats independently: the
@@ -380,6 +398,8 @@ class WordHasher:
         self.tokenizer = tokenizer
         self.hash = hash_func
         self._table = PieceTable()
+        self._compiled_words = False
+        self._seeded = False
         # ASCII pieces are simplified directly unless a word pattern applies or punctuation stays
         self._ascii_shortcut = norm.remove_punctuation and not (norm.norm_weekdays or norm.norm_monthnames)
         self._norm_whole, self._norm_before_marks = norm, replace(norm, norm_unicode_diacritics=False)
@@ -423,13 +443,16 @@ class WordHasher:
         values, sigma = self._table.cut(
             raw, offsets, ascii_table, cut_codepoints, self.norm.remove_punctuation, ord(_CAPITAL_SIGMA)
         )
-        if len(self._table) > self.tokenizer.max_entries:
+        if len(self._table) > self.tokenizer.max_entries or not self._seeded:
             self._table.forget()
-        pieces, per_text, new = self._table.index(values, offsets)
+            self._seeded = False
+            self._seed()
+            self._seeded = True
+        pieces, per_text, first_new = self._table.index(values, offsets)
         try:
-            self._table.set_words(self._words_of_pieces(new))
+            self._learn(first_new)
         except BaseException:
-            self._table.forget()  # pieces without their words must never be looked up
+            self._seeded = False  # pieces without their words must never be looked up: start again
             raise
         whole = np.flatnonzero(sigma) if self.norm.lowercase else np.empty(0, np.int64)
         return column, pieces, per_text, whole
@@ -461,6 +484,47 @@ class WordHasher:
         if self.norm.norm_numbers:
             piece = _ASCII_NUMBERS.sub("0", piece)
         return piece.translate(_ASCII_NUMBER_SEPARATORS_TO_SPACE).split()
+
+    def _seed(self) -> None:
+        """Put the tokenizer's special cases made of ASCII letters in the table first, split its
+        way: a new piece of ASCII letters is then never one, and `_learn` takes it as one word."""
+        specials = self.tokenizer.special_cases() if self._ascii_shortcut else None
+        self._compiled_words = specials is not None and self.hash is xxhash64
+        if not self._compiled_words:
+            return
+        ascii_table, _ = _cut_tables(self.norm.remove_punctuation, self.norm.lowercase)
+        byte_table = ascii_table.tobytes() + bytes(range(128, 256))
+        seeds = sorted({s.encode().translate(byte_table) for s in specials if s.isascii() and s.isalpha()})
+        values = np.frombuffer(b" ".join(seeds), np.uint8)
+        _, _, first_new = self._table.index(values, np.array([0, len(values)], np.int64))
+        self._set_words(np.arange(first_new, len(self._table)))
+
+    def _learn(self, first_new: int) -> None:
+        """The word hashes of the entries from `first_new` on. A piece of ASCII letters that is no
+        special case of the tokenizer simplifies to itself (the byte table lowered it already)
+        and is one word (`_letters_split`): its hash is computed by the compiled loop when it is
+        datatrove's XXH64; every other piece is simplified and split in Python."""
+        new = np.arange(first_new, len(self._table))
+        if not len(new):
+            return
+        if not self._compiled_words:
+            self._set_words(new)
+            return
+        letters, hashes = self._table.letters_and_hashes(first_new)
+        other = new[~letters]
+        words = self._words_of_pieces(self._table.strings(other))
+        counts = np.ones(len(new), np.int64)
+        counts[~letters] = [len(w) for w in words]
+        flat = np.repeat(hashes, counts)  # a letters piece's one hash; the others' slots are filled below
+        other_at = (np.cumsum(counts) - counts)[~letters]
+        for at, its_words in zip(other_at.tolist(), words, strict=True):
+            flat[at : at + len(its_words)] = its_words
+        self._table.set_words(counts, flat)
+
+    def _set_words(self, entries: np.ndarray) -> None:
+        words = self._words_of_pieces(self._table.strings(entries))
+        counts = np.fromiter(map(len, words), np.int64, len(words))
+        self._table.set_words(counts, np.fromiter(chain.from_iterable(words), np.uint64, int(counts.sum())))
 
     def _words_of_pieces(self, pieces: list[str]) -> list[tuple[int, ...]]:
         """The word hashes of new raw pieces. Most are plain words: ASCII letters and no special

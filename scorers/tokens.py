@@ -9,6 +9,9 @@ file with another separator counts differently, so it is another tokenizer for e
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +52,27 @@ class TrainerTokenizer:
         extra = 0 if self.eos_id is None else 1
         # len(encoding), not len(encoding.ids): the count without building a list of the ids
         return [len(e) + extra for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+@contextmanager
+def serial_batches() -> Iterator[None]:
+    """Within it, a batch call encodes its texts in the calling thread, for a caller that runs
+    its own thread per core: the library's own pool (rayon) would add its threads to the caller's
+    and ask two threads of each core, and its idle threads spin. The library reads this setting
+    at every call; it is process-wide, so another thread encoding meanwhile is serial too (the
+    same tokens, fewer cores)."""
+    previous = os.environ.get(_PARALLELISM)
+    os.environ[_PARALLELISM] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_PARALLELISM, None)
+        else:
+            os.environ[_PARALLELISM] = previous
+
+
+_PARALLELISM = "TOKENIZERS_PARALLELISM"
 
 
 def _tokenizer_file(configured: str | Path) -> Path:

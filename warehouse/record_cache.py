@@ -46,6 +46,10 @@ def _parts(cache_dir: Path) -> list[str]:
     return sorted(str(p) for p in Path(cache_dir).glob("part-*.parquet"))
 
 
+def has_parts(cache_dir: Path) -> bool:
+    return bool(_parts(cache_dir))
+
+
 def cached_relation(con: duckdb.DuckDBPyConnection, cache_dir: Path, schema: pa.Schema) -> str:
     """A SQL relation over the cache (one row per text hash), empty where nothing is cached yet."""
     parts = _parts(cache_dir)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import queue
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,11 +40,11 @@ from curation.mixture.manifest import MANIFEST_NAME, build_manifest
 from curation.mixture.select import IDENTITY_COLUMNS, MixtureError, write_candidates
 from schemas import progress
 from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, MixtureSpec, SyntheticSource
-from scorers.tokens import TrainerTokenizer, load_tokenizer
+from scorers.tokens import TrainerTokenizer, load_tokenizer, serial_batches
 from warehouse.arrow import numeric_array, numpy_values, string_array
 from warehouse.files import write_json_atomic
 from warehouse.memory import release_unused_memory
-from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, CachePart, MissingTexts, cached_relation, find_missing
+from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, CachePart, MissingTexts, cached_relation, find_missing, has_parts
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import MIXTURE, Warehouse, sql_string
 
@@ -151,7 +153,9 @@ def _materialise(
         verdicts_dirs = [
             warehouse.cache_dir("decontamination", f"{TEXT_HASH_SCHEME}:{group.decontaminator.identity}") for group in groups
         ]
-        jobs = [_CacheJob(tokens_dir, TOKEN_COUNT, "true", lambda texts: _token_rows(tokenizer, texts), "mix: tokens", True)]
+        jobs = [
+            _CacheJob(tokens_dir, TOKEN_COUNT, "true", lambda texts: _token_rows(tokenizer, texts), "mix: tokens", shared=True)
+        ]
         for group, verdicts_dir in zip(groups, verdicts_dirs, strict=True):
             jobs.append(
                 _CacheJob(
@@ -162,7 +166,8 @@ def _materialise(
                     "mix: decontaminate" if len(groups) == 1 else f"mix: decontaminate ({group.label})",
                 )
             )
-        _fill_caches(con, files, jobs)
+        with serial_batches():  # the threads are ours (see _fill_caches)
+            _fill_caches(con, files, jobs)
         release_unused_memory()
         _annotate(con, spec, candidates, tokens_dir, list(zip(groups, verdicts_dirs, strict=True)))
         allocation = _allocate(con, spec)
@@ -230,23 +235,27 @@ class _CacheJob:
     where: str
     compute: Callable[[pa.StringArray], dict]
     step: str
-    threaded: bool = False  # computed in a thread of its own (the tokenizer, which runs without the GIL)
+    # computed by every core in small batches (the tokenizer: Rust, without the GIL); the other
+    # jobs run in the main thread, which computes the shared job's batches between its own
+    shared: bool = False
+
+
+SHARED_BATCH = 256  # texts per batch of the shared job: small, so no core idles long at the end
 
 
 def _fill_caches(con, files: list[Path], jobs: list[_CacheJob]) -> None:
     """Fill every job's cache with one read of the texts: the texts any cache lacks are streamed
-    once, and each batch goes to every job that lacks some of it. The threaded job (token counts:
-    Rust, without the GIL) runs beside the others (decontamination) instead of after them, fed
-    through a short queue, so memory stays a few batches whatever the mixture's size."""
-    missing = [find_missing(con, job.cache_dir, job.schema, files, job.where) for job in jobs]
+    once, and each batch goes to every job that lacks some of it. The shared job (token counts)
+    is computed by one worker per core but one and by the main thread whenever it is not
+    computing the other jobs (decontamination), so every core stays busy and none is asked to
+    run two threads; a short queue keeps memory to a few batches whatever the mixture's size."""
+    missing = _missing_of(con, files, jobs)
     wanted = [m.keys() for m in missing]
     for job, m in zip(jobs, missing, strict=True):
-        progress.stage_started(job.step, math.ceil(m.count / CACHE_BATCH))
-    threaded = [i for i, job in enumerate(jobs) if job.threaded]
-    queues = {i: queue.Queue(maxsize=2) for i in threaded}
-    with ThreadPoolExecutor(max_workers=max(1, len(threaded))) as pool, ExitStack() as parts:
-        workers = {i: pool.submit(_fill_from_queue, queues[i], jobs[i]) for i in threaded}
-        written = {i: parts.enter_context(CachePart(job.cache_dir, job.schema)) for i, job in enumerate(jobs) if i not in queues}
+        progress.stage_started(job.step, math.ceil(m.count / (SHARED_BATCH if job.shared else CACHE_BATCH)))
+    with ExitStack() as stack:
+        parts = [stack.enter_context(CachePart(job.cache_dir, job.schema)) for job in jobs]
+        shared = [_SharedJob(job, part) for job, part in zip(jobs, parts, strict=True) if job.shared]
         try:
             union = MissingTexts.union(missing)
             keys, read = union.keys(), 0
@@ -257,16 +266,92 @@ def _fill_caches(con, files: list[Path], jobs: list[_CacheJob]) -> None:
                     own = _rows_of(batch, batch_keys, wanted[index])
                     if own is None:
                         continue
-                    if index in queues:
-                        _put(queues[index], own, workers[index])
+                    if job.shared:
+                        for start in range(0, own.num_rows, SHARED_BATCH):
+                            shared[0].submit(own.slice(start, SHARED_BATCH))
                     else:
-                        written[index].write(_computed(own, job))
+                        parts[index].write(_computed(own, job))
+            for helped in shared:
+                helped.finish()
         finally:
-            for index, worker in workers.items():
-                if not worker.done():
-                    queues[index].put(None)  # the end of its batches (or of the run, on an error)
-        for worker in workers.values():
-            worker.result()
+            for helped in shared:
+                helped.stop()
+
+
+def _missing_of(con, files: list[Path], jobs: list[_CacheJob]) -> list[MissingTexts]:
+    """Each job's missing texts; jobs over empty caches with the same condition share one query."""
+    found: dict[object, MissingTexts] = {}
+    missing = []
+    for job in jobs:
+        key = job.where if not has_parts(job.cache_dir) else (job.cache_dir, job.where)
+        if key not in found:
+            found[key] = find_missing(con, job.cache_dir, job.schema, files, job.where)
+        missing.append(found[key])
+    return missing
+
+
+class _SharedJob:
+    """A job's batches computed by worker threads (one per core but one) and by the main thread
+    while the queue is full; the results go to one cache part."""
+
+    def __init__(self, job: _CacheJob, part: CachePart):
+        self.job, self.part = job, part
+        self._lock = threading.Lock()  # the part's writer is not thread-safe
+        workers = max(1, len(os.sched_getaffinity(0)) - 1)
+        self._queue: queue.Queue = queue.Queue(maxsize=2 * workers)
+        self._errors: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, batch: pa.Table) -> None:
+        while True:
+            self._raise_error()
+            try:
+                self._queue.put_nowait(batch)
+                return
+            except queue.Full:
+                self._help()
+
+    def finish(self) -> None:
+        """Compute what is left, with the workers, and wait for them."""
+        while self._help():
+            pass
+        self.stop()
+        self._raise_error()
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)  # each worker takes one and ends
+        for thread in self._threads:
+            thread.join()
+
+    def _help(self) -> bool:
+        try:
+            batch = self._queue.get_nowait()
+        except queue.Empty:
+            return False
+        if batch is None:  # a worker's end marker: give it back
+            self._queue.put(None)
+            return False
+        self._compute(batch)
+        return True
+
+    def _work(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            try:
+                self._compute(batch)
+            except BaseException as err:  # noqa: BLE001 - handed to the main thread, which raises it
+                self._errors.append(err)
+
+    def _compute(self, batch: pa.Table) -> None:
+        table = _computed(batch, self.job)
+        with self._lock:
+            self.part.write(table)
+
+    def _raise_error(self) -> None:
+        if self._errors:
+            raise self._errors[0]
 
 
 def _rows_of(batch: pa.Table, batch_keys: np.ndarray, wanted: np.ndarray) -> pa.Table | None:
@@ -278,25 +363,6 @@ def _rows_of(batch: pa.Table, batch_keys: np.ndarray, wanted: np.ndarray) -> pa.
     if own.all():
         return batch
     return batch.filter(pa.array(own)) if own.any() else None
-
-
-def _put(jobs_queue: queue.Queue, batch: pa.Table, worker) -> None:
-    """Hand a batch to a worker, waiting while its queue is full, unless the worker has stopped."""
-    while True:
-        if worker.done():
-            worker.result()  # raises the worker's error
-            raise RuntimeError("a cache worker stopped before its last batch")
-        try:
-            jobs_queue.put(batch, timeout=0.1)
-            return
-        except queue.Full:
-            continue
-
-
-def _fill_from_queue(jobs_queue: queue.Queue, job: _CacheJob) -> None:
-    with CachePart(job.cache_dir, job.schema) as part:
-        for batch in iter(jobs_queue.get, None):
-            part.write(_computed(batch, job))
 
 
 def _computed(batch: pa.Table, job: _CacheJob) -> pa.Table:
