@@ -324,7 +324,8 @@ def _texts_with_key(pieces, pieces_per_text, word_count, word_start, flat, n, ba
 class PieceTable:
     """Distinct raw pieces (their bytes), each with its word hashes once they are set."""
 
-    def __init__(self):
+    def __init__(self, capacity: int = 1 << 16):
+        self._capacity = capacity  # entries to start with (the tests start small, to grow)
         self.forget()
 
     def __len__(self) -> int:
@@ -332,16 +333,17 @@ class PieceTable:
 
     def forget(self) -> None:
         self._scratches: dict[str, np.ndarray] = {}
-        self._slots = np.full(1 << 17, _EMPTY, np.int64)
-        self._hash = np.empty(1 << 16, np.uint64)
-        self._start = np.empty(1 << 16, np.int64)
-        self._len = np.empty(1 << 16, np.int64)
-        self._arena = np.empty(1 << 20, np.uint8)
+        size = self._capacity
+        self._slots = np.full(2 * size, _EMPTY, np.int64)
+        self._hash = np.empty(size, np.uint64)
+        self._start = np.empty(size, np.int64)
+        self._len = np.empty(size, np.int64)
+        self._arena = np.empty(16 * size, np.uint8)
         self._arena_used = 0
         self._entries = 0
-        self._word_count = np.empty(1 << 16, np.int64)
-        self._word_start = np.empty(1 << 16, np.int64)
-        self._flat = np.empty(1 << 16, np.uint64)
+        self._word_count = np.empty(size, np.int64)
+        self._word_start = np.empty(size, np.int64)
+        self._flat = np.empty(size, np.uint64)
         self._flat_used = 0
 
     def index(self, values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

@@ -189,6 +189,46 @@ def test_a_second_mixture_over_the_same_records_tokenizes_nothing(warehouse_root
     assert summary["tokens"] > 0
 
 
+def test_decontamination_added_to_counted_records_checks_them_all_and_tokenizes_nothing(warehouse_root, wiki_docs, monkeypatch):
+    """Token counts cached by a mix without decontamination, verdicts by none: the next mix with it
+    streams the texts once for the verdicts alone, and still finds the replay record that holds
+    a line of the eval set."""
+    mix(spec(warehouse_root, "counted-first", seed=5))
+    from scorers.tokens import TrainerTokenizer
+
+    def refuse(self, texts):
+        raise AssertionError(f"tokenized {len(texts)} texts again")
+
+    monkeypatch.setattr(TrainerTokenizer, "count_batch", refuse)
+    line = " ".join(wiki_docs[100].split()[:30])  # the replay file's first row
+    own = warehouse_root / "own-eval.jsonl"
+    own.write_text(json.dumps({"text": line}) + "\n")
+    checked = mix(
+        spec(
+            warehouse_root,
+            "checked-after",
+            seed=5,
+            decontamination={"eval_sets": [{"name": "own", "path": str(own), "text_column": "text"}]},
+        )
+    )
+    assert checked["sources"]["replay"]["decontaminated"] == {"own": 1}
+    assert checked["sources"]["curated"]["decontaminated"] == {} and checked["sources"]["synthetic"]["decontaminated"] == {}
+
+
+def test_a_tokenizer_error_in_a_worker_thread_fails_the_mix_with_that_error(warehouse_root, monkeypatch):
+    from scorers.tokens import TrainerTokenizer
+
+    def broken(self, texts):
+        raise RuntimeError("the tokenizer broke")
+
+    monkeypatch.setattr(TrainerTokenizer, "count_batch", broken)
+    # no end-of-document token: another tokenizer identity, so no count is cached yet
+    with pytest.raises(RuntimeError, match="the tokenizer broke"):
+        mix(spec(warehouse_root, "broken-worker", tokenizer={"append_eos": False}))
+    assert rows(warehouse_root, "SELECT status FROM mixtures WHERE mixture_id = 'broken-worker'")[0]["status"] == "failed"
+    assert not mixture_dir(spec(warehouse_root, "broken-worker")).joinpath("manifest.json").exists()
+
+
 def test_a_shard_changed_after_the_manifest_is_an_error_naming_it(warehouse_root):
     summary = mix(spec(warehouse_root, "tamper"))
     shard = sorted(Path(summary["manifest"]).parent.glob("shard-*.parquet"))[1]
