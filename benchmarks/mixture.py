@@ -262,8 +262,9 @@ def child_mix(spec: dict) -> dict:
     mixture = MixtureSpec.model_validate(spec["mixture"])
     index_s = None
     if mixture.decontamination.enabled:
-        # the call mix itself makes: builds the eval-set index where mix looks for it (or loads it)
-        # and loads spaCy, both one-offs no mixture should be charged for
+        # the call mix itself makes: builds the eval-set index where mix looks for it (or loads it),
+        # loads spaCy and the compiled word hashing: one-offs (per eval set, per process) no
+        # mixture should be charged for
         from curation.mixture.mix import _decontamination_groups
         from warehouse.warehouse import Warehouse
 
