@@ -22,6 +22,22 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+
+def _answer_vllm_s_kernel_scan() -> None:
+    """vLLM's CPU worker, as it starts, looks for Triton kernels in `vars(x)` of every module
+    attribute `x` that has a `__dict__` (vllm/triton_utils/dispatcher.py, `_rebind_kernels`).
+    llvmlite's library object, loaded with numba, answers any attribute name with a wrapped C
+    symbol, `__dict__` included, and the scan fails on it ("'_lib_fn_wrapper' object has no
+    attribute 'get'"): a process that hashed words before it started a vLLM engine could not
+    start one. An entry for `__dict__` in the object's table of symbols, an empty dict, answers
+    the scan; llvmlite looks up only real symbol names there."""
+    from llvmlite.binding import ffi
+
+    ffi.lib._fntab.setdefault("__dict__", {})
+
+
+_answer_vllm_s_kernel_scan()
+
 _EMPTY = -1
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)

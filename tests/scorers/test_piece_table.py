@@ -5,13 +5,19 @@ keys against `combine` over every window of each text."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 import xxhash
 
 from scorers.piece_table import PieceTable, has_window_key, key_set, text_buffers, xxh64
 from scorers.simplified_words import _WINDOW_BASE, window_keys
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_xxh64_is_the_xxhash_library_s_on_every_length():
@@ -87,3 +93,20 @@ def test_window_keys_are_combine_s_over_every_window_inside_each_text():
     order = table.strings(np.arange(first, len(table)))
     table.set_words(np.ones(len(order), np.int64), np.array([int(w[1:]) for w in order], np.uint64))
     assert table.texts_with_key(pieces, per_text, n, _WINDOW_BASE, keys).tolist() == expected
+
+
+@pytest.mark.slow
+def test_a_vllm_engine_starts_in_a_process_that_loaded_the_compiled_loops_first():
+    """vLLM's CPU worker scans every module's attributes as it starts, and llvmlite's library
+    object (loaded with numba) broke that scan (`_answer_vllm_s_kernel_scan`): the demo hashes
+    words for near-dedup, then scores with vLLM, in one process."""
+    code = (
+        "from scorers.simplified_words import load_compiled\n"
+        "load_compiled()\n"
+        "from scorers.losses import VLLMScorer\n"
+        "from scorers.models import resolve_model\n"
+        "VLLMScorer(resolve_model('smollm2-135m-instruct'), max_len=256)\n"
+        "print('engine started')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert "engine started" in result.stdout, result.stderr[-3000:]
