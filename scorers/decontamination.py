@@ -25,9 +25,10 @@ Limits, by construction:
 - when two eval sets share an n-gram, the filter reports the one whose index file it loaded last.
 
 Speed (the same verdicts; `exact_tokenizer=True` runs the filter itself, for checking): on 3,000
-of the benchmark's texts the filter called per text takes 12.8 s, this check 0.24 s. The words come
-column-wise from `WordHasher` (scorers/simplified_words.py: texts cut into raw pieces in Arrow, each
-distinct piece simplified and split by spaCy once); the check looks every n-gram up in a numpy
+of the benchmark's texts the filter called per text takes 12.8 s, this check 0.24 s (measured
+before the loops were compiled; they halved it since). The words come from `WordHasher`
+(scorers/simplified_words.py: texts cut into raw pieces, each distinct piece simplified and split by
+spaCy once, in the compiled loops of scorers/piece_table.py); the check looks every n-gram up in a
 prefilter of word-hash windows and runs the filter's own n-gram loop only on the texts that pass it
 (see `Decontaminator`). The index folder
 holds, per eval set, the filter's `<name>.index.hashes` and the prefilter's `<name>.prefilter`.
@@ -337,8 +338,9 @@ class Decontaminator:
     `NGramsDecontFilter` itself (`exact_tokenizer=True`), or the same verdicts faster (the default).
 
     The fast check splits words through `CachedWordTokenizer` and looks every n-gram up in a
-    prefilter first: each word is hashed once, each run of n word hashes is combined into one key
-    with numpy, and the keys are looked up among those of the indexed n-grams. Only a text with a
+    prefilter first: each word is hashed once, each run of n word hashes is rolled into one key
+    (`combine`'s, by the compiled loops), and the keys are looked up among those of the indexed
+    n-grams. Only a text with a
     key in the prefilter is checked the filter's way (n-gram strings hashed in reading order, the
     first found in the index wins), so verdicts and the reported n-gram are the filter's. A text
     the filter would flag always passes the prefilter (the same words give the same key); the one
