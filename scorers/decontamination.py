@@ -26,7 +26,7 @@ Limits, by construction:
 
 Speed (the same verdicts; `exact_tokenizer=True` runs the filter itself, for checking): on 3,000
 of the benchmark's texts the filter called per text takes 12.8 s, this check 0.24 s (measured
-before the loops were compiled; they halved it since). The words come from `WordHasher`
+before the loops were compiled, which took ~40 % off it). The words come from `WordHasher`
 (scorers/simplified_words.py: texts cut into raw pieces, each distinct piece simplified and split by
 spaCy once, in the compiled loops of scorers/piece_table.py); the check looks every n-gram up in a
 prefilter of word-hash windows and runs the filter's own n-gram loop only on the texts that pass it
