@@ -319,9 +319,11 @@ class _SharedJob:
         self._raise_error()
 
     def stop(self) -> None:
-        for _ in self._threads:
+        """End the workers (after the batches queued before this); a second call does nothing."""
+        threads, self._threads = self._threads, []
+        for _ in threads:
             self._queue.put(None)  # each worker takes one and ends
-        for thread in self._threads:
+        for thread in threads:
             thread.join()
 
     def _help(self) -> bool:
