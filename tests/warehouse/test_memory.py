@@ -26,10 +26,16 @@ def arrow_phase():
 pinned = []
 
 def threads_phase():  # objects freed by threads: glibc keeps them in its per-thread arenas
+    # all four hold their objects at once, so each has an arena of its own (one after another,
+    # they could take turns in one arena, and what it kept varied from 19 to 26 MB)
+    together = threading.Barrier(4)
+
     def work():
+        together.wait()
         objects = [bytearray(50_000) for _ in range(1000)]
         # one live object above them, as a long job always has: the arena cannot shrink past it
         pinned.append(bytearray(1000))
+        together.wait()
         del objects
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
