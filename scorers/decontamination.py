@@ -364,7 +364,8 @@ class Decontaminator:
         cls, specs: list[EvalSetSpec], n_gram: int, index_dir: str | Path, *, exact_tokenizer: bool = False
     ) -> Decontaminator:
         """Index `specs` under `index_dir/<identity>/`, unless a complete index for the same inputs
-        is there, and load what the check runs (`load_compiled`: ~0.3 s the first time in a process). `exact_tokenizer` runs spaCy on whole texts instead."""
+        is there, and load what the check runs (`load_compiled`: ~0.3 s the first time in a
+        process). `exact_tokenizer` runs spaCy on whole texts instead."""
         if not specs:
             raise ValueError("no eval set to decontaminate against")
         names = [s.name for s in specs]

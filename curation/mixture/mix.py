@@ -253,7 +253,7 @@ def _fill_caches(con, files: list[Path], jobs: list[_CacheJob]) -> None:
         progress.stage_started(job.step, math.ceil(m.count / (SHARED_BATCH if job.shared else CACHE_BATCH)))
     with ExitStack() as stack:
         parts = [stack.enter_context(CachePart(job.cache_dir, job.schema)) for job in jobs]
-        shared = [_SharedJob(job, part) for job, part in zip(jobs, parts, strict=True) if job.shared]
+        shared = {i: _SharedJob(job, parts[i]) for i, job in enumerate(jobs) if job.shared}
         try:
             union = MissingTexts.union(missing)
             keys, read = union.keys(), 0
@@ -266,13 +266,13 @@ def _fill_caches(con, files: list[Path], jobs: list[_CacheJob]) -> None:
                         continue
                     if job.shared:
                         for start in range(0, own.num_rows, SHARED_BATCH):
-                            shared[0].submit(own.slice(start, SHARED_BATCH))
+                            shared[index].submit(own.slice(start, SHARED_BATCH))
                     else:
                         parts[index].write(_computed(own, job))
-            for helped in shared:
+            for helped in shared.values():
                 helped.finish()
         finally:
-            for helped in shared:
+            for helped in shared.values():
                 helped.stop()
 
 
