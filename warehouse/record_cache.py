@@ -172,11 +172,3 @@ class CachePart:
         self._writer.__exit__(exc_type, exc, tb)
         if exc_type is None and self._writer.rows == 0:
             self._writer.path.unlink()
-
-
-def add_part(cache_dir: Path, schema: pa.Schema, batches: Iterator[pa.Table]) -> int:
-    """Write the newly computed facts as one part; returns the number of rows (no part for none)."""
-    with CachePart(cache_dir, schema) as part:
-        for table in batches:
-            part.write(table)
-    return part.rows

@@ -6,7 +6,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.record_cache import TEXT_HASH, add_part, cached_relation, find_missing, text_hash, text_hash_sql
+from warehouse.record_cache import TEXT_HASH, CachePart, cached_relation, find_missing, text_hash, text_hash_sql
 
 TEXTS = ["", "plain ascii", "héllo wörld ✓", "tab\tnew\nline", "nul \x00 inside", "emoji 🙂 and 中文", "plain ascii "]
 COUNT = pa.schema([TEXT_HASH, pa.field("tokens", pa.int64(), nullable=False)])
@@ -31,7 +31,10 @@ def test_facts_computed_for_sql_hashed_texts_are_found_for_python_hashed_ones(tm
         for batch in missing.batches(batch_size=3):
             yield pa.table({"text_hash": batch.column("text_hash"), "tokens": [len(t) for t in batch.column("text").to_pylist()]})
 
-    assert add_part(cache, COUNT, computed()) == len(TEXTS)
+    with CachePart(cache, COUNT) as part:
+        for table in computed():
+            part.write(table)
+    assert part.rows == len(TEXTS)
     assert find_missing(con, cache, COUNT, [texts]).count == 0
     stored = dict(con.execute(f"SELECT text_hash, tokens FROM {cached_relation(con, cache, COUNT)}").fetchall())
     assert {text: stored[text_hash(text)] for text in TEXTS} == {text: len(text) for text in TEXTS}
@@ -48,7 +51,8 @@ def test_missing_texts_are_each_text_once_at_its_first_row_in_file_order(tmp_pat
         table = pa.table({"text": texts, "text_hash": [text_hash(t) for t in texts], "keep": [t != "w" for t in texts]})
         pq.write_table(table, path, row_group_size=2)
     cache = tmp_path / "cache"
-    add_part(cache, COUNT, iter([pa.table({"text_hash": [text_hash("z")], "tokens": [1]}, schema=COUNT)]))
+    with CachePart(cache, COUNT) as part:
+        part.write(pa.table({"text_hash": [text_hash("z")], "tokens": [1]}, schema=COUNT))
     con = duckdb.connect()
     missing = find_missing(con, cache, COUNT, [first, second], where="keep")
     assert [rows.tolist() for rows in missing.rows] == [[0, 1], [1, 3, 5]]
