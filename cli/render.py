@@ -305,6 +305,8 @@ class RichReporter:
         if stage not in self.tasks:
             self.docs[stage] = 0
             self.tasks[stage] = self.progress.add_task(stage, total=total_shards, docs="")
+        else:  # a stage whose work is found as it goes announces its grown total
+            self.progress.update(self.tasks[stage], total=total_shards)
 
     def shard_done(self, stage: str, shard: str, docs_in: int, docs_out: int) -> None:
         if stage in self.tasks:

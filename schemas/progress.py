@@ -10,6 +10,7 @@ from typing import Protocol
 
 
 class Reporter(Protocol):
+    # called again for a stage whose total grows as its inputs arrive: the latest total holds
     def stage_started(self, stage: str, total_shards: int) -> None: ...
 
     def shard_done(self, stage: str, shard: str, docs_in: int, docs_out: int) -> None: ...

@@ -453,11 +453,22 @@ class KeySet(NamedTuple):
 
 def key_set(keys: np.ndarray) -> KeySet:
     """The key set of sorted unique uint64 `keys`."""
-    bits = np.zeros(1 << (64 - int(_BIT_SHIFT)), np.bool_)
-    bits[keys >> _BIT_SHIFT] = True
-    packed = np.packbits(bits, bitorder="little").view(np.uint64)
-    counts = np.bincount((keys >> _BUCKET_SHIFT).astype(np.int64), minlength=1 << (64 - int(_BUCKET_SHIFT)))
-    return KeySet(packed, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), keys)
+    bits = np.zeros(1 << (64 - int(_BIT_SHIFT) - 6), np.uint64)
+    bucket_starts = np.zeros((1 << (64 - int(_BUCKET_SHIFT))) + 1, np.int64)
+    _fill_key_set(keys, bits, bucket_starts)
+    return KeySet(bits, bucket_starts, keys)
+
+
+@njit(cache=True, nogil=True)
+def _fill_key_set(keys, bits, bucket_starts):
+    """The bitmap and bucket bounds of sorted `keys`, in one pass (no per-bit array to pack: a
+    mix loads its eval sets' keys while every core is busy)."""
+    for key in keys:
+        bit = key >> _BIT_SHIFT
+        bits[bit >> np.uint64(6)] |= np.uint64(1) << (bit & np.uint64(63))
+        bucket_starts[(key >> _BUCKET_SHIFT) + np.uint64(1)] += 1
+    for bucket in range(1, len(bucket_starts)):
+        bucket_starts[bucket] += bucket_starts[bucket - 1]
 
 
 def _doubled(array: np.ndarray, used: int) -> np.ndarray:
@@ -471,18 +482,25 @@ def text_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, 4 * texts.offset).astype(np.int64)
     data = texts.buffers()[2]
     values = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+    # read-only whatever Arrow's buffer is: each kind of array is another compiled version of a
+    # loop, loaded on its first call, and `warm_up` loads the read-only one
+    values.flags.writeable = False
     return values, offsets
 
 
 def warm_up() -> None:
-    """Load every compiled loop now (compiling it on the first use in an installation)."""
+    """Load every compiled loop now (compiling it on the first use in an installation), in the
+    versions the callers run: numba compiles and loads one per kind of argument (read-only or
+    writable arrays included), so the arrays here are of the kinds theirs are."""
     table = PieceTable()
-    values = np.frombuffer("a b a \u00e9".encode(), np.uint8)
+    values = np.frombuffer("a b a \u00e9".encode(), np.uint8)  # read-only, as `text_buffers` gives
     offsets = np.array([0, len(values)], np.int64)
-    table.cut(values, offsets, np.arange(128, dtype=np.uint8), np.zeros(0x110000, np.bool_), True, 0x3A3)
-    pieces, per_text, first = table.index(values, offsets)
+    ascii_table = np.frombuffer(bytes(range(128)), np.uint8)  # read-only, as `_cut_tables` gives
+    cut, _ = table.cut(values, offsets, ascii_table, np.zeros(0x110000, np.bool_), True, 0x3A3)
+    table.index(values, offsets)  # read-only bytes: a word hasher's seeding
+    pieces, per_text, first = table.index(cut, offsets)  # the cut bytes of a batch
     table.letters_and_hashes(first)
-    table.set_words(np.ones(3, np.int64), np.arange(3, dtype=np.uint64))
+    table.set_words(np.ones(len(table), np.int64), np.arange(len(table), dtype=np.uint64))
     table.word_hashes(pieces)
     table.texts_with_key(pieces, per_text, 2, np.uint64(3), key_set(np.zeros(1, np.uint64)))
     _rehash(table._slots, table._hash, len(table))

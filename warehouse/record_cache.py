@@ -86,6 +86,11 @@ class MissingTexts:
         """Every missing row as one sorted number: file index * 2**40 + row number."""
         return np.concatenate([np.empty(0, np.int64)] + [rows + (i << _FILE_SHIFT) for i, rows in enumerate(self.rows)])
 
+    def newest_file(self) -> MissingTexts:
+        """The missing texts of the last file alone: those no earlier file holds. Files that
+        arrive one at a time are each computed as they come, and a text is computed once."""
+        return MissingTexts(self.files[-1:], self.rows[-1:])
+
     @classmethod
     def union(cls, missing: list[MissingTexts]) -> MissingTexts:
         """The rows missing from any of several caches over the same files, each once: read once,

@@ -1,9 +1,10 @@
 """`curate mix`: a mixture spec turned into shuffled, checksummed shards and a manifest.
 
 Steps, each over files rather than memory:
-1. select: every source's candidate records to Parquet (select.py);
+1. select: every source's candidate records to Parquet (select.py), by a thread of its own;
 2. annotate: token counts with the trainer's tokenizer and decontamination verdicts, each computed
-   only for texts their cache does not hold yet (warehouse/record_cache.py);
+   only for texts their cache does not hold yet (warehouse/record_cache.py), source by source as
+   the sources are selected;
 3. usable records: clean ones, and synthetic records whose source document the mixture's documents
    sources selected (unless `include_unselected_sources`);
 4. allocate: per source, whole passes over all usable records plus a seeded sample of one more
@@ -25,7 +26,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from schemas import progress
 from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, MixtureSpec, SyntheticSource
 from scorers.tokens import TrainerTokenizer, load_tokenizer, serial_batches
 from warehouse.arrow import numeric_array, numpy_values, string_array
-from warehouse.files import write_json_atomic
+from warehouse.files import sha256_file, write_json_atomic
 from warehouse.memory import release_unused_memory
 from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, CachePart, MissingTexts, cached_relation, find_missing, has_parts
 from warehouse.shards import ShardWriter
@@ -135,15 +136,6 @@ def _materialise(
     shutil.rmtree(work, ignore_errors=True)
     candidates = {source.name: work / "candidates" / f"{source.name}.parquet" for source in spec.sources}
     progress.stage_started("mix: select", len(spec.sources))
-
-    # one source at a time: a warehouse source's statement sorts its texts, and two at once would
-    # add up in the mix's peak memory (selecting them side by side saved ~0.05 s of ~4 and cost
-    # ~25 MB at 4x the benchmark's mixture)
-    for source in spec.sources:
-        rows = write_candidates(warehouse, source, candidates[source.name])
-        progress.shard_done("mix: select", source.name, rows, rows)
-    files = list(candidates.values())
-    release_unused_memory()
     con = duckdb.connect()
     try:
         con.execute(f"SET temp_directory = {_quoted(work / 'duckdb-tmp')}")
@@ -164,8 +156,10 @@ def _materialise(
                     "mix: decontaminate" if len(groups) == 1 else f"mix: decontaminate ({group.label})",
                 )
             )
-        with serial_batches():  # the threads are ours (see _fill_caches)
-            _fill_caches(con, files, jobs)
+        # the threads are ours (see _fill_caches); each source's texts are computed while the next
+        # source is selected
+        with serial_batches(), _Selection(warehouse, spec.sources, candidates) as selected:
+            _fill_caches(con, selected, jobs)
         release_unused_memory()
         _annotate(con, spec, candidates, tokens_dir, list(zip(groups, verdicts_dirs, strict=True)))
         allocation = _allocate(con, spec)
@@ -241,39 +235,92 @@ class _CacheJob:
 SHARED_BATCH = 256  # texts per batch of the shared job: small, so no core idles long at the end
 
 
-def _fill_caches(con, files: list[Path], jobs: list[_CacheJob]) -> None:
-    """Fill every job's cache with one read of the texts: the texts any cache lacks are streamed
-    once, and each batch goes to every job that lacks some of it. The shared job (token counts)
-    is computed by one worker per core but one and by the main thread whenever it is not
-    computing the other jobs (decontamination), so every core stays busy and none is asked to
-    run two threads; a short queue keeps memory to a few batches whatever the mixture's size."""
-    missing = _missing_of(con, files, jobs)
-    wanted = [m.keys() for m in missing]
-    for job, m in zip(jobs, missing, strict=True):
-        progress.stage_started(job.step, math.ceil(m.count / (SHARED_BATCH if job.shared else CACHE_BATCH)))
+class _Selection:
+    """The sources' candidate files, written in spec order by a thread of its own; iterating
+    gives each one as soon as it is complete (and raises the error of one that failed), so a
+    source's texts are computed while the next is selected: that work is DuckDB's and Arrow's,
+    outside the GIL, and a core would otherwise wait through it. One source at a time: a
+    warehouse source's statement sorts its texts, and two at once would add up in the mix's peak
+    memory (~25 MB at 4x the benchmark's mixture, for ~0.05 s)."""
+
+    def __init__(self, warehouse: Warehouse, sources: list, candidates: dict[str, Path]):
+        self._selected: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._select, args=(warehouse, sources, candidates), daemon=True)
+
+    def __enter__(self) -> _Selection:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Stop after the source being selected (a caller that failed needs no more) and wait."""
+        self._stopping.set()
+        self._thread.join()
+
+    def __iter__(self) -> Iterator[Path]:
+        while (selected := self._selected.get()) is not None:
+            if isinstance(selected, BaseException):
+                raise selected
+            yield selected
+
+    def _select(self, warehouse: Warehouse, sources: list, candidates: dict[str, Path]) -> None:
+        try:
+            for source in sources:
+                if self._stopping.is_set():
+                    break
+                rows = write_candidates(warehouse, source, candidates[source.name])
+                progress.shard_done("mix: select", source.name, rows, rows)
+                self._selected.put(candidates[source.name])
+        except BaseException as err:  # noqa: BLE001 - handed to the iterating thread, which raises it
+            self._selected.put(err)
+        else:
+            self._selected.put(None)
+
+
+def _fill_caches(con, selected: Iterable[Path], jobs: list[_CacheJob]) -> None:
+    """Fill every job's cache with one read of the texts, file by file as `selected` gives them:
+    the texts any cache lacks (and no earlier file holds) are streamed once, and each batch goes
+    to every job that lacks some of it. The shared job (token counts) is computed by one worker
+    per core but one and by the main thread whenever it is not computing the other jobs
+    (decontamination), so every core stays busy and none is asked to run two threads; a short
+    queue keeps memory to a few batches whatever the mixture's size."""
+    files: list[Path] = []
+    batches = [0] * len(jobs)
     with ExitStack() as stack:
         parts = [stack.enter_context(CachePart(job.cache_dir, job.schema)) for job in jobs]
         shared = {i: _SharedJob(job, parts[i]) for i, job in enumerate(jobs) if job.shared}
         try:
-            union = MissingTexts.union(missing)
-            keys, read = union.keys(), 0
-            for batch in union.batches(CACHE_BATCH):
-                batch_keys = keys[read : read + batch.num_rows]
-                read += batch.num_rows
-                for index, job in enumerate(jobs):
-                    own = _rows_of(batch, batch_keys, wanted[index])
-                    if own is None:
-                        continue
-                    if job.shared:
-                        for start in range(0, own.num_rows, SHARED_BATCH):
-                            shared[index].submit(own.slice(start, SHARED_BATCH))
-                    else:
-                        parts[index].write(_computed(own, job))
+            for path in selected:
+                files.append(path)
+                missing = [m.newest_file() for m in _missing_of(con, files, jobs)]
+                for index, (job, m) in enumerate(zip(jobs, missing, strict=True)):
+                    # a stage's total grows with each file: reporters take the latest
+                    batches[index] += math.ceil(m.count / (SHARED_BATCH if job.shared else CACHE_BATCH))
+                    progress.stage_started(job.step, batches[index])
+                _compute_missing(jobs, missing, parts, shared)
             for helped in shared.values():
                 helped.finish()
         finally:
             for helped in shared.values():
                 helped.stop()
+
+
+def _compute_missing(jobs: list[_CacheJob], missing: list[MissingTexts], parts: list[CachePart], shared: dict) -> None:
+    wanted = [m.keys() for m in missing]
+    union = MissingTexts.union(missing)
+    keys, read = union.keys(), 0
+    for batch in union.batches(CACHE_BATCH):
+        batch_keys = keys[read : read + batch.num_rows]
+        read += batch.num_rows
+        for index, job in enumerate(jobs):
+            own = _rows_of(batch, batch_keys, wanted[index])
+            if own is None:
+                continue
+            if job.shared:
+                for start in range(0, own.num_rows, SHARED_BATCH):
+                    shared[index].submit(own.slice(start, SHARED_BATCH))
+            else:
+                parts[index].write(_computed(own, job))
 
 
 def _missing_of(con, files: list[Path], jobs: list[_CacheJob]) -> list[MissingTexts]:
@@ -558,38 +605,100 @@ def _write_shards(con, spec: MixtureSpec, candidates: dict[str, Path], work: Pat
 
 def _cut_shards(reader, work: Path, shard_tokens: int) -> list[dict]:
     """Rows in order into shards that close once they hold `shard_tokens` tokens."""
-    from warehouse.files import sha256_file
+    shard, tokens, open_shard = 0, 0, False
+    with _ShardWriters(work) as writers:
+        for batch in reader:
+            table = pa.Table.from_batches([batch])
+            counts = numpy_values(table.column("tokens"))
+            start = 0
+            while start < table.num_rows:
+                # rows up to and including the one that reaches the shard's size
+                take = int(np.searchsorted(np.cumsum(counts[start:]), shard_tokens - tokens, side="left")) + 1
+                writers.write(shard, table.slice(start, take))
+                open_shard = True
+                tokens += int(counts[start : start + take].sum())
+                start += take
+                if tokens >= shard_tokens:
+                    writers.close(shard, tokens)
+                    shard, tokens, open_shard = shard + 1, 0, False
+        if open_shard:
+            writers.close(shard, tokens)
+    return writers.written()
 
-    shards, writer, tokens = [], None, 0
 
-    def close():
-        writer.__exit__(None, None, None)
-        path = writer.path
-        shards.append(
-            {"path": path.name, "rows": writer.rows, "bytes": path.stat().st_size, "tokens": tokens, "sha256": sha256_file(path)}
-        )
+class _ShardWriters:
+    """Shards compressed and hashed by one thread per core, shard i by thread i % cores, while the
+    caller reads and cuts the next rows: compressing is most of writing a shard, and Arrow does
+    it without the GIL. A shard's bytes depend only on its rows and how they were cut into
+    writes, never on the thread. Each thread's queue holds two writes, so memory stays a few
+    batches whatever the shard size."""
 
-    for batch in reader:
-        table = pa.Table.from_batches([batch])
-        start = 0
-        while start < table.num_rows:
-            if writer is None:
-                writer = ShardWriter(work / f"shard-{len(shards):05d}.parquet", MIXTURE_RECORD).__enter__()
-                tokens = 0
-            counts = numpy_values(table.column("tokens"))[start:]
-            room = shard_tokens - tokens
-            # rows up to and including the one that reaches the shard's size
-            take = int(np.searchsorted(np.cumsum(counts), room, side="left")) + 1
-            piece = table.slice(start, take)
-            writer.write(piece)
-            tokens += int(counts[:take].sum())
-            start += take
-            if tokens >= shard_tokens:
-                close()
-                writer = None
-    if writer is not None:
-        close()
-    return shards
+    def __init__(self, work: Path):
+        self._work = work
+        self._written: dict[int, dict] = {}
+        self._errors: list[BaseException] = []
+        count = len(os.sched_getaffinity(0))
+        self._queues = [queue.Queue(maxsize=2) for _ in range(count)]
+        self._threads = [threading.Thread(target=self._run, args=(q,), daemon=True) for q in self._queues]
+
+    def __enter__(self) -> _ShardWriters:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for q in self._queues:
+            q.put(None)
+        for thread in self._threads:
+            thread.join()
+        if exc_type is None and self._errors:
+            raise self._errors[0]
+
+    def write(self, shard: int, table: pa.Table) -> None:
+        self._put(shard, table)
+
+    def close(self, shard: int, tokens: int) -> None:
+        self._put(shard, tokens)
+
+    def written(self) -> list[dict]:
+        """Every closed shard's entry, in order (once the writers have ended)."""
+        return [self._written[i] for i in sorted(self._written)]
+
+    def _put(self, shard: int, item) -> None:
+        if self._errors:
+            raise self._errors[0]
+        self._queues[shard % len(self._queues)].put((shard, item))
+
+    def _run(self, tasks: queue.Queue) -> None:
+        open_writers: dict[int, ShardWriter] = {}
+        try:
+            while (task := tasks.get()) is not None:
+                if self._errors:
+                    continue  # drain: the caller raises the first error
+                shard, item = task
+                try:
+                    if isinstance(item, pa.Table):
+                        if shard not in open_writers:
+                            open_writers[shard] = ShardWriter(
+                                self._work / f"shard-{shard:05d}.parquet", MIXTURE_RECORD
+                            ).__enter__()
+                        open_writers[shard].write(item)
+                        continue
+                    writer = open_writers.pop(shard)
+                    writer.__exit__(None, None, None)
+                    path = writer.path
+                    self._written[shard] = {
+                        "path": path.name,
+                        "rows": writer.rows,
+                        "bytes": path.stat().st_size,
+                        "tokens": item,
+                        "sha256": sha256_file(path),
+                    }
+                except BaseException as err:  # noqa: BLE001 - raised by the caller
+                    self._errors.append(err)
+        finally:
+            for writer in open_writers.values():
+                writer.__exit__(RuntimeError, None, None)  # unfinished: its temporary file goes
 
 
 # ---------------------------------------------------------------------------------------- accounting

@@ -82,6 +82,21 @@ def test_a_run_and_a_rewrite_with_one_id_are_two_jobs(tmp_path):
     assert wh.job_status(RUN, "x")[0] == "failed" and _rows(wh, "SELECT record_id FROM generations") == [("g1",)]
 
 
+def test_a_job_completes_whatever_the_state_of_another_kind_s_files(tmp_path):
+    """Completing a job recreates only its own kind's views: a run's shard deleted by hand breaks
+    the documents view, not the next rewrite's registration (nor its view)."""
+    wh = Warehouse(tmp_path / "w.duckdb")
+    doc = _doc(tmp_path, "r1", "d1")
+    wh.job_started(RUN, "r1", tmp_path / "run", {})
+    wh.job_completed(RUN, "r1", {"documents": [doc]}, {})
+    doc.unlink()
+    wh.job_started(REWRITE, "w1", tmp_path / "rw", {})
+    wh.job_completed(REWRITE, "w1", {"generations": [_generation(tmp_path, "w1", "g1")]}, {"accepted": 1})
+    assert _rows(wh, "SELECT record_id FROM generations") == [("g1",)]
+    with pytest.raises(duckdb.Error, match="r1-d1.parquet"):
+        _rows(wh, "SELECT * FROM documents")
+
+
 @pytest.mark.parametrize("kind", [RUN, REWRITE])
 def test_a_completed_job_stays_visible_until_its_replacement_completes(tmp_path, kind):
     wh = Warehouse(tmp_path / "w.duckdb")

@@ -229,6 +229,57 @@ def test_a_tokenizer_error_in_a_worker_thread_fails_the_mix_with_that_error(ware
     assert not mixture_dir(spec(warehouse_root, "broken-worker")).joinpath("manifest.json").exists()
 
 
+def test_sources_computed_as_they_are_selected_tokenize_each_text_once(warehouse_root, wiki_docs, monkeypatch):
+    """A source's texts are tokenized while the next is selected; a text the replay file shares
+    with the curated documents is still tokenized once, and every candidate gets its count."""
+    from scorers.tokens import TrainerTokenizer
+
+    seen: list[str] = []
+    count_batch = TrainerTokenizer.count_batch
+
+    def counting(self, texts):
+        seen.extend(texts)
+        return count_batch(self, texts)
+
+    monkeypatch.setattr(TrainerTokenizer, "count_batch", counting)
+    write_shard(warehouse_root / "replay-shared/0.parquet", {"text": wiki_docs[:20] + wiki_docs[200:210]})
+    sources = [
+        {"name": "curated", "kind": "documents", "weight": 0.5, "runs": ["crawl1"]},
+        {"name": "replay", "kind": "replay", "weight": 0.5, "paths": [str(warehouse_root / "replay-shared/0.parquet")]},
+    ]
+    # another end-of-document token: another tokenizer identity, so nothing is cached for it yet
+    summary = mix(
+        spec(warehouse_root, "shared-texts", sources=sources, target_tokens=20_000, tokenizer={"eos_token": "<|endoftext|>"})
+    )
+    assert sorted(seen) == sorted(set(wiki_docs[:40] + wiki_docs[200:210]))
+    assert summary["sources"]["replay"]["candidate_records"] == 30
+
+
+def test_a_source_that_fails_after_others_were_selected_fails_the_mix_with_its_error(warehouse_root, tmp_path):
+    missing = tmp_path / "gone.parquet"
+    sources = [
+        {"name": "curated", "kind": "documents", "weight": 0.5, "runs": ["crawl1"]},
+        {"name": "replay", "kind": "replay", "weight": 0.5, "paths": [str(missing)]},
+    ]
+    with pytest.raises(MixtureError, match=rf"{missing}.*does not exist"):
+        mix(spec(warehouse_root, "late-failure", sources=sources))
+    assert rows(warehouse_root, "SELECT status FROM mixtures WHERE mixture_id = 'late-failure'")[0]["status"] == "failed"
+    assert not mixture_dir(spec(warehouse_root, "late-failure")).joinpath("manifest.json").exists()
+
+
+def test_a_shard_that_fails_to_write_fails_the_cut_and_leaves_no_file(tmp_path):
+    """Shards are written by threads of their own: a write that fails there is raised to the
+    caller, and neither that shard nor the others leave a file behind, temporary or not."""
+    import pyarrow as pa
+
+    from curation.mixture.mix import _cut_shards
+
+    rows_without_identity = pa.table({"position": list(range(6)), "text": ["a text"] * 6, "tokens": [5] * 6})
+    with pytest.raises(KeyError):
+        _cut_shards(rows_without_identity.to_batches(max_chunksize=2), tmp_path, shard_tokens=10)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_shard_changed_after_the_manifest_is_an_error_naming_it(warehouse_root):
     summary = mix(spec(warehouse_root, "tamper"))
     shard = sorted(Path(summary["manifest"]).parent.glob("shard-*.parquet"))[1]
