@@ -62,3 +62,15 @@ def test_freed_memory_goes_back_to_the_os():
         assert int(kept) >= 20, f"{phase}: only {kept} MB kept after the frees; the probe no longer shows retention"
         # ... and give it back when asked
         assert int(after) <= int(kept) // 4, f"{phase}: {after} MB still held after release_unused_memory ({kept} MB before)"
+
+
+def test_arrow_allocates_from_malloc_inside_the_block_and_from_its_own_pool_after():
+    import pyarrow as pa
+
+    from warehouse.memory import arrow_on_system_malloc
+
+    before = pa.default_memory_pool().backend_name
+    with pytest.raises(RuntimeError), arrow_on_system_malloc():
+        assert pa.default_memory_pool().backend_name == "system"
+        raise RuntimeError("a mix that fails still gives the pool back")
+    assert pa.default_memory_pool().backend_name == before

@@ -268,8 +268,8 @@ def test_a_source_that_fails_after_others_were_selected_fails_the_mix_with_its_e
 
 
 def test_a_shard_that_fails_to_write_fails_the_cut_and_leaves_no_file(tmp_path):
-    """Shards are written by threads of their own: a write that fails there is raised to the
-    caller, and neither that shard nor the others leave a file behind, temporary or not."""
+    """A write that fails is raised to the caller, and the unfinished shard leaves no file behind,
+    temporary or not."""
     import pyarrow as pa
 
     from curation.mixture.mix import _cut_shards
