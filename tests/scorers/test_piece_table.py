@@ -110,3 +110,28 @@ def test_a_vllm_engine_starts_in_a_process_that_loaded_the_compiled_loops_first(
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert "engine started" in result.stdout, result.stderr[-3000:]
+
+
+def test_after_warm_up_the_word_hashing_loads_no_other_compiled_version():
+    """numba compiles and loads one version of a loop per kind of argument (read-only arrays are
+    another kind): `warm_up` must load the versions the callers run, or their first batch pays
+    for the rest (~0.1 s). Counted in a fresh process, where nothing else has loaded any."""
+    code = (
+        "import pyarrow as pa\n"
+        "from datatrove.utils.text import TextNormConfig\n"
+        "from datatrove.utils.word_tokenizers import load_word_tokenizer\n"
+        "from datatrove.utils.hashes.xxhash import xxhash64\n"
+        "import scorers.piece_table as pt\n"
+        "from scorers.simplified_words import CachedWordTokenizer, WordHasher, load_compiled\n"
+        "load_compiled()\n"
+        "loops = {n: f for n, f in vars(pt).items() if hasattr(f, 'signatures')}\n"
+        "loaded = {n: len(f.signatures) for n, f in loops.items()}\n"
+        "hasher = WordHasher(TextNormConfig(), CachedWordTokenizer(load_word_tokenizer('en')), xxhash64)\n"
+        "texts = pa.array(['Caf\\u00e9s sold 3.5 million cups, said the U.N. report.', 'it is what it is'] * 50)\n"
+        "hasher.texts_with_window(texts, 3, pt.key_set(pt.np.arange(5, dtype=pt.np.uint64)))\n"
+        "hasher.hashes(texts.to_pylist())\n"
+        "print(sorted(n for n, f in loops.items() if len(f.signatures) != loaded[n]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
