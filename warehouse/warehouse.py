@@ -322,16 +322,20 @@ class Warehouse:
             ).fetchall()
         return rows[0] if rows else None
 
-    def job_started(self, kind: str, job_id: str, output_dir: Path, config: dict, input_paths: list[str] | None = None) -> None:
-        """Record a job as running. A completed job is never set back to running: its files stay
-        in the views until a replacement completes (`job_completed` swaps them in one transaction)."""
+    def job_started(
+        self, kind: str, job_id: str, output_dir: Path, config: dict, input_paths: list[str] | None = None
+    ) -> bool:
+        """Record a job as running; False where a completed version exists, which is left as it
+        is: a completed job is never set back to running, its files stay in the views until a
+        replacement completes (`job_completed` swaps them in one transaction). A caller that
+        must not replace a completed job asks here, in the same connection, not in another."""
         _check_kind(kind)
         key = [kind, job_id]
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             if con.execute("SELECT 1 FROM _jobs WHERE job_kind = ? AND job_id = ? AND status = 'completed'", key).fetchall():
                 con.execute("ROLLBACK")
-                return
+                return False
             con.execute("DELETE FROM _jobs WHERE job_kind = ? AND job_id = ?", key)
             con.execute(
                 """INSERT INTO _jobs (job_kind, job_id, status, started_at, output_dir, input_paths, config)
@@ -345,6 +349,7 @@ class Warehouse:
                 ],
             )
             con.execute("COMMIT")
+        return True
 
     def job_failed(self, kind: str, job_id: str, error: str) -> None:
         """A failed job says why; a failed replacement of a completed job leaves the completed

@@ -103,10 +103,11 @@ def test_a_completed_job_stays_visible_until_its_replacement_completes(tmp_path,
     view, key, write = ("documents", "doc_id", _doc) if kind == RUN else ("generations", "record_id", _generation)
     status_of = f"SELECT status, error FROM {kind}s WHERE {kind}_id = 'j'"
     first = {view: [write(tmp_path, "j", "first")]}
-    wh.job_started(kind, "j", tmp_path / "j", {"v": 1})
+    assert wh.job_started(kind, "j", tmp_path / "j", {"v": 1}) is True
     wh.job_completed(kind, "j", first, {"docs_in": 1, "docs_out": 1, "docs_rejected": 0, "input_errors": 0})
 
-    wh.job_started(kind, "j", tmp_path / "j@1", {"v": 2})  # a rerun never sets it back to running
+    # a rerun never sets it back to running, and says that a completed version exists
+    assert wh.job_started(kind, "j", tmp_path / "j@1", {"v": 2}) is False
     assert wh.job_status(kind, "j") == ("completed", str(tmp_path / "j"))
     assert _rows(wh, f"SELECT {key} FROM {view}") == [("first",)]
 

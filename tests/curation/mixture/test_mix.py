@@ -373,7 +373,7 @@ def test_a_parquet_replay_file_without_text_is_an_error_naming_it(warehouse_root
         mix(spec(warehouse_root, "bad-parquet", sources=[{"name": "r", "kind": "replay", "weight": 1.0, "paths": [str(bad)]}]))
 
 
-def test_a_tokenizer_that_does_not_load_fails_before_anything_is_written(warehouse_root):
+def test_a_tokenizer_that_does_not_load_fails_the_job_before_anything_is_written(warehouse_root):
     from scorers.tokens import TokenizerLoadError
 
     broken = warehouse_root / "broken-tokenizer.json"
@@ -381,6 +381,8 @@ def test_a_tokenizer_that_does_not_load_fails_before_anything_is_written(warehou
     with pytest.raises(TokenizerLoadError, match="broken-tokenizer.json"):
         mix(spec(warehouse_root, "bad-tok", tokenizer={"path": str(broken)}))
     assert not mixture_dir(spec(warehouse_root, "bad-tok")).exists()
+    [job] = rows(warehouse_root, "SELECT status, error FROM mixtures WHERE mixture_id = 'bad-tok'")
+    assert job["status"] == "failed" and "broken-tokenizer.json" in job["error"]
 
 
 def test_an_existing_mixture_is_replaced_only_with_force(warehouse_root):
