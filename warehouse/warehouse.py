@@ -322,9 +322,7 @@ class Warehouse:
             ).fetchall()
         return rows[0] if rows else None
 
-    def job_started(
-        self, kind: str, job_id: str, output_dir: Path, config: dict, input_paths: list[str] | None = None
-    ) -> bool:
+    def job_started(self, kind: str, job_id: str, output_dir: Path, config: dict, input_paths: list[str] | None = None) -> bool:
         """Record a job as running; False where a completed version exists, which is left as it
         is: a completed job is never set back to running, its files stay in the views until a
         replacement completes (`job_completed` swaps them in one transaction). A caller that
