@@ -91,15 +91,15 @@ def code_version() -> str:
         return "unknown"
 
 
-def build_manifest(spec, tokenizer, sources: dict, shards: list[dict], lineage: dict) -> dict:
+def build_manifest(spec, tokenizer, sources: dict, shards: list[dict], lineage: dict, code: str) -> dict:
     """No timestamp: the same spec over the same records gives the same manifest bytes (when the
-    mixture was made is in the warehouse's `mixtures` view)."""
+    mixture was made is in the warehouse's `mixtures` view). `code`: `code_version()`."""
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "mixture_id": spec.mixture_id,
         "spec": spec.model_dump(mode="json"),
         "spec_hash": spec.spec_hash(),
-        "code_version": code_version(),
+        "code_version": code,
         "tokenizer": {
             "name": tokenizer.name,
             "path": str(tokenizer.path),

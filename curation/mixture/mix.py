@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.mixture.manifest import MANIFEST_NAME, build_manifest
+from curation.mixture.manifest import MANIFEST_NAME, build_manifest, code_version
 from curation.mixture.select import IDENTITY_COLUMNS, MixtureError, write_candidates
 from schemas import progress
 from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, MixtureSpec, SyntheticSource
@@ -68,10 +68,12 @@ def mix(spec: MixtureSpec, *, force: bool = False) -> dict:
 def _mix(spec: MixtureSpec, force: bool) -> dict:
     warehouse = Warehouse(spec.warehouse)
     out = mixture_dir(spec).resolve()
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         loading = pool.submit(
             load_tokenizer, spec.tokenizer.path, append_eos=spec.tokenizer.append_eos, eos_token=spec.tokenizer.eos_token
         )
+        # git runs in processes of its own, on a core the GIL-bound start leaves idle
+        versioning = pool.submit(code_version)
         # one warehouse connection both finds a completed mixture of this id and registers this
         # one: each connection costs ~0.02 s, and nothing else can run while the tokenizer loads
         if not warehouse.job_started(MIXTURE, spec.mixture_id, out, spec.model_dump(mode="json")) and not force:
@@ -79,7 +81,7 @@ def _mix(spec: MixtureSpec, force: bool) -> dict:
         try:
             groups = _decontamination_groups(spec, warehouse)
             tokenizer = loading.result()  # a tokenizer or an eval set that does not load fails the job here
-            return _materialise(spec, warehouse, out, tokenizer, groups)
+            return _materialise(spec, warehouse, out, tokenizer, groups, versioning.result())
         except BaseException as err:
             warehouse.job_failed(MIXTURE, spec.mixture_id, f"{type(err).__name__}: {err}")
             raise
@@ -132,7 +134,12 @@ def _decontaminator(settings, sets, warehouse: Warehouse):
 
 
 def _materialise(
-    spec: MixtureSpec, warehouse: Warehouse, out: Path, tokenizer: TrainerTokenizer, groups: list[_DecontaminationGroup]
+    spec: MixtureSpec,
+    warehouse: Warehouse,
+    out: Path,
+    tokenizer: TrainerTokenizer,
+    groups: list[_DecontaminationGroup],
+    code: str,
 ) -> dict:
     started = time.monotonic()
     work = out / ".work"
@@ -176,7 +183,7 @@ def _materialise(
         release_unused_memory()
     finally:
         con.close()
-    manifest = build_manifest(spec, tokenizer, stats, shards, lineage)
+    manifest = build_manifest(spec, tokenizer, stats, shards, lineage, code)
     write_json_atomic(work / MANIFEST_NAME, manifest)
     published = _publish(work, out, [s["path"] for s in shards])
     shutil.rmtree(work, ignore_errors=True)
