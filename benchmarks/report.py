@@ -350,6 +350,17 @@ def _mixture_lines(mx: dict) -> list[str]:
         "   CPU s: every thread's CPU time over the timed part; ceiling: the ratio with that CPU time spread over all "
         f"{mx.get('cores', '?')} cores and none idle (no overlap of steps beats it: below the target, only less CPU can reach it)"
     )
+    cold = [v for v in mx["variants"].values() if "rounds" in v]
+    if cold:
+        lines.append(
+            f"   cold rounds, in turn (bare pass, then each cold mix; the table shows each mix's median round, the warm "
+            f"mixes are against the median bare pass): bare s {bare.get('rounds_s')}; "
+            + "; ".join(
+                f"decontamination {v['decontamination']} ratios {[r['ratio'] for r in v['rounds']]} "
+                f"(ceilings {[r['ceiling_ratio'] for r in v['rounds']]})"
+                for v in cold
+            )
+        )
     step_names = ["setup", "select", "tokens", "decontaminate", "shuffle_write"]
     passes = bare["passes_s"]
     if isinstance(passes, dict):
