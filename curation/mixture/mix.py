@@ -450,15 +450,21 @@ def _annotate(
             "NULL::INTEGER AS decontamination_group WHERE false"
         )
         group_of = "NULL::INTEGER"
-    parts = []
-    for index, source in enumerate(spec.sources):
-        parts.append(
-            f"""SELECT {index} AS source_index, {_quoted(source.name)} AS source, {_quoted(source.kind)} AS source_kind,
-                       c.row, c.text_hash, {", ".join(f"c.{name}" for name in IDENTITY_COLUMNS)}, t.tokens, v.eval_set, v.ngram
-                FROM (SELECT *, {group_of} AS decontamination_group FROM read_parquet({_quoted(candidates[source.name])})) c
-                JOIN {tokens} t USING (text_hash) LEFT JOIN ({verdict_relation}) v USING (text_hash, decontamination_group)"""
-        )
-    con.execute(f"CREATE TABLE records AS {' UNION ALL '.join(parts)}")
+    # every source's candidates, then one join with each cache (a join per source reads the
+    # caches once per source)
+    candidates_sql = " UNION ALL ".join(
+        f"""SELECT {index} AS source_index, {_quoted(source.name)} AS source, {_quoted(source.kind)} AS source_kind,
+                   row, text_hash, {", ".join(IDENTITY_COLUMNS)}, {group_of} AS decontamination_group
+            FROM read_parquet({_quoted(candidates[source.name])})"""
+        for index, source in enumerate(spec.sources)
+    )
+    con.execute(
+        f"""CREATE TABLE records AS
+            SELECT c.source_index, c.source, c.source_kind, c.row, c.text_hash,
+                   {", ".join(f"c.{name}" for name in IDENTITY_COLUMNS)}, t.tokens, v.eval_set, v.ngram
+            FROM ({candidates_sql}) c JOIN {tokens} t USING (text_hash)
+            LEFT JOIN ({verdict_relation}) v USING (text_hash, decontamination_group)"""
+    )
     con.execute("ALTER TABLE records ADD COLUMN unselected_source BOOLEAN DEFAULT false")
     if any(isinstance(s, DocumentsSource) for s in spec.sources):
         excluded = [i for i, s in enumerate(spec.sources) if isinstance(s, SyntheticSource) and not s.include_unselected_sources]
