@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from schemas.mixture import MIXTURE_RECORD, DocumentsSource, ReplaySource, SyntheticSource
 from warehouse.arrow import numeric_array, repeated_string, string_array
-from warehouse.record_cache import TEXT_HASH, text_hash, text_hash_sql
+from warehouse.record_cache import TEXT_HASH, text_hash_sql, text_hashes
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import Warehouse, sql_string
 
@@ -188,7 +188,6 @@ def _write_replay_candidates(source: ReplaySource, path: Path) -> int:
     # a working file, read twice and deleted: compressing it would cost more than it saves
     with ShardWriter(path, CANDIDATE, compression="none") as writer:
         for batch in _replay_batches(source):
-            texts = batch.column("text").to_pylist()
             table = pa.table(
                 {
                     "row": numeric_array(np.arange(rows, rows + batch.num_rows)),
@@ -199,7 +198,7 @@ def _write_replay_candidates(source: ReplaySource, path: Path) -> int:
                         for name in IDENTITY_COLUMNS
                     },
                     "text": batch.column("text"),
-                    "text_hash": string_array([text_hash(t) for t in texts]),
+                    "text_hash": text_hashes(batch.column("text").combine_chunks()),
                     "language": pa.nulls(batch.num_rows, pa.string())
                     if source.language is None
                     else repeated_string(source.language, batch.num_rows),

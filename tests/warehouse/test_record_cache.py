@@ -6,7 +6,15 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.record_cache import TEXT_HASH, CachePart, cached_relation, find_missing, text_hash, text_hash_sql
+from warehouse.record_cache import (
+    TEXT_HASH,
+    CachePart,
+    cached_relation,
+    find_missing,
+    text_hash,
+    text_hash_sql,
+    text_hashes,
+)
 
 TEXTS = ["", "plain ascii", "héllo wörld ✓", "tab\tnew\nline", "nul \x00 inside", "emoji 🙂 and 中文", "plain ascii "]
 COUNT = pa.schema([TEXT_HASH, pa.field("tokens", pa.int64(), nullable=False)])
@@ -17,6 +25,14 @@ def test_python_and_sql_hashes_are_the_same_key():
     for text in TEXTS:
         assert con.execute(f"SELECT {text_hash_sql('?')}", [text]).fetchone()[0] == text_hash(text)
     assert len({text_hash(t) for t in TEXTS}) == len(TEXTS)
+
+
+def test_a_column_hashed_from_its_buffer_gives_each_text_its_own_key():
+    column = pa.array(["before", *TEXTS], pa.string()).slice(1)  # an offset into the buffers, as a batch's slice has
+    hashes = text_hashes(column)
+    assert hashes.type == pa.string() and hashes.null_count == 0
+    assert hashes.to_pylist() == [text_hash(t) for t in TEXTS]
+    assert text_hashes(pa.array([], pa.string())).to_pylist() == []
 
 
 def test_facts_computed_for_sql_hashed_texts_are_found_for_python_hashed_ones(tmp_path):
