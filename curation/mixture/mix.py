@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 
 import duckdb
@@ -175,14 +174,11 @@ def _materialise(
         _annotate(con, spec, candidates, tokens_dir, list(zip(groups, verdicts_dirs, strict=True)))
         allocation = _allocate(con, spec)
         _plan_emitted(con, spec, work, allocation)
-        emitted = _started(_emitted_in_order(con, spec, candidates))
         # the removed records, the accounting and the lineage read the tables on a cursor of their
-        # own while the shards are compressed (a core would otherwise wait through them), after
-        # the shuffle's sort: DuckDB's memory for them and for the sort added up in some runs
-        # (+25-45 MB at the 4x benchmark's peak)
+        # own while the shards are written: a core would otherwise wait through them
         with ThreadPoolExecutor(max_workers=1) as pool:
             side = pool.submit(_side_outputs, con.cursor(), warehouse, spec, candidates, work, allocation, groups)
-            shards = _cut_shards(emitted, work, spec.shard_tokens)
+            shards = _write_shards(con, spec, candidates, work)
             stats, lineage = side.result()
         release_unused_memory()
     finally:
@@ -602,8 +598,8 @@ def _plan_emitted(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict
     )
 
 
-def _emitted_in_order(con, spec: MixtureSpec, candidates: dict[str, Path]) -> Iterator[pa.RecordBatch]:
-    """The emitted copies with their texts, in position order (the shards' rows)."""
+def _write_shards(con, spec: MixtureSpec, candidates: dict[str, Path], work: Path) -> list[dict]:
+    """The emitted copies with their texts, in position order, cut into shards."""
     texts = " UNION ALL ".join(
         f"SELECT {i} AS source_index, row, text FROM read_parquet({_quoted(candidates[s.name])})"
         for i, s in enumerate(spec.sources)
@@ -620,13 +616,7 @@ def _emitted_in_order(con, spec: MixtureSpec, candidates: dict[str, Path]) -> It
             FROM ({texts}) t JOIN emitted e USING (source_index, row)
             ORDER BY e.position"""
     ).fetch_record_batch(2048)
-    yield from reader
-
-
-def _started(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """`batches` with the first one read now: whatever runs before it (a sort) has run."""
-    first = next(batches, None)
-    return batches if first is None else chain([first], batches)
+    return _cut_shards(reader, work, spec.shard_tokens)
 
 
 def _cut_shards(reader, work: Path, shard_tokens: int) -> list[dict]:
