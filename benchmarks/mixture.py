@@ -68,6 +68,9 @@ COLD_ROUNDS = 3  # bare, cold off, cold on, in turn this many times (`_cold_roun
 MIX_SCALE = 4
 AGREEMENT_SAMPLE = 600  # candidate texts whose decontamination verdicts are compared with datatrove's
 MMLU_MARK = "Question:"
+# the full mixture holds ~24 MB of text: buckets of 8 MB send its shuffle through the spill file in
+# a few buckets, as a mixture of more than 256 MB of text goes at the default; the 1x fits in one
+SHUFFLE_BUFFER_MB = 8
 
 
 # ---------------------------------------------------------------- set-up (in the parent)
@@ -183,6 +186,7 @@ def _spec(
         "seed": seed,
         "normalize": True,
         "shard_tokens": shard_tokens,
+        "shuffle_buffer_mb": SHUFFLE_BUFFER_MB,
         "tokenizer": {"path": TOKENIZER},
         "decontamination": {"enabled": decontaminate},
         "sources": [{"name": name, "weight": tokens[name], **paths[name]} for name in SOURCES],

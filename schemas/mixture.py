@@ -111,6 +111,9 @@ class MixtureSpec(_Strict):
     seed: int = 0
     normalize: bool = False  # rescale weights that do not sum to 1
     shard_tokens: int = Field(default=100_000_000, gt=0)  # a shard closes once it holds this many tokens
+    # megabytes of text the global shuffle holds in memory at once (the rest waits in a spill
+    # file); the shards are the same bytes whatever it is
+    shuffle_buffer_mb: float = Field(default=256, gt=0)
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
     decontamination: DecontaminationSpec = Field(default_factory=DecontaminationSpec)
     sources: list[Source] = Field(min_length=1)
@@ -135,8 +138,14 @@ class MixtureSpec(_Strict):
         return self
 
     def spec_hash(self) -> str:
-        """SHA-256 of the canonical JSON of the spec: what the manifest is reproducible from."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        """SHA-256 of the canonical JSON of the spec: what the manifest is reproducible from (the
+        shuffle's buffer is not: it changes how the shards are made, not their bytes)."""
+        canonical = self.model_dump(mode="json", exclude={"shuffle_buffer_mb"})
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def shuffle_buffer_bytes(self) -> int:
+        return max(1, int(self.shuffle_buffer_mb * 1024 * 1024))
 
     @property
     def directory_name(self) -> str:
@@ -194,6 +203,7 @@ target_tokens: 1000000        # tokens of the whole mixture, counted with `token
 seed: 0                       # same spec + same warehouse + same seed = byte-identical shards
 normalize: false              # true: rescale weights that do not sum to 1 (else an error)
 shard_tokens: 100000000       # a shard closes once it holds this many tokens
+shuffle_buffer_mb: 256        # text the shuffle holds in memory at once; more waits on disk (same shards)
 
 tokenizer:
   path: smollm2-135m-instruct # the trainer's tokenizer: tokenizer.json, a model folder or a prepared model

@@ -39,12 +39,13 @@ import pyarrow.parquet as pq
 
 from curation.mixture.manifest import MANIFEST_NAME, build_manifest, code_version
 from curation.mixture.select import IDENTITY_COLUMNS, MixtureError, write_candidates
+from curation.mixture.shuffle import bucket_sql, read_in_order, spill_by_bucket
 from schemas import progress
 from schemas.mixture import DECONTAMINATED, MIXTURE_RECORD, DocumentsSource, MixtureSpec, SyntheticSource
 from scorers.tokens import TrainerTokenizer, load_tokenizer, serial_batches
 from warehouse.arrow import numeric_array, numpy_values, string_array
 from warehouse.files import sha256_file, write_json_atomic
-from warehouse.memory import arrow_on_system_malloc, release_unused_memory
+from warehouse.memory import arrow_on_system_malloc, map_large_blocks, release_unused_memory
 from warehouse.record_cache import TEXT_HASH, TEXT_HASH_SCHEME, CachePart, MissingTexts, cached_relation, find_missing, has_parts
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import MIXTURE, Warehouse, sql_string
@@ -53,6 +54,8 @@ TOKEN_COUNT = pa.schema([TEXT_HASH, pa.field("tokens", pa.int64(), nullable=Fals
 VERDICT = pa.schema([TEXT_HASH, pa.field("eval_set", pa.string()), pa.field("ngram", pa.string())])
 DECONTAMINATED_FILE = "decontaminated.parquet"
 CACHE_BATCH = 2048  # texts per tokenizer / decontamination call
+SHUFFLE_BATCH = 2048  # rows per batch of the shuffle's first pass
+SHARD_ROW_GROUP = 2048  # rows per row group of a shard (fewer where a shard ends)
 
 
 def mixture_dir(spec: MixtureSpec) -> Path:
@@ -61,6 +64,7 @@ def mixture_dir(spec: MixtureSpec) -> Path:
 
 def mix(spec: MixtureSpec, *, force: bool = False) -> dict:
     """Materialise `spec`; returns the summary the CLI prints (the manifest's path and shares)."""
+    map_large_blocks()
     with arrow_on_system_malloc():
         return _mix(spec, force)
 
@@ -454,13 +458,13 @@ def _annotate(
     # caches once per source)
     candidates_sql = " UNION ALL ".join(
         f"""SELECT {index} AS source_index, {_quoted(source.name)} AS source, {_quoted(source.kind)} AS source_kind,
-                   row, text_hash, {", ".join(IDENTITY_COLUMNS)}, {group_of} AS decontamination_group
+                   row, text_hash, text_bytes, {", ".join(IDENTITY_COLUMNS)}, {group_of} AS decontamination_group
             FROM read_parquet({_quoted(candidates[source.name])})"""
         for index, source in enumerate(spec.sources)
     )
     con.execute(
         f"""CREATE TABLE records AS
-            SELECT c.source_index, c.source, c.source_kind, c.row, c.text_hash,
+            SELECT c.source_index, c.source, c.source_kind, c.row, c.text_hash, c.text_bytes,
                    {", ".join(f"c.{name}" for name in IDENTITY_COLUMNS)}, t.tokens, v.eval_set, v.ngram
             FROM ({candidates_sql}) c JOIN {tokens} t USING (text_hash)
             LEFT JOIN ({verdict_relation}) v USING (text_hash, decontamination_group)"""
@@ -593,40 +597,48 @@ def _plan_emitted(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict
     plan_file = work / "plan.parquet"
     pq.write_table(pa.concat_tables(plan_parts), plan_file, compression="none")
     con.execute(
-        f"""CREATE TABLE emitted AS SELECT p.position, p.source_index, p.row, r.tokens, {_columns("r", RECORD_METADATA)}, p.epoch
+        f"""CREATE TABLE emitted AS
+            SELECT p.position, p.source_index, p.row, r.tokens, {_columns("r", RECORD_METADATA)}, p.epoch,
+                   {bucket_sql("r.text_bytes", "p.position", spec.shuffle_buffer_bytes)} AS bucket
             FROM read_parquet({_quoted(plan_file)}) p JOIN records r USING (source_index, row)"""
     )
 
 
 def _write_shards(con, spec: MixtureSpec, candidates: dict[str, Path], work: Path) -> list[dict]:
-    """The emitted copies with their texts, in position order, cut into shards."""
+    """The emitted copies with their texts, in position order (shuffle.py), cut into shards."""
     texts = " UNION ALL ".join(
         f"SELECT {i} AS source_index, row, text FROM read_parquet({_quoted(candidates[s.name])})"
         for i, s in enumerate(spec.sources)
     )
-    # the hash table is built on the emitted copies (no texts) and the texts stream past it into
-    # the sort, which spills. DuckDB's optimizer would build it on the texts, the narrower side of
-    # the same row count, holding every text twice; the right side of a join is the build side once
-    # that choice is off (on a cursor of its own: the setting ends with it)
+    # the hash table is built on the emitted copies (no texts) and the texts stream past it.
+    # DuckDB's optimizer would build it on the texts, the narrower side of the same row count,
+    # holding every text; the right side of a join is the build side once that choice is off (on
+    # a cursor of its own: the setting ends with it)
     cursor = con.cursor()
-    cursor.execute("SET disabled_optimizers = 'build_side_probe_side'")
-    reader = cursor.sql(
-        f"""SELECT e.position, t.text, e.tokens, {_columns("e", RECORD_METADATA)}, e.epoch,
-                   {_quoted(spec.mixture_id)} AS mixture_id
-            FROM ({texts}) t JOIN emitted e USING (source_index, row)
-            ORDER BY e.position"""
-    ).fetch_record_batch(2048)
-    return _cut_shards(reader, work, spec.shard_tokens)
+    try:
+        cursor.execute("SET disabled_optimizers = 'build_side_probe_side'")
+        reader = cursor.sql(
+            f"""SELECT e.bucket, e.position, t.text, e.tokens, {_columns("e", RECORD_METADATA)}, e.epoch,
+                       {_quoted(spec.mixture_id)} AS mixture_id
+                FROM ({texts}) t JOIN emitted e USING (source_index, row)"""
+        ).fetch_record_batch(SHUFFLE_BATCH)
+        spill = work / "shuffle.arrow"
+        pieces = spill_by_bucket(reader, spill)
+    finally:
+        cursor.close()
+    shards = _cut_shards(read_in_order(spill, pieces, SHARD_ROW_GROUP), work, spec.shard_tokens)
+    spill.unlink(missing_ok=True)
+    return shards
 
 
-def _cut_shards(reader, work: Path, shard_tokens: int) -> list[dict]:
-    """Rows in order into shards that close once they hold `shard_tokens` tokens. One shard is
+def _cut_shards(tables: Iterable[pa.Table], work: Path, shard_tokens: int) -> list[dict]:
+    """Rows in order into shards that close once they hold `shard_tokens` tokens; each table
+    written is a row group (`SHARD_ROW_GROUP` rows, counted from the mixture's first row). One shard is
     written at a time: compressing two at once saved ~0.05 s of ~3.6 and added 25-50 MB to the
     peak at 4x the benchmark's mixture (two writers' buffers, and the batches their rows hold)."""
     shards, writer, tokens = [], None, 0
     try:
-        for batch in reader:
-            table = pa.Table.from_batches([batch])
+        for table in tables:
             counts = numpy_values(table.column("tokens"))
             start = 0
             while start < table.num_rows:

@@ -31,6 +31,7 @@ CANDIDATE = pa.schema(
     [pa.field("row", pa.int64(), nullable=False)]
     + [MIXTURE_RECORD.field(name) for name in (*IDENTITY_COLUMNS, "text")]
     + [TEXT_HASH, pa.field("language", pa.string())]  # which language-specific eval sets apply
+    + [pa.field("text_bytes", pa.int64(), nullable=False)]  # the shuffle's memory budget counts these
 )
 BATCH_ROWS = 4096
 
@@ -93,7 +94,7 @@ def _write_warehouse_candidates(warehouse: Warehouse, source, path: Path) -> int
         try:
             con.execute(
                 f"""COPY (SELECT row_number() OVER (ORDER BY {order}) - 1 AS row, {columns}, text,
-                                 {text_hash_sql("text")} AS text_hash, language
+                                 {text_hash_sql("text")} AS text_hash, language, strlen(text) AS text_bytes
                           FROM ({query}) ORDER BY row)
                     TO {_sql_list([str(path)])} (FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE {BATCH_ROWS})"""
             )
@@ -202,6 +203,7 @@ def _write_replay_candidates(source: ReplaySource, path: Path) -> int:
                     "language": pa.nulls(batch.num_rows, pa.string())
                     if source.language is None
                     else repeated_string(source.language, batch.num_rows),
+                    "text_bytes": pc.binary_length(batch.column("text")).cast(pa.int64()),
                 }
             )
             writer.write(table)

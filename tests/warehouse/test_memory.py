@@ -74,3 +74,42 @@ def test_arrow_allocates_from_malloc_inside_the_block_and_from_its_own_pool_afte
         assert pa.default_memory_pool().backend_name == "system"
         raise RuntimeError("a mix that fails still gives the pool back")
     assert pa.default_memory_pool().backend_name == before
+
+
+# large blocks freed under live small objects: with glibc's default, freeing a 16 MB block raises
+# the mapping threshold, the later blocks come from the heap, and their pages stay resident
+_LARGE_BLOCKS_PROBE = """
+import sys
+from warehouse.memory import map_large_blocks
+
+def rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+
+if sys.argv[1] == "mapped":
+    map_large_blocks()
+first = b"x" * (16 << 20)  # written, so its pages are resident (a zeroed block may not be)
+del first
+before = rss_mb()
+blocks, pinned = [], []
+for _ in range(40):
+    blocks.append(b"x" * (2 << 20))
+    pinned.append(bytearray(2000))
+del blocks
+print(rss_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or sys.platform != "linux", reason="reads /proc; glibc only")
+def test_large_blocks_go_back_to_the_os_when_freed():
+    root = Path(__file__).resolve().parents[2]
+
+    def kept(mode: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", _LARGE_BLOCKS_PROBE, mode], cwd=root, capture_output=True, text=True, check=True
+        )
+        return int(run.stdout)
+
+    assert kept("default") >= 60, "glibc's default no longer keeps freed large blocks: the probe shows nothing"
+    assert kept("mapped") <= 8

@@ -15,6 +15,7 @@ from conftest import make_config, write_shard
 from curation.mixture.manifest import ManifestError, load_manifest, verify_manifest
 from curation.mixture.mix import mix, mixture_dir
 from curation.mixture.select import MixtureError
+from curation.mixture.shuffle import spill_by_bucket
 from curation.rewrite.runner import run_rewrite
 from curation.runner import run_pipeline
 from schemas import progress
@@ -149,6 +150,25 @@ def test_same_spec_gives_the_same_bytes_and_another_seed_another_order(warehouse
     assert shard_bytes(reseeded["manifest"]) != before
 
 
+def test_the_shuffle_buffer_changes_how_the_shards_are_made_not_their_bytes(warehouse_root, monkeypatch):
+    import curation.mixture.mix as mixing
+
+    buckets = []
+
+    def counted(batches, path):
+        pieces = spill_by_bucket(batches, path)
+        buckets.append(len(pieces))
+        return pieces
+
+    monkeypatch.setattr(mixing, "spill_by_bucket", counted)
+    whole = mix(spec(warehouse_root, "buffer"))
+    reference = shard_bytes(whole["manifest"])
+    spilled = mix(spec(warehouse_root, "buffer", shuffle_buffer_mb=0.01), force=True)  # ~10 KB of text per bucket
+    assert buckets[0] == 1 and buckets[1] > 10
+    assert shard_bytes(spilled["manifest"]) == reference
+    assert spilled["spec_hash"] == whole["spec_hash"]
+
+
 def test_an_interrupted_mix_leaves_no_mixture_and_the_rerun_gives_the_same_bytes(warehouse_root):
     reference = shard_bytes(mix(spec(warehouse_root, "kill-ref"))["manifest"])
 
@@ -276,7 +296,7 @@ def test_a_shard_that_fails_to_write_fails_the_cut_and_leaves_no_file(tmp_path):
 
     rows_without_identity = pa.table({"position": list(range(6)), "text": ["a text"] * 6, "tokens": [5] * 6})
     with pytest.raises(KeyError):
-        _cut_shards(rows_without_identity.to_batches(max_chunksize=2), tmp_path, shard_tokens=10)
+        _cut_shards([rows_without_identity.slice(start, 2) for start in range(0, 6, 2)], tmp_path, shard_tokens=10)
     assert list(tmp_path.iterdir()) == []
 
 
