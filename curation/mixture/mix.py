@@ -9,8 +9,8 @@ Steps, each over files rather than memory:
    sources selected (unless `include_unselected_sources`);
 4. allocate: per source, whole passes over all usable records plus a seeded sample of one more
    pass, up to the requested tokens, never beyond `max_epochs`;
-5. shuffle and write: a seeded permutation of every emitted copy, sorted by DuckDB (which spills
-   to disk), cut into shards of `shard_tokens`;
+5. shuffle and write: a seeded permutation of every emitted copy, applied in buckets of
+   `shuffle_buffer_mb` through a spill file (shuffle.py), cut into shards of `shard_tokens`;
 6. manifest, then the warehouse registration (views `mixtures`, `mixture_records`, `decontaminated`).
 
 Everything is written under `.work/` first and moved into place at the end: a mix killed at any
