@@ -482,9 +482,10 @@ def _annotate(
 
 
 def _write_decontaminated(con, spec: MixtureSpec, candidates: dict[str, Path], path: Path) -> None:
-    """The removed records, queryable with the eval set and the n-gram they share with it. Only
-    their own texts are read: the candidates' row groups are ordered by row, so DuckDB skips the
-    others."""
+    """The removed records, queryable with the eval set and the n-gram they share with it. Their
+    texts are picked from the candidates by row number, not joined from every candidate (the
+    candidate files are in about the warehouse's order, mostly the rows' own, so DuckDB's row-group
+    statistics skip most of the others)."""
     sources = {i for (i,) in con.sql("SELECT DISTINCT source_index FROM records WHERE eval_set IS NOT NULL").fetchall()}
     with ShardWriter(path, DECONTAMINATED) as writer:
         for index, source in enumerate(spec.sources):
@@ -612,8 +613,8 @@ def _write_shards(con, spec: MixtureSpec, candidates: dict[str, Path], work: Pat
     )
     # the hash table is built on the emitted copies (no texts) and the texts stream past it.
     # DuckDB's optimizer would build it on the texts, the narrower side of the same row count,
-    # holding every text; the right side of a join is the build side once that choice is off (on
-    # a cursor of its own: the setting ends with it)
+    # holding every text; the right side of a join is the build side once that choice is off. The
+    # setting is global to the database: this in-memory one is the mix's own
     cursor = con.cursor()
     try:
         cursor.execute("SET disabled_optimizers = 'build_side_probe_side'")

@@ -2,8 +2,9 @@
 order, with the text hash its cached facts are keyed by.
 
 Documents and synthetic records are selected from the warehouse views with the source's `where`,
-numbered and hashed by DuckDB in one `COPY` (it spills to disk: a source larger than memory is
-fine); replay files are read row by row, each row checked, and written as they stream. The order
+numbered and hashed by DuckDB in one `COPY`: the row numbers come from the ordering columns alone
+and the texts stream to the file in row groups of about 2 MB, so memory does not grow with the
+source; replay files are read row by row, each row checked, and written as they stream. The order
 (record identity, then file and row) fixes what the seeded sampling sees, whatever order the
 warehouse returned them in.
 """
@@ -34,6 +35,9 @@ CANDIDATE = pa.schema(
     + [pa.field("text_bytes", pa.int64(), nullable=False)]  # the shuffle's memory budget counts these
 )
 BATCH_ROWS = 4096
+# a row group is what a reader of the candidates holds at once (per thread): a size in bytes keeps
+# that the same for short and long records, and for small and large sources
+CANDIDATE_ROW_GROUP_BYTES = "2MB"
 
 
 class MixtureError(ValueError):
@@ -85,18 +89,25 @@ def _check_named_jobs(warehouse: Warehouse, source) -> None:
 
 def _write_warehouse_candidates(warehouse: Warehouse, source, path: Path) -> int:
     """The source's records straight from the warehouse into the candidate file, numbered and
-    hashed by DuckDB in one statement: no text passes through Python."""
+    hashed by DuckDB in one statement: no text passes through Python. The row numbers come from
+    the ordering columns alone, and the texts stream past them to the file: numbering the records
+    with their texts sorted every text of the source in memory."""
     _check_named_jobs(warehouse, source)
     query, order = _warehouse_query(source)
     columns = ", ".join(IDENTITY_COLUMNS)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warehouse.connect(read_only=True) as con:
         try:
+            # DuckDB builds the join's hash table on the numbered keys, not the texts (EXPLAIN, for
+            # both kinds of source); the setting that forces a build side is global to the
+            # database, here the warehouse every connection of the process shares, so it is not set
             con.execute(
-                f"""COPY (SELECT row_number() OVER (ORDER BY {order}) - 1 AS row, {columns}, text,
-                                 {text_hash_sql("text")} AS text_hash, language, strlen(text) AS text_bytes
-                          FROM ({query}) ORDER BY row)
-                    TO {_sql_list([str(path)])} (FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE {BATCH_ROWS})"""
+                f"""COPY (SELECT n.row, {columns}, text, {text_hash_sql("text")} AS text_hash, language,
+                                 strlen(text) AS text_bytes
+                          FROM ({query}) JOIN (
+                              SELECT {order}, row_number() OVER (ORDER BY {order}) - 1 AS row FROM ({query})
+                          ) n USING ({order}))
+                    TO {_sql_list([str(path)])} (FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE {BATCH_ROWS}, ROW_GROUP_SIZE_BYTES '{CANDIDATE_ROW_GROUP_BYTES}')"""
             )
         except duckdb.Error as err:
             view = "documents" if isinstance(source, DocumentsSource) else "synthetic"
