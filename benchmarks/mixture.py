@@ -488,19 +488,23 @@ def _exports(manifest: str, warm_up_manifest: str, work: Path, bare_tps: float) 
     return {"formats": formats}
 
 
-def _cold_rounds(base: Path, texts: Path, tokenizer_file: Path, replay: list[Path], root: Path, cores: int, log) -> list[dict]:
+def _cold_rounds(
+    base: Path, texts: Path, tokenizer_file: Path, replay: list[Path], root: Path, cores: int, log
+) -> tuple[list[dict], dict[str, int], int]:
     """The bare tokenizer, then a cold mix with decontamination off and one with it on, each in a
     child process, COLD_ROUNDS times in turn. The machine's speed drifts by ~10 % over minutes:
     each mix is compared with the bare pass of its own round, under a minute before it, and the
-    round with the median ratio is the one reported (every round's ratio is kept)."""
-    rounds = []
+    round with the median ratio is the one reported (every round's ratio is kept). Also the
+    sources' tokens and the shard size, from the first bare pass (every pass counts the same)."""
+    rounds, full, shard_tokens = [], {}, 0
     for index in range(COLD_ROUNDS):
         log(f"mix: round {index + 1} of {COLD_ROUNDS}: bare tokenizer, then cold mixes (child processes)")
         spec = {"texts": str(texts), "tokenizer": str(tokenizer_file)}
         bare = run_child("mix-tokenize", spec, root, f"mix-tokenize-{index}").result
         bare_tps = bare["tokens"] / bare["seconds"]
-        full = {name: bare["sources"][name]["tokens"] for name in SOURCES}
-        shard_tokens = max(1, sum(full.values()) // SHARDS)
+        if not full:
+            full = {name: bare["sources"][name]["tokens"] for name in SOURCES}
+            shard_tokens = max(1, sum(full.values()) // SHARDS)
         mixes = {}
         for label in ("off", "on"):
             warehouse = _fresh_warehouse(base, root / f"{label}-{index}")
@@ -513,8 +517,8 @@ def _cold_rounds(base: Path, texts: Path, tokenizer_file: Path, replay: list[Pat
                 "ratio": entry["tokens_per_s"] / bare_tps,
                 "ceiling_ratio": _ceiling_ratio(entry, bare_tps, cores),
             }
-        rounds.append({"bare": bare, "full": full, "shard_tokens": shard_tokens, "mixes": mixes})
-    return rounds
+        rounds.append({"bare": bare, "mixes": mixes})
+    return rounds, full, shard_tokens
 
 
 def mixture_benchmark(work: Path, docs: int, seed: int, log=print) -> dict:
@@ -536,11 +540,10 @@ def mixture_benchmark(work: Path, docs: int, seed: int, log=print) -> dict:
     setup_s = time.perf_counter() - started
 
     cores = os.cpu_count() or 1  # the ceilings' and the report's count, read once
-    rounds = _cold_rounds(base, texts, tokenizer_file, replay, root, cores, log)
+    rounds, full, shard_tokens = _cold_rounds(base, texts, tokenizer_file, replay, root, cores, log)
     # the reference for the warm mixes, the marginal rates and the exports: the median bare pass
     bare = sorted((r["bare"] for r in rounds), key=lambda b: b["tokens"] / b["seconds"])[len(rounds) // 2]
     bare_tps = bare["tokens"] / bare["seconds"]
-    full, shard_tokens = rounds[0]["full"], rounds[0]["shard_tokens"]
     quarter = {name: bare["sources"][name]["quarter_tokens"] for name in SOURCES}
 
     variants, children = {}, {}

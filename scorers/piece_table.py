@@ -22,6 +22,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from warehouse.arrow import utf8_buffer
+
 
 def _answer_vllm_s_kernel_scan() -> None:
     """vLLM's CPU worker, as it starts, looks for Triton kernels in `vars(x)` of every module
@@ -479,8 +481,8 @@ def _doubled(array: np.ndarray, used: int) -> np.ndarray:
 
 def text_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
     """The UTF-8 bytes of an Arrow string array and where each string starts in them (int64)."""
-    offsets = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, 4 * texts.offset).astype(np.int64)
-    data = texts.buffers()[2]
+    data, offsets = utf8_buffer(texts)
+    offsets = offsets.astype(np.int64)
     values = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
     # read-only whatever Arrow's buffer is: each kind of array is another compiled version of a
     # loop, loaded on its first call, and `warm_up` loads the read-only one

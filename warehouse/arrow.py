@@ -64,6 +64,13 @@ def repeated_string(value: str, count: int) -> pa.StringArray:
     return pa.StringArray.from_buffers(count, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(encoded * count))
 
 
+def utf8_buffer(texts: pa.StringArray) -> tuple[pa.Buffer | None, np.ndarray]:
+    """A null-free string array's UTF-8 data buffer and where each of its strings starts in it: a
+    read-only int32 view of len(texts) + 1 offsets (a slice's own, not rebased to 0)."""
+    offsets = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, 4 * texts.offset)
+    return texts.buffers()[2], offsets
+
+
 def numpy_values(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """The values of a numeric or boolean array as numpy: a read-only view of a numeric array's
     buffer, a copy for booleans (stored as bits) and several chunks. A null's slot holds whatever

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.arrow import numeric_array, numpy_values
+from warehouse.arrow import numeric_array, numpy_values, utf8_buffer
 from warehouse.shards import ShardWriter
 from warehouse.warehouse import sql_string
 
@@ -41,9 +41,9 @@ def text_hash(text: str) -> str:
 def text_hashes(texts: pa.StringArray) -> pa.StringArray:
     """`text_hash` of every string of a null-free Arrow string array, read from its UTF-8 buffer:
     no Python string per text is made only to be encoded back."""
-    data = memoryview(texts.buffers()[2] or b"")
-    offsets = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, 4 * texts.offset).tolist()
-    digests = "".join(hashlib.sha256(data[start:end]).hexdigest() for start, end in zip(offsets, offsets[1:]))
+    data, offsets = utf8_buffer(texts)
+    view, starts = memoryview(data or b""), offsets.tolist()
+    digests = "".join(hashlib.sha256(view[start:end]).hexdigest() for start, end in zip(starts, starts[1:]))
     width = hashlib.sha256().digest_size * 2
     return pa.StringArray.from_buffers(
         len(texts), pa.py_buffer(np.arange(0, width * (len(texts) + 1), width, dtype=np.int32)), pa.py_buffer(digests.encode())
