@@ -111,8 +111,9 @@ class MixtureSpec(_Strict):
     seed: int = 0
     normalize: bool = False  # rescale weights that do not sum to 1
     shard_tokens: int = Field(default=100_000_000, gt=0)  # a shard closes once it holds this many tokens
-    # megabytes of text the global shuffle holds in memory at once (the rest waits in a spill
-    # file); the shards are the same bytes whatever it is
+    # megabytes of text per bucket of the global shuffle, which holds one bucket at a time, as
+    # read and in order (about twice this); the rest waits in a spill file. The shards are the
+    # same bytes whatever it is
     shuffle_buffer_mb: float = Field(default=256, gt=0)
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
     decontamination: DecontaminationSpec = Field(default_factory=DecontaminationSpec)
@@ -203,7 +204,7 @@ target_tokens: 1000000        # tokens of the whole mixture, counted with `token
 seed: 0                       # same spec + same warehouse + same seed = byte-identical shards
 normalize: false              # true: rescale weights that do not sum to 1 (else an error)
 shard_tokens: 100000000       # a shard closes once it holds this many tokens
-shuffle_buffer_mb: 256        # text the shuffle holds in memory at once; more waits on disk (same shards)
+shuffle_buffer_mb: 256        # text per shuffle bucket in memory (~2x at once); the rest waits on disk (same shards)
 
 tokenizer:
   path: smollm2-135m-instruct # the trainer's tokenizer: tokenizer.json, a model folder or a prepared model

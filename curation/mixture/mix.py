@@ -576,7 +576,8 @@ def _side_outputs(cursor, warehouse: Warehouse, spec: MixtureSpec, candidates: d
 
 
 def _plan_emitted(con, spec: MixtureSpec, work: Path, allocation: dict[str, dict]) -> None:
-    """Table `emitted`: every emitted copy with its shuffled position, tokens, identity and epoch."""
+    """Table `emitted`: every emitted copy with its shuffled position, tokens, identity, epoch and
+    shuffle bucket."""
     total = sum(len(a["rows"]) for a in allocation.values())
     positions = np.random.default_rng([spec.seed, 1]).permutation(total)
     plan_parts, offset = [], 0
@@ -633,8 +634,9 @@ def _write_shards(con, spec: MixtureSpec, candidates: dict[str, Path], work: Pat
 
 
 def _cut_shards(tables: Iterable[pa.Table], work: Path, shard_tokens: int) -> list[dict]:
-    """Rows in order into shards that close once they hold `shard_tokens` tokens; each table
-    written is a row group (`SHARD_ROW_GROUP` rows, counted from the mixture's first row). One shard is
+    """Rows in order into shards that close once they hold `shard_tokens` tokens. Each table, or
+    its part in one shard, is a row group: the row groups follow from the tables' sizes (for a
+    mix, `SHARD_ROW_GROUP` rows counted from the first position) and from nothing else. One shard is
     written at a time: compressing two at once saved ~0.05 s of ~3.6 and added 25-50 MB to the
     peak at 4x the benchmark's mixture (two writers' buffers, and the batches their rows hold)."""
     shards, writer, tokens = [], None, 0
