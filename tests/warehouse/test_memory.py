@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,10 +53,22 @@ for phase in (arrow_phase, threads_phase):
 """
 
 
+def _glibc_environment() -> dict[str, str]:
+    """This process's environment without another allocator or glibc's malloc settings: vLLM's CPU
+    platform, once imported by an earlier test, puts tcmalloc in `LD_PRELOAD` for every later child."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("LD_PRELOAD", "GLIBC_TUNABLES") and not key.startswith("MALLOC_")
+    }
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists() or sys.platform != "linux", reason="reads /proc; glibc only")
 def test_freed_memory_goes_back_to_the_os():
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", _PROBE], cwd=root, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=root, capture_output=True, text=True, check=True, env=_glibc_environment()
+    ).stdout
     for line in out.splitlines():
         phase, kept, after = line.split()
         # the allocators keep what the phase freed (why a job must ask) ...
@@ -76,8 +89,8 @@ def test_arrow_allocates_from_malloc_inside_the_block_and_from_its_own_pool_afte
     assert pa.default_memory_pool().backend_name == before
 
 
-# large blocks freed under live small objects: with glibc's default, freeing a 16 MB block raises
-# the mapping threshold, the later blocks come from the heap, and their pages stay resident
+# large blocks freed between live ones: with glibc's default, freeing a 16 MB block raises the
+# mapping threshold, the later blocks come from the heap, and their pages stay resident
 _LARGE_BLOCKS_PROBE = """
 import sys
 from warehouse.memory import map_large_blocks
@@ -92,12 +105,10 @@ if sys.argv[1] == "mapped":
 first = b"x" * (16 << 20)  # written, so its pages are resident (a zeroed block may not be)
 del first
 before = rss_mb()
-blocks, pinned = [], []
-for _ in range(40):
-    blocks.append(b"x" * (2 << 20))
-    pinned.append(bytearray(2000))
+blocks = [b"x" * (2 << 20) for _ in range(40)]
+live = blocks[1::2]  # every other block stays: the freed ones lie between live ones, not at the top
 del blocks
-print(rss_mb() - before)
+print(rss_mb() - before - 40)  # MB kept beyond the 20 live blocks
 """
 
 
@@ -107,9 +118,14 @@ def test_large_blocks_go_back_to_the_os_when_freed():
 
     def kept(mode: str) -> int:
         run = subprocess.run(
-            [sys.executable, "-c", _LARGE_BLOCKS_PROBE, mode], cwd=root, capture_output=True, text=True, check=True
+            [sys.executable, "-c", _LARGE_BLOCKS_PROBE, mode],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=_glibc_environment(),
         )
         return int(run.stdout)
 
-    assert kept("default") >= 60, "glibc's default no longer keeps freed large blocks: the probe shows nothing"
-    assert kept("mapped") <= 8
+    assert kept("default") >= 30, "glibc's default no longer keeps freed large blocks: the probe shows nothing"
+    assert kept("mapped") <= 6
