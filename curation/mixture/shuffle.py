@@ -9,8 +9,8 @@ one bucket at a time, orders it by position and hands it on in chunks of a fixed
 counted from the first position, so the output does not depend on where the buckets fall.
 
 Why not DuckDB's `ORDER BY` over the texts: its sort held two to three times the texts in memory
-(~55 MB more at 4x the benchmark's mixture than at 1x) and, under a `memory_limit` of 64 MB, failed
-with out-of-memory errors rather than spilling.
+(+62-65 MB over the phase at 4x the benchmark's mixture, +29 MB at 1x) and, under a `memory_limit`
+of 64 MB, failed with out-of-memory errors rather than spilling.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ def spill_by_bucket(batches: Iterable[pa.RecordBatch], path: Path) -> list[list[
 def read_in_order(path: Path, pieces: list[list[int]], chunk_rows: int) -> Iterator[pa.Table]:
     """The spilled rows in `position` order, in tables of `chunk_rows` rows (the last may be
     shorter). The file is read, not memory-mapped: a mapping's pages would count towards the
-    process's memory until the whole file had been read. At most two buckets' rows are held: one
-    as read, one in order."""
+    process's memory until the whole file had been read. One bucket's rows are held at a time,
+    twice while they are put in order (as read and in order), and the few rows that wait for the
+    next bucket to complete their chunk."""
     if not pieces:
         return
     with pa.OSFile(str(path)) as source:
@@ -85,6 +86,8 @@ def _chunks_of(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
             if count == rows:
                 yield pa.concat_tables(held).combine_chunks()
                 held, count = [], 0
+        if held:  # copied: a slice of this table would keep all of it while the next one is made
+            held = [pa.concat_tables(held).take(numeric_array(np.arange(count)))]
     if held:
         yield pa.concat_tables(held).combine_chunks()
 

@@ -53,23 +53,23 @@ for phase in (arrow_phase, threads_phase):
 """
 
 
-def _glibc_environment() -> dict[str, str]:
-    """This process's environment without another allocator or glibc's malloc settings: vLLM's CPU
-    platform, once imported by an earlier test, puts tcmalloc in `LD_PRELOAD` for every later child."""
-    return {
+def _run_probe(code: str, *args: str) -> str:
+    """`code`'s output in a fresh Python under glibc's own malloc: without `LD_PRELOAD` (vLLM's CPU
+    platform, once an earlier test started an engine, puts torch's libgomp there for every later
+    child, and tcmalloc where its wheel ships one), `GLIBC_TUNABLES` or `MALLOC_*` settings."""
+    environment = {
         key: value
         for key, value in os.environ.items()
         if key not in ("LD_PRELOAD", "GLIBC_TUNABLES") and not key.startswith("MALLOC_")
     }
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-c", code, *args]
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, check=True, env=environment).stdout
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists() or sys.platform != "linux", reason="reads /proc; glibc only")
 def test_freed_memory_goes_back_to_the_os():
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE], cwd=root, capture_output=True, text=True, check=True, env=_glibc_environment()
-    ).stdout
-    for line in out.splitlines():
+    for line in _run_probe(_PROBE).splitlines():
         phase, kept, after = line.split()
         # the allocators keep what the phase freed (why a job must ask) ...
         assert int(kept) >= 20, f"{phase}: only {kept} MB kept after the frees; the probe no longer shows retention"
@@ -114,18 +114,5 @@ print(rss_mb() - before - 40)  # MB kept beyond the 20 live blocks
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists() or sys.platform != "linux", reason="reads /proc; glibc only")
 def test_large_blocks_go_back_to_the_os_when_freed():
-    root = Path(__file__).resolve().parents[2]
-
-    def kept(mode: str) -> int:
-        run = subprocess.run(
-            [sys.executable, "-c", _LARGE_BLOCKS_PROBE, mode],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            env=_glibc_environment(),
-        )
-        return int(run.stdout)
-
-    assert kept("default") >= 30, "glibc's default no longer keeps freed large blocks: the probe shows nothing"
-    assert kept("mapped") <= 6
+    assert int(_run_probe(_LARGE_BLOCKS_PROBE, "default")) >= 30, "glibc's default no longer keeps freed large blocks"
+    assert int(_run_probe(_LARGE_BLOCKS_PROBE, "mapped")) <= 6
